@@ -1,0 +1,2 @@
+//! Consul client.
+#![forbid(unsafe_code)]

@@ -1,0 +1,2 @@
+//! A single-node, in-memory, Consul-compatible agent.
+#![forbid(unsafe_code)]

@@ -1,0 +1,2 @@
+//! The `consul-dev` binary.
+fn main() {}

@@ -1,0 +1,2 @@
+//! Register.
+#![forbid(unsafe_code)]

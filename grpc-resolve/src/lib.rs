@@ -1,0 +1,2 @@
+//! Resolve.
+#![forbid(unsafe_code)]

@@ -1,0 +1,2 @@
+//! Health.
+#![forbid(unsafe_code)]
