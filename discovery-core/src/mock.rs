@@ -25,8 +25,8 @@
 use async_trait::async_trait;
 use tokio::sync::watch;
 
-pub use crate::{MockRegistry, MockResolver};
 use crate::{Error, Query, Resolver, ServiceInstance, Update, UpdateStream};
+pub use crate::{MockRegistry, MockResolver};
 
 /// A resolver whose every watch yields what its [`ResolverHandle`] sends, whatever the query.
 #[derive(Debug, Clone)]

@@ -418,7 +418,10 @@ mod tests {
         ] {
             assert_eq!(s.as_str().parse::<HealthStatus>(), Ok(s));
         }
-        assert!("ok".parse::<HealthStatus>().is_err(), "`ok` is not a status");
+        assert!(
+            "ok".parse::<HealthStatus>().is_err(),
+            "`ok` is not a status"
+        );
     }
 
     #[test]
@@ -460,7 +463,10 @@ mod tests {
         assert!(!Query::new("web").with_tag("green").matches(&a));
         assert!(!Query::new("db").matches(&a));
         let warn = a.clone().with_status(HealthStatus::Warning);
-        assert!(!Query::new("web").matches(&warn), "passing_only drops warning");
+        assert!(
+            !Query::new("web").matches(&warn),
+            "passing_only drops warning"
+        );
         assert!(Query::new("web").passing_only(false).matches(&warn));
     }
 
