@@ -1,0 +1,322 @@
+//! The HTTP plumbing every endpoint family shares: one reqwest client, query options, the
+//! metadata headers, error mapping and bounded body reads.
+
+use std::time::Duration;
+
+use http::StatusCode;
+use reqwest::{Method, RequestBuilder, Response};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use url::Url;
+
+use crate::config::Token;
+use crate::{Config, Error};
+
+/// The largest answer body the client reads. A catalog of ten thousand instances is a few
+/// megabytes; anything far beyond is a misbehaving server, not data.
+pub const MAX_BODY: usize = 64 * 1024 * 1024;
+
+/// How stale a read may be.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Consistency {
+    /// The agent's default: answered by the leader.
+    #[default]
+    Default,
+    /// Any server may answer, possibly stale: cheaper, scales reads.
+    Stale,
+    /// The leader confirms its leadership first.
+    Consistent,
+}
+
+/// Options shared by read endpoints.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct QueryOptions {
+    /// Datacenter to ask; `None` is the agent's own.
+    pub datacenter: Option<String>,
+    /// Only instances carrying every tag (health and catalog service reads).
+    pub tags: Vec<String>,
+    /// Only instances whose checks all pass (health service reads).
+    pub passing: bool,
+    /// A filter expression in Consul's language.
+    pub filter: Option<String>,
+    /// Block until the result's index exceeds this one (a blocking query).
+    pub index: Option<u64>,
+    /// How long a blocking query may wait; Consul's default is 5 minutes.
+    pub wait: Option<Duration>,
+    /// Read consistency.
+    pub consistency: Consistency,
+    /// A token for this request instead of the client's.
+    pub token: Option<Token>,
+}
+
+impl QueryOptions {
+    /// Options for a blocking read after `index`, waiting up to `wait`.
+    pub fn blocking(index: u64, wait: Duration) -> Self {
+        QueryOptions {
+            index: Some(index),
+            wait: Some(wait),
+            ..Default::default()
+        }
+    }
+
+    /// Sets the datacenter.
+    #[must_use]
+    pub fn with_datacenter(mut self, dc: impl Into<String>) -> Self {
+        self.datacenter = Some(dc.into());
+        self
+    }
+
+    /// Adds a required tag.
+    #[must_use]
+    pub fn with_tag(mut self, tag: impl Into<String>) -> Self {
+        self.tags.push(tag.into());
+        self
+    }
+
+    /// Sets passing-only.
+    #[must_use]
+    pub fn with_passing(mut self, passing: bool) -> Self {
+        self.passing = passing;
+        self
+    }
+
+    /// Sets the filter expression.
+    #[must_use]
+    pub fn with_filter(mut self, filter: impl Into<String>) -> Self {
+        self.filter = Some(filter.into());
+        self
+    }
+
+    /// Sets the consistency mode.
+    #[must_use]
+    pub fn with_consistency(mut self, consistency: Consistency) -> Self {
+        self.consistency = consistency;
+        self
+    }
+
+    fn pairs(&self) -> Vec<(&'static str, String)> {
+        let mut q = Vec::new();
+        if let Some(dc) = &self.datacenter {
+            q.push(("dc", dc.clone()));
+        }
+        for tag in &self.tags {
+            q.push(("tag", tag.clone()));
+        }
+        if self.passing {
+            q.push(("passing", "true".to_owned()));
+        }
+        if let Some(filter) = &self.filter {
+            q.push(("filter", filter.clone()));
+        }
+        if let Some(index) = self.index {
+            // Index 0 means "answer at once"; after a first answer a client must never send
+            // it (a zero from the server is read as 1 by the caller).
+            q.push(("index", index.to_string()));
+        }
+        if let Some(wait) = self.wait {
+            // Consul's Go client sends milliseconds.
+            q.push(("wait", format!("{}ms", wait.as_millis())));
+        }
+        match self.consistency {
+            Consistency::Default => {}
+            Consistency::Stale => q.push(("stale", String::new())),
+            Consistency::Consistent => q.push(("consistent", String::new())),
+        }
+        q
+    }
+
+    /// Whether this read blocks at the server.
+    fn blocks(&self) -> bool {
+        self.index.is_some_and(|i| i > 0)
+    }
+}
+
+/// What Consul says about a read besides its body.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct QueryMeta {
+    /// `X-Consul-Index`: pass it back as [`QueryOptions::index`] to block for a change.
+    pub last_index: u64,
+    /// `X-Consul-KnownLeader`.
+    pub known_leader: bool,
+    /// `X-Consul-LastContact`: how stale the answering server may be.
+    pub last_contact: Duration,
+    /// `X-Consul-Effective-Consistency`, when sent.
+    pub effective_consistency: Option<String>,
+}
+
+impl QueryMeta {
+    fn from_headers(headers: &http::HeaderMap) -> Self {
+        let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        QueryMeta {
+            last_index: text("X-Consul-Index")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+            known_leader: text("X-Consul-KnownLeader") == Some("true"),
+            last_contact: Duration::from_millis(
+                text("X-Consul-LastContact")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0),
+            ),
+            effective_consistency: text("X-Consul-Effective-Consistency").map(str::to_owned),
+        }
+    }
+}
+
+/// A Consul HTTP API client. Cheap to clone: clones share the connection pool.
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    config: Config,
+}
+
+// === impl Client ===
+
+impl Client {
+    /// A client with `config`.
+    pub fn new(config: Config) -> Result<Self, Error> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(config.connect_timeout)
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| Error::config("http client", e.to_string()))?;
+        Ok(Client { http, config })
+    }
+
+    /// A client configured from the process environment ([`Config::from_env`]).
+    pub fn from_env() -> Result<Self, Error> {
+        Self::new(Config::from_env()?)
+    }
+
+    /// The settings in use.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The agent endpoints (`/v1/agent/...`).
+    pub fn agent(&self) -> crate::agent::Agent<'_> {
+        crate::agent::Agent::new(self)
+    }
+
+    /// The health endpoints (`/v1/health/...`).
+    pub fn health(&self) -> crate::health::Health<'_> {
+        crate::health::Health::new(self)
+    }
+
+    /// The status endpoints (`/v1/status/...`).
+    pub fn status(&self) -> crate::status::Status<'_> {
+        crate::status::Status::new(self)
+    }
+
+    fn url(&self, path: &str) -> Result<Url, Error> {
+        self.config
+            .address
+            .join(path)
+            .map_err(|e| Error::config("path", format!("{path:?}: {e}")))
+    }
+
+    fn request(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&Token>,
+    ) -> Result<RequestBuilder, Error> {
+        let mut req = self.http.request(method, self.url(path)?);
+        if let Some(token) = token.or(self.config.token.as_ref()) {
+            req = req.header("X-Consul-Token", token.expose());
+        }
+        Ok(req)
+    }
+
+    /// A read: `GET path` with `opts`, decoded, with its metadata.
+    pub(crate) async fn get<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        opts: &QueryOptions,
+    ) -> Result<(T, QueryMeta), Error> {
+        let timeout = if opts.blocks() {
+            // The server may hold the request for wait plus up to wait/16 of jitter; give it
+            // that and the ordinary deadline on top, so a slow answer is not cut short.
+            let wait = opts.wait.unwrap_or(Duration::from_secs(300));
+            wait + wait / 16 + self.config.request_timeout
+        } else {
+            self.config.request_timeout
+        };
+        let req = self
+            .request(Method::GET, path, opts.token.as_ref())?
+            .query(&opts.pairs())
+            .timeout(timeout);
+        let resp = send(req).await?;
+        let meta = QueryMeta::from_headers(resp.headers());
+        let body = read_body(resp).await?;
+        Ok((decode(&body)?, meta))
+    }
+
+    /// A write: `PUT path` with an optional JSON body and query pairs; the answer body is
+    /// returned as text (usually empty).
+    pub(crate) async fn put<B: Serialize + ?Sized>(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<&B>,
+    ) -> Result<String, Error> {
+        let mut req = self
+            .request(Method::PUT, path, None)?
+            .query(query)
+            .timeout(self.config.request_timeout);
+        if let Some(body) = body {
+            let json = serde_json::to_vec(body).map_err(|source| Error::Decode {
+                path: "request body".into(),
+                source,
+            })?;
+            req = req
+                .header(http::header::CONTENT_TYPE, "application/json")
+                .body(json);
+        }
+        let resp = send(req).await?;
+        let body = read_body(resp).await?;
+        Ok(String::from_utf8_lossy(&body).into_owned())
+    }
+}
+
+async fn send(req: RequestBuilder) -> Result<Response, Error> {
+    let resp = req.send().await.map_err(Error::from_reqwest)?;
+    let status = resp.status();
+    if status == StatusCode::OK {
+        return Ok(resp);
+    }
+    let body = read_body(resp).await.unwrap_or_default();
+    Err(Error::Status {
+        status,
+        message: String::from_utf8_lossy(&body).trim().to_owned(),
+    })
+}
+
+/// Reads the body, refusing more than [`MAX_BODY`] bytes without buffering them.
+async fn read_body(mut resp: Response) -> Result<Vec<u8>, Error> {
+    if resp
+        .content_length()
+        .is_some_and(|len| len > MAX_BODY as u64)
+    {
+        return Err(Error::TooLarge { limit: MAX_BODY });
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(Error::from_reqwest)? {
+        if body.len() + chunk.len() > MAX_BODY {
+            return Err(Error::TooLarge { limit: MAX_BODY });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// Decodes JSON, naming the path of the field that failed.
+pub(crate) fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, Error> {
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(de).map_err(|err| Error::Decode {
+        path: err.path().to_string(),
+        source: err.into_inner(),
+    })
+}

@@ -1,0 +1,97 @@
+//! `/v1/health/...`: instances with their checks, the source of discovery.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use crate::Error;
+use crate::agent::{AgentService, escape};
+use crate::client::{Client, QueryMeta, QueryOptions};
+use crate::types::{CheckStatus, HealthCheck, Meta, nullable};
+
+/// A node as the health and catalog endpoints report it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+#[non_exhaustive]
+pub struct Node {
+    /// The node's UUID.
+    #[serde(rename = "ID", default)]
+    pub id: String,
+    /// The node's name.
+    pub node: String,
+    /// The node's address: what to dial when a service has none of its own.
+    pub address: String,
+    /// The node's datacenter.
+    #[serde(default)]
+    pub datacenter: String,
+    /// Tagged addresses (`lan`, `wan`…).
+    #[serde(default, deserialize_with = "nullable")]
+    pub tagged_addresses: BTreeMap<String, String>,
+    /// Node metadata.
+    #[serde(default, deserialize_with = "nullable")]
+    pub meta: Meta,
+}
+
+/// One instance with its node and checks, from `GET /v1/health/service/:name`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+#[non_exhaustive]
+pub struct ServiceEntry {
+    /// The node the instance runs on.
+    pub node: Node,
+    /// The instance.
+    pub service: AgentService,
+    /// The node's checks and the instance's.
+    #[serde(default, deserialize_with = "nullable")]
+    pub checks: Vec<HealthCheck>,
+}
+
+// === impl ServiceEntry ===
+
+impl ServiceEntry {
+    /// The address to dial: the service's own, else its node's (Consul's rule).
+    pub fn dial_address(&self) -> &str {
+        if self.service.address.is_empty() {
+            &self.node.address
+        } else {
+            &self.service.address
+        }
+    }
+
+    /// The worst status among all checks (node checks included); passing with no checks.
+    pub fn aggregated_status(&self) -> CheckStatus {
+        self.checks
+            .iter()
+            .map(|c| c.status)
+            .max()
+            .unwrap_or(CheckStatus::Passing)
+    }
+}
+
+/// The health endpoints, from [`Client::health`].
+#[derive(Debug, Clone, Copy)]
+pub struct Health<'a> {
+    client: &'a Client,
+}
+
+// === impl Health ===
+
+impl<'a> Health<'a> {
+    pub(crate) fn new(client: &'a Client) -> Self {
+        Health { client }
+    }
+
+    /// `GET /v1/health/service/:service`: the instances of a service with their checks.
+    /// Pass `opts.index` from the last answer's [`QueryMeta::last_index`] to block until
+    /// something changes.
+    pub async fn service(
+        &self,
+        service: &str,
+        opts: &QueryOptions,
+    ) -> Result<(Vec<ServiceEntry>, QueryMeta), Error> {
+        let path = format!("/v1/health/service/{}", escape(service));
+        let (entries, meta): (Option<Vec<ServiceEntry>>, QueryMeta) =
+            self.client.get(&path, opts).await?;
+        Ok((entries.unwrap_or_default(), meta))
+    }
+}
