@@ -84,13 +84,13 @@ impl Config {
             },
             None => Config::default(),
         };
-        if let Some(ssl) = get("CONSUL_HTTP_SSL") {
-            if parse_bool(&ssl, "CONSUL_HTTP_SSL")? {
-                config
-                    .address
-                    .set_scheme("https")
-                    .map_err(|()| Error::config("CONSUL_HTTP_SSL", "cannot switch to https"))?;
-            }
+        if let Some(ssl) = get("CONSUL_HTTP_SSL")
+            && parse_bool(&ssl, "CONSUL_HTTP_SSL")?
+        {
+            config
+                .address
+                .set_scheme("https")
+                .map_err(|()| Error::config("CONSUL_HTTP_SSL", "cannot switch to https"))?;
         }
         // The file wins over the variable, as in Consul's CLI.
         if let Some(path) = get("CONSUL_HTTP_TOKEN_FILE") {
