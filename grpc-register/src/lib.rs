@@ -1,2 +1,43 @@
-//! Register.
+//! Binds a tonic server's lifecycle to a service registry.
+//!
+//! A server is published only once it can serve, and unpublished before it stops:
+//!
+//! - **start**: bind the listener (TCP_NODELAY on; port 0 picks a free port, and the real one
+//!   is registered) → serve → mark `grpc.health.v1` SERVING → register, with a gRPC check
+//!   against that health service by default;
+//! - **while running**: a maintenance task keeps the registration alive: it retries a
+//!   registration that failed (a registry that is down never stops the server), re-registers
+//!   periodically so an agent that lost its state learns the instance again, and reports
+//!   TTL checks;
+//! - **stop** (SIGINT, SIGTERM or a future of yours): NOT_SERVING → deregister → wait a
+//!   drain period so resolvers see the removal → graceful tonic shutdown, with a deadline
+//!   for in-flight calls.
+//!
+//! # Examples
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use discovery_core::MemoryRegistry;
+//! use grpc_register::Registered;
+//! use tonic::transport::Server;
+//!
+//! # async fn run() -> Result<(), grpc_register::Error> {
+//! let registry = Arc::new(MemoryRegistry::new());
+//! let router = Server::builder().add_routes(Default::default()); // add your services here
+//! Registered::builder(registry, "adder")
+//!     .serve(router, "127.0.0.1:0".parse().unwrap())
+//!     .await
+//! # }
+//! ```
+
 #![forbid(unsafe_code)]
+
+mod advertise;
+mod error;
+mod server;
+mod signal;
+
+pub use advertise::local_ip_toward;
+pub use error::Error;
+pub use server::{Builder, CheckKind, Registered, Running};
+pub use signal::shutdown_signal;

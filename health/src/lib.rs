@@ -33,10 +33,11 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use discovery_core::HealthStatus;
-use tonic_health::server::{HealthReporter, HealthService};
+use tonic_health::server::HealthReporter;
 
 pub use tonic_health::ServingStatus;
 pub use tonic_health::pb::health_server::HealthServer;
+pub use tonic_health::server::HealthService;
 
 /// The name of the overall server in `grpc.health.v1`: the empty string.
 pub const SERVER: &str = "";
