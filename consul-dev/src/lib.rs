@@ -1,2 +1,296 @@
-//! A single-node, in-memory, Consul-compatible agent.
+//! A single-node, in-memory, Consul-compatible agent for development and tests.
+//!
+//! No real Consul can be assumed on a developer's machine or in CI, so every example and
+//! integration test of consul-grpc runs against this agent. It answers like Consul CE does
+//! where it answers at all: the same status codes, error texts, JSON shapes, headers, index
+//! and blocking semantics; and it runs TTL, HTTP, TCP and gRPC checks itself. What it does
+//! not support is listed in the crate's README, with every known deviation.
+//!
+//! It shares no wire types with the client crate on purpose, so a wire mistake on one side
+//! cannot hide behind the same mistake on the other.
+//!
+//! # Examples
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), consul_dev::Error> {
+//! let agent = consul_dev::DevAgent::start("127.0.0.1:0".parse().expect("valid address")).await?;
+//! // Point a client (or CONSUL_HTTP_ADDR) at `agent.http_addr()`.
+//! assert!(agent.http_addr().starts_with("127.0.0.1:"));
+//! agent.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
 #![forbid(unsafe_code)]
+
+mod acl;
+mod agent;
+mod catalog;
+mod checks;
+mod filter;
+mod health;
+mod state;
+mod status;
+mod ui;
+mod web;
+mod wire;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::response::Response;
+use http::HeaderValue;
+use tokio::sync::watch;
+use tokio::task::{AbortHandle, JoinHandle};
+
+use crate::state::Shared;
+
+/// The Consul version this agent claims to be.
+pub(crate) const CONSUL_VERSION: &str = "1.21.0";
+
+// === Error ===
+
+/// Errors starting or running the agent.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The HTTP listener could not be bound.
+    #[error("failed to bind {addr}")]
+    Bind {
+        /// The requested address.
+        addr: SocketAddr,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The bound listener's address could not be read.
+    #[error("failed to read the listener's address")]
+    LocalAddr(#[source] std::io::Error),
+    /// The HTTP client used by HTTP checks could not be built.
+    #[error("failed to build the HTTP check client")]
+    Client(#[source] Box<reqwest::Error>),
+}
+
+// === Config ===
+
+/// How the agent presents itself and the timings of its reaper.
+///
+/// Built with [`Config::default`] and the `#[must_use]` setters.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Config {
+    /// The local node's name (default: the host name).
+    pub node_name: String,
+    /// The local node's ID (default: a random UUID).
+    pub node_id: String,
+    /// The datacenter (default `dc1`).
+    pub datacenter: String,
+    /// With a token, ACLs are on with default policy deny, and this is the only (management)
+    /// token. Without one, ACLs are off.
+    pub acl_token: Option<String>,
+    /// How often services critical past their `DeregisterCriticalServiceAfter` are reaped
+    /// (Consul: 30s). Shorter values are a test-only deviation.
+    pub reaper_interval: Duration,
+    /// The floor applied to `DeregisterCriticalServiceAfter` (Consul: 1m). Shorter values are
+    /// a test-only deviation.
+    pub min_deregister_after: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            node_name: host_name(),
+            node_id: random_uuid(),
+            datacenter: "dc1".to_owned(),
+            acl_token: None,
+            reaper_interval: Duration::from_secs(30),
+            min_deregister_after: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Config {
+    /// Sets the node name.
+    #[must_use]
+    pub fn node_name(mut self, name: impl Into<String>) -> Self {
+        self.node_name = name.into();
+        self
+    }
+
+    /// Sets the node ID.
+    #[must_use]
+    pub fn node_id(mut self, id: impl Into<String>) -> Self {
+        self.node_id = id.into();
+        self
+    }
+
+    /// Sets the datacenter.
+    #[must_use]
+    pub fn datacenter(mut self, dc: impl Into<String>) -> Self {
+        self.datacenter = dc.into();
+        self
+    }
+
+    /// Turns ACLs on (default deny) with `token` as the management token.
+    #[must_use]
+    pub fn acl_token(mut self, token: impl Into<String>) -> Self {
+        self.acl_token = Some(token.into());
+        self
+    }
+
+    /// Sets the reaper period.
+    #[must_use]
+    pub fn reaper_interval(mut self, every: Duration) -> Self {
+        self.reaper_interval = every;
+        self
+    }
+
+    /// Sets the `DeregisterCriticalServiceAfter` floor.
+    #[must_use]
+    pub fn min_deregister_after(mut self, floor: Duration) -> Self {
+        self.min_deregister_after = floor;
+        self
+    }
+}
+
+/// The machine's host name, or `consul-dev` if it cannot be read.
+fn host_name() -> String {
+    ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .find_map(|p| std::fs::read_to_string(p).ok())
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "consul-dev".to_owned())
+}
+
+/// A random version-4 UUID string.
+fn random_uuid() -> String {
+    let mut b = [0u8; 16];
+    fastrand::fill(&mut b);
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = hex::encode(b);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+// === DevAgent ===
+
+/// A running dev agent. Stops serving (and stops its check runners) when dropped.
+#[derive(Debug)]
+pub struct DevAgent {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    shutdown_tx: watch::Sender<bool>,
+    server: Option<JoinHandle<()>>,
+    reaper: AbortHandle,
+}
+
+impl DevAgent {
+    /// Starts an agent with the default [`Config`] on `addr` (port 0 picks a free port).
+    pub async fn start(addr: SocketAddr) -> Result<DevAgent, Error> {
+        DevAgent::start_with(Config::default(), addr).await
+    }
+
+    /// Starts an agent with `config` on `addr` (port 0 picks a free port).
+    pub async fn start_with(config: Config, addr: SocketAddr) -> Result<DevAgent, Error> {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| Error::Bind { addr, source })?;
+        let local = listener.local_addr().map_err(Error::LocalAddr)?;
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let shared = Arc::new(Shared::new(config, shutdown_rx.clone())?);
+        let app = router(Arc::clone(&shared));
+        let mut stop = shutdown_rx;
+        let server = tokio::spawn(async move {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+                // An error means the agent handle is gone: stop too.
+                let _ = stop.wait_for(|s| *s).await;
+            });
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "HTTP server failed");
+            }
+        });
+        let reaper = tokio::spawn(checks::reaper(Arc::clone(&shared))).abort_handle();
+        tracing::info!(addr = %local, node = %shared.config.node_name, "consul-dev agent started");
+        Ok(DevAgent {
+            addr: local,
+            shared,
+            shutdown_tx,
+            server: Some(server),
+            reaper,
+        })
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `"127.0.0.1:PORT"`, usable as `CONSUL_HTTP_ADDR`.
+    pub fn http_addr(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// Stops the server and all check runners, waiting (up to a few seconds) for open
+    /// connections to finish so the port can be reused at once.
+    pub async fn shutdown(mut self) {
+        self.signal_stop();
+        if let Some(server) = self.server.take() {
+            let abort = server.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(5), server)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
+        }
+        tracing::info!(addr = %self.addr, "consul-dev agent stopped");
+    }
+
+    fn signal_stop(&self) {
+        self.shutdown_tx.send_replace(true);
+        self.reaper.abort();
+        self.shared.stop_all_runners();
+    }
+}
+
+impl Drop for DevAgent {
+    fn drop(&mut self) {
+        self.signal_stop();
+    }
+}
+
+/// The whole HTTP API.
+fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .merge(agent::router())
+        .merge(health::router())
+        .merge(catalog::router())
+        .merge(status::router())
+        .merge(ui::router())
+        .fallback(web::not_found)
+        .layer(axum::middleware::map_response_with_state(
+            Arc::clone(&shared),
+            acl_policy_header,
+        ))
+        .with_state(shared)
+}
+
+/// Adds `X-Consul-Default-ACL-Policy` to every response, as Consul does.
+async fn acl_policy_header(State(state): State<web::AppState>, mut resp: Response) -> Response {
+    resp.headers_mut().insert(
+        "x-consul-default-acl-policy",
+        HeaderValue::from_static(acl::default_policy(&state.config)),
+    );
+    resp
+}

@@ -234,10 +234,10 @@ impl Builder {
         }));
 
         self.health.set_serving(health::SERVER).await;
-        if let CheckKind::Grpc { service } = &self.check {
-            if !service.is_empty() {
-                self.health.set_serving(service).await;
-            }
+        if let CheckKind::Grpc { service } = &self.check
+            && !service.is_empty()
+        {
+            self.health.set_serving(service).await;
         }
 
         let registered = match self.registry.0.register(&registration).await {

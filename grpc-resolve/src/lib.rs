@@ -1,2 +1,52 @@
-//! Resolve.
+//! A load-balancing tonic channel fed by a [`discovery_core::Resolver`].
+//!
+//! ```no_run
+//! use discovery_core::MemoryRegistry;
+//! use grpc_resolve::DiscoveredChannel;
+//! use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), tonic::Status> {
+//! let registry = MemoryRegistry::new(); // or a Consul resolver
+//! let channel = DiscoveredChannel::builder(registry, "adder")
+//!     .tag("v1")
+//!     .connect_timeout(std::time::Duration::from_secs(2))
+//!     .build();
+//! // Any tonic-generated client takes the channel.
+//! let mut client = HealthClient::new(channel.clone());
+//! let answer = client.check(HealthCheckRequest { service: String::new() }).await?;
+//! # drop(answer);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Why not `Channel::balance_channel`
+//!
+//! tonic's balancer treats an endpoint as ready before it has connected and reports zero
+//! load for every connection, so a dead endpoint keeps getting calls while it is listed;
+//! it applies discovery only inside `poll_ready`, so an idle channel keeps stale
+//! endpoints; and with no endpoints a call waits forever. This crate keeps the parts
+//! apart, as linkerd does:
+//!
+//! - [`discover`]: a task follows the resolver's watch and applies each snapshot's diff
+//!   as it arrives, traffic or not; resolver errors keep the last good set.
+//! - the pool: each endpoint connects eagerly in its own task, is *ready* only while its
+//!   connection is up, and is ejected for a while after consecutive failures.
+//! - the balancer: weighted power of two choices over ready endpoints, by in-flight calls
+//!   per unit of weight.
+//! - [`DiscoveredChannel`]: the tower service tonic calls; a call waits a bounded time
+//!   for a ready endpoint, then fails `Unavailable` naming the service.
+
 #![forbid(unsafe_code)]
+
+mod balance;
+mod channel;
+pub mod discover;
+mod error;
+mod pool;
+mod target;
+
+pub use channel::{Builder, DiscoveredChannel, ResponseFuture};
+pub use error::{BoxError, Error};
+pub use pool::{EndpointInfo, Stats};
+pub use target::Target;
