@@ -96,8 +96,10 @@ impl Default for Weights {
 #[serde(rename_all = "PascalCase")]
 pub struct ServiceAddress {
     /// The address.
+    #[serde(alias = "address")]
     pub address: String,
     /// The port.
+    #[serde(alias = "port")]
     pub port: u16,
 }
 

@@ -1,1 +1,72 @@
-fn main() {}
+//! Project automation, run as `cargo xtask <command>`:
+//!
+//! - `ci`: exactly what `.ci/run` runs: format check, clippy with warnings denied, the tests.
+//! - `dev-agent [args]`: starts consul-dev (default `--http-addr 127.0.0.1:8500`), a local
+//!   stand-in for a Consul agent.
+//! - `bench`: the benchmarks, which print their figures.
+
+use std::process::{Command, ExitCode};
+
+use anyhow::{Context as _, bail};
+
+/// The test command README.md gives; CI runs this and nothing else for tests.
+const TEST: &[&str] = &["test", "--workspace"];
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let command = args.next().unwrap_or_default();
+    let rest: Vec<String> = args.collect();
+    match command.as_str() {
+        "ci" => {
+            cargo(&["fmt", "--all", "--", "--check"])?;
+            cargo(&[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ])?;
+            cargo(TEST)
+        }
+        "test" => cargo(TEST),
+        "dev-agent" => {
+            let mut argv = vec!["run", "--release", "--package", "consul-dev", "--"];
+            argv.extend(rest.iter().map(String::as_str));
+            cargo(&argv)
+        }
+        "bench" => {
+            let mut argv = vec!["bench", "--workspace"];
+            argv.extend(rest.iter().map(String::as_str));
+            cargo(&argv)
+        }
+        "" | "help" | "--help" | "-h" => {
+            println!("usage: cargo xtask <ci | test | dev-agent [consul-dev args] | bench [args]>");
+            Ok(())
+        }
+        other => bail!("unknown command {other:?}; try `cargo xtask help`"),
+    }
+}
+
+fn cargo(args: &[&str]) -> anyhow::Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    eprintln!("xtask: cargo {}", args.join(" "));
+    let status = Command::new(&cargo)
+        .args(args)
+        .status()
+        .with_context(|| format!("cannot run {cargo}"))?;
+    if !status.success() {
+        bail!("cargo {} failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
