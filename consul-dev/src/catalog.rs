@@ -1,0 +1,596 @@
+//! `/v1/catalog/*`: nodes and services of the cluster, including external nodes
+//! registered through the catalog (their checks are stored, never run).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::response::Response;
+use http::HeaderMap;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::filter::Filter;
+use crate::health::{has_tags, node_matches, node_meta};
+use crate::state::{Check, Key, Node, Service, Status, Store};
+use crate::web::{self, AppState, Ctx, HttpError, Result, WatchKey, get, json, json_read, put};
+use crate::wire::{
+    CheckDef, DecodeError, Fields, NodeOut, NodeServiceOut, TaggedAddr, Weights, empty_proxy,
+    parse_body,
+};
+
+/// The catalog endpoints.
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/catalog/register", put(register))
+        .route("/v1/catalog/deregister", put(deregister))
+        .route("/v1/catalog/datacenters", get(datacenters))
+        .route("/v1/catalog/nodes", get(nodes))
+        .route("/v1/catalog/node/{*node}", get(node))
+        .route("/v1/catalog/services", get(services))
+        .route("/v1/catalog/service/{*name}", get(service))
+        .route("/v1/catalog/connect/{*name}", get(connect))
+}
+
+/// One flat `/v1/catalog/service` entry (Consul's `ServiceNode`).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ServiceNodeOut {
+    #[serde(rename = "ID")]
+    id: String,
+    node: String,
+    address: String,
+    datacenter: String,
+    tagged_addresses: BTreeMap<String, String>,
+    node_meta: BTreeMap<String, String>,
+    service_kind: String,
+    #[serde(rename = "ServiceID")]
+    service_id: String,
+    service_name: String,
+    service_tags: Vec<String>,
+    service_address: String,
+    service_tagged_addresses: BTreeMap<String, TaggedAddr>,
+    service_weights: Weights,
+    service_meta: BTreeMap<String, String>,
+    service_port: i64,
+    service_socket_path: String,
+    service_enable_tag_override: bool,
+    service_proxy: Value,
+    service_connect: Value,
+    service_peer_name: String,
+    create_index: u64,
+    modify_index: u64,
+}
+
+fn service_node(n: &Node, s: &Service) -> ServiceNodeOut {
+    ServiceNodeOut {
+        id: n.id.clone(),
+        node: n.name.clone(),
+        address: n.address.clone(),
+        datacenter: n.datacenter.clone(),
+        tagged_addresses: n.tagged_addresses.clone(),
+        node_meta: n.meta.clone(),
+        service_kind: s.kind.clone(),
+        service_id: s.id.clone(),
+        service_name: s.name.clone(),
+        service_tags: s.tags.clone(),
+        service_address: s.address.clone(),
+        service_tagged_addresses: s.tagged_addresses.clone(),
+        service_weights: s.weights,
+        service_meta: s.meta.clone(),
+        service_port: s.port,
+        service_socket_path: s.socket_path.clone(),
+        service_enable_tag_override: s.enable_tag_override,
+        service_proxy: empty_proxy(),
+        service_connect: Value::Object(serde_json::Map::new()),
+        service_peer_name: String::new(),
+        create_index: s.create_index,
+        modify_index: s.modify_index,
+    }
+}
+
+fn matches(filter: Option<&Filter>, v: &impl Serialize) -> bool {
+    filter.is_none_or(|f| f.matches(&serde_json::to_value(v).unwrap_or(Value::Null)))
+}
+
+async fn datacenters(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response> {
+    let ctx = Ctx::new(&state, raw.as_deref(), &headers)?;
+    Ok(json(&ctx.query, &[state.config.datacenter.as_str()]))
+}
+
+async fn nodes(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response> {
+    let ctx = Ctx::new(&state, raw.as_deref(), &headers)?;
+    let c = web::consistency(&ctx.query)?;
+    let b = web::blocking(&ctx.query)?;
+    let filter = Filter::from_query(&ctx.query)?;
+    let authz = ctx.authz()?;
+    let meta = node_meta(&ctx.query);
+    let (index, out) = web::block(&state, b, WatchKey::Global, |store| {
+        let list: Vec<NodeOut> = if authz.can_read() {
+            store
+                .nodes
+                .values()
+                .filter(|n| node_matches(store, &n.name, &meta))
+                .map(NodeOut::from_node)
+                .filter(|n| matches(filter.as_ref(), n))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        (store.index, list)
+    })
+    .await;
+    Ok(json_read(&ctx.query, c, index, &out))
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct NodeServicesOut {
+    node: NodeOut,
+    services: BTreeMap<String, NodeServiceOut>,
+}
+
+async fn node(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response> {
+    let ctx = Ctx::new(&state, raw.as_deref(), &headers)?;
+    let c = web::consistency(&ctx.query)?;
+    let b = web::blocking(&ctx.query)?;
+    let authz = ctx.authz()?;
+    let (index, out) = web::block(&state, b, WatchKey::Global, |store| {
+        let out = store
+            .nodes
+            .get(&name)
+            .filter(|_| authz.can_read())
+            .map(|n| NodeServicesOut {
+                node: NodeOut::from_node(n),
+                services: store
+                    .services
+                    .values()
+                    .filter(|s| s.node == n.name)
+                    .map(|s| (s.id.clone(), NodeServiceOut::from_service(s)))
+                    .collect(),
+            });
+        (store.index, out)
+    })
+    .await;
+    Ok(json_read(&ctx.query, c, index, &out))
+}
+
+async fn services(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response> {
+    let ctx = Ctx::new(&state, raw.as_deref(), &headers)?;
+    let c = web::consistency(&ctx.query)?;
+    let b = web::blocking(&ctx.query)?;
+    let filter = Filter::from_query(&ctx.query)?;
+    let authz = ctx.authz()?;
+    let meta = node_meta(&ctx.query);
+    let (index, out) = web::block(&state, b, WatchKey::Global, |store| {
+        let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        if authz.can_read() {
+            for s in store.services.values() {
+                if !node_matches(store, &s.node, &meta) {
+                    continue;
+                }
+                if filter.is_some() {
+                    let Some(n) = store.nodes.get(&s.node) else {
+                        continue;
+                    };
+                    if !matches(filter.as_ref(), &service_node(n, s)) {
+                        continue;
+                    }
+                }
+                out.entry(s.name.clone())
+                    .or_default()
+                    .extend(s.tags.iter().cloned());
+            }
+        }
+        (store.index, out)
+    })
+    .await;
+    Ok(json_read(&ctx.query, c, index, &out))
+}
+
+async fn service(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response> {
+    let ctx = Ctx::new(&state, raw.as_deref(), &headers)?;
+    let c = web::consistency(&ctx.query)?;
+    let b = web::blocking(&ctx.query)?;
+    let filter = Filter::from_query(&ctx.query)?;
+    let authz = ctx.authz()?;
+    let tags: Vec<String> = ctx.query.all("tag").map(str::to_owned).collect();
+    let meta = node_meta(&ctx.query);
+    let (index, out) = web::block(&state, b, WatchKey::Service(name.clone()), |store| {
+        let list: Vec<ServiceNodeOut> = if authz.can_read() {
+            store
+                .instances(&name)
+                .filter(|s| has_tags(s, &tags) && node_matches(store, &s.node, &meta))
+                .filter_map(|s| store.nodes.get(&s.node).map(|n| service_node(n, s)))
+                .filter(|e| matches(filter.as_ref(), e))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        (store.service_index(&name), list)
+    })
+    .await;
+    Ok(json_read(&ctx.query, c, index, &out))
+}
+
+async fn connect(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response> {
+    let ctx = Ctx::new(&state, raw.as_deref(), &headers)?;
+    let c = web::consistency(&ctx.query)?;
+    let b = web::blocking(&ctx.query)?;
+    ctx.authz()?;
+    // No service mesh in the dev agent: never any connect-capable instances.
+    let (index, out) = web::block(&state, b, WatchKey::Service(name.clone()), |store| {
+        (store.service_index(&name), Vec::<ServiceNodeOut>::new())
+    })
+    .await;
+    Ok(json_read(&ctx.query, c, index, &out))
+}
+
+// === Writes ===
+
+/// A decoded catalog registration.
+#[derive(Debug)]
+struct CatalogRegistration {
+    node: String,
+    id: String,
+    address: String,
+    tagged_addresses: BTreeMap<String, String>,
+    node_meta: BTreeMap<String, String>,
+    service: Option<Service>,
+    checks: Vec<(CheckDef, String, String)>,
+}
+
+const REGISTER_FIELDS: &[crate::wire::FieldSpec] = &[
+    ("ID", &[]),
+    ("Node", &[]),
+    ("Address", &[]),
+    ("Datacenter", &[]),
+    ("TaggedAddresses", &["tagged_addresses"]),
+    ("NodeMeta", &["node_meta"]),
+    ("Service", &[]),
+    ("Check", &[]),
+    ("Checks", &[]),
+    ("SkipNodeUpdate", &["skip_node_update"]),
+    ("Token", &[]),
+    ("Locality", &[]),
+];
+
+const NODE_SERVICE_FIELDS: &[crate::wire::FieldSpec] = &[
+    ("Kind", &[]),
+    ("ID", &[]),
+    ("Service", &[]),
+    ("Tags", &[]),
+    ("Address", &[]),
+    ("TaggedAddresses", &["tagged_addresses"]),
+    ("Meta", &[]),
+    ("Port", &[]),
+    ("SocketPath", &["socket_path"]),
+    ("Weights", &[]),
+    ("EnableTagOverride", &["enable_tag_override"]),
+    ("Proxy", &[]),
+    ("Connect", &[]),
+    ("Locality", &[]),
+    ("PeerName", &[]),
+    ("CreateIndex", &[]),
+    ("ModifyIndex", &[]),
+];
+
+const HEALTH_CHECK_FIELDS: &[crate::wire::FieldSpec] = &[
+    ("Node", &[]),
+    ("CheckID", &["ID"]),
+    ("Name", &[]),
+    ("Status", &[]),
+    ("Notes", &[]),
+    ("Output", &[]),
+    ("ServiceID", &[]),
+    ("ServiceName", &[]),
+    ("ServiceTags", &[]),
+    ("Type", &[]),
+    ("Interval", &[]),
+    ("Timeout", &[]),
+    ("ExposedPort", &[]),
+    ("Definition", &[]),
+    ("CreateIndex", &[]),
+    ("ModifyIndex", &[]),
+];
+
+fn decode_registration(v: &Value) -> std::result::Result<CatalogRegistration, DecodeError> {
+    let f = Fields::new(v, "RegisterRequest", REGISTER_FIELDS)?;
+    let node = f.string("Node")?;
+    let service = match f.object("Service", "structs.NodeService")? {
+        None => None,
+        Some(sv) => {
+            let s = Fields::new(sv, "NodeService", NODE_SERVICE_FIELDS)?;
+            let weights = match s.object("Weights", "structs.Weights")? {
+                Some(w) => {
+                    let w = Fields::new(w, "Weights", &[("Passing", &[]), ("Warning", &[])])?;
+                    Weights {
+                        passing: w.int("Passing")?,
+                        warning: w.int("Warning")?,
+                    }
+                }
+                None => Weights::default(),
+            };
+            let mut tagged = BTreeMap::new();
+            if let Some(Value::Object(map)) = s.object("TaggedAddresses", "map")? {
+                for (k, a) in map {
+                    let a = Fields::new(a, "ServiceAddress", &[("Address", &[]), ("Port", &[])])?;
+                    tagged.insert(
+                        k.clone(),
+                        TaggedAddr {
+                            address: a.string("Address")?,
+                            port: a.int("Port")?,
+                        },
+                    );
+                }
+            }
+            let name = s.string("Service")?;
+            let id = s.string("ID")?;
+            Some(Service {
+                node: node.clone(),
+                kind: s.string("Kind")?,
+                id: if id.is_empty() { name.clone() } else { id },
+                name,
+                tags: s.strings("Tags")?,
+                address: s.string("Address")?,
+                tagged_addresses: tagged,
+                meta: s.string_map("Meta")?,
+                port: s.int("Port")?,
+                socket_path: s.string("SocketPath")?,
+                weights,
+                enable_tag_override: s.boolean("EnableTagOverride")?,
+                locality: s.object("Locality", "structs.Locality")?.cloned(),
+                create_index: 0,
+                modify_index: 0,
+            })
+        }
+    };
+    let mut checks = Vec::new();
+    let single = f.object("Check", "structs.HealthCheck")?;
+    for cv in single
+        .into_iter()
+        .chain(f.array("Checks", "structs.HealthChecks")?)
+    {
+        if cv.is_null() {
+            continue;
+        }
+        let c = Fields::new(cv, "HealthCheck", HEALTH_CHECK_FIELDS)?;
+        let def = CheckDef {
+            check_id: c.string("CheckID")?,
+            name: c.string("Name")?,
+            status: c.string("Status")?,
+            notes: c.string("Notes")?,
+            service_id: c.string("ServiceID")?,
+            ..CheckDef::default()
+        };
+        checks.push((def, c.string("Output")?, c.string("Type")?));
+    }
+    Ok(CatalogRegistration {
+        node,
+        id: f.string("ID")?,
+        address: f.string("Address")?,
+        tagged_addresses: f.string_map("TaggedAddresses")?,
+        node_meta: f.string_map("NodeMeta")?,
+        service,
+        checks,
+    })
+}
+
+async fn register(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response> {
+    let ctx = Ctx::new(&state, raw.as_deref(), &headers)?;
+    let value = parse_body(&body).map_err(HttpError::decode)?;
+    let reg = decode_registration(&value).map_err(HttpError::decode)?;
+    if reg.node.is_empty() {
+        return Err(HttpError::bad_request("Must provide node"));
+    }
+    if reg.address.is_empty() {
+        return Err(HttpError::bad_request("Must provide address"));
+    }
+    if let Some(s) = &reg.service {
+        if s.name.is_empty() {
+            return Err(HttpError::bad_request("Must provide service name"));
+        }
+    }
+    for (def, _, _) in &reg.checks {
+        if !def.status.is_empty() && Status::parse(&def.status).is_none() {
+            return Err(HttpError::bad_request(
+                "Status for checks must 'passing', 'warning', 'critical'",
+            ));
+        }
+    }
+    let authz = ctx.authz()?;
+    authz.require("node:write", &reg.node)?;
+    if let Some(s) = &reg.service {
+        authz.require("service:write", &s.name)?;
+    }
+    let mut store = state.lock();
+    apply_registration(&state, &mut store, reg)?;
+    Ok(json(&ctx.query, &true))
+}
+
+fn apply_registration(state: &AppState, store: &mut Store, reg: CatalogRegistration) -> Result<()> {
+    let idx = store.bump();
+    let mut touched: BTreeSet<String> = BTreeSet::new();
+    let node_name = reg.node.clone();
+    let is_new = !store.nodes.contains_key(&node_name);
+    let entry = store
+        .nodes
+        .entry(node_name.clone())
+        .or_insert_with(|| Node {
+            id: reg.id.clone(),
+            name: node_name.clone(),
+            address: reg.address.clone(),
+            datacenter: state.config.datacenter.clone(),
+            tagged_addresses: BTreeMap::new(),
+            meta: BTreeMap::new(),
+            create_index: idx,
+            modify_index: idx,
+        });
+    if is_new || entry.address != reg.address {
+        entry.address = reg.address.clone();
+        entry.modify_index = idx;
+    }
+    if !reg.tagged_addresses.is_empty() {
+        entry.tagged_addresses = reg.tagged_addresses.clone();
+    }
+    if !reg.node_meta.is_empty() {
+        entry.meta = reg.node_meta.clone();
+    }
+    if let Some(mut s) = reg.service {
+        let key: Key = (node_name.clone(), s.id.clone());
+        s.create_index = store.services.get(&key).map_or(idx, |p| p.create_index);
+        s.modify_index = idx;
+        if let Some(p) = store.services.get(&key) {
+            touched.insert(p.name.clone());
+        }
+        touched.insert(s.name.clone());
+        store.services.insert(key, s);
+    }
+    for (def, output, kind) in reg.checks {
+        let service = if def.service_id.is_empty() {
+            None
+        } else {
+            match store
+                .services
+                .get(&(node_name.clone(), def.service_id.clone()))
+            {
+                Some(s) => Some(s.clone()),
+                None => {
+                    return Err(HttpError::internal(format!(
+                        "Unknown service ID '{}' for check ID '{}'",
+                        def.service_id, def.check_id
+                    )));
+                }
+            }
+        };
+        let cid = if def.check_id.is_empty() {
+            def.name.clone()
+        } else {
+            def.check_id.clone()
+        };
+        let key: Key = (node_name.clone(), cid.clone());
+        let status = Status::parse(&def.status).unwrap_or(Status::Critical);
+        let mut c = Check::new(&node_name, &cid, &def.name, status);
+        c.notes = def.notes.clone();
+        c.output = output;
+        c.kind = kind;
+        c.create_index = store.checks.get(&key).map_or(idx, |p| p.create_index);
+        c.modify_index = idx;
+        if let Some(s) = &service {
+            c.service_id = s.id.clone();
+            c.service_name = s.name.clone();
+            c.service_tags = s.tags.clone();
+            touched.insert(s.name.clone());
+        } else {
+            store.touch_node(&node_name, idx);
+        }
+        store.stop_runner(&key);
+        store.checks.insert(key, c);
+    }
+    if is_new {
+        store.touch_node(&node_name, idx);
+    }
+    for name in touched {
+        store.touch_service(&name, idx);
+    }
+    Ok(())
+}
+
+async fn deregister(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response> {
+    let ctx = Ctx::new(&state, raw.as_deref(), &headers)?;
+    let value = parse_body(&body).map_err(HttpError::decode)?;
+    let f = Fields::new(
+        &value,
+        "DeregisterRequest",
+        &[
+            ("Node", &[]),
+            ("Datacenter", &[]),
+            ("ServiceID", &[]),
+            ("CheckID", &[]),
+            ("Token", &[]),
+        ],
+    )
+    .map_err(HttpError::decode)?;
+    let node = f.string("Node").map_err(HttpError::decode)?;
+    let service_id = f.string("ServiceID").map_err(HttpError::decode)?;
+    let check_id = f.string("CheckID").map_err(HttpError::decode)?;
+    if node.is_empty() {
+        return Err(HttpError::bad_request("Must provide node"));
+    }
+    let authz = ctx.authz()?;
+    authz.require("node:write", &node)?;
+    let mut store = state.lock();
+    if !service_id.is_empty() {
+        store.remove_service(&node, &service_id);
+    } else if !check_id.is_empty() {
+        let key: Key = (node.clone(), check_id);
+        if let Some(c) = store.remove_check(&key) {
+            let idx = store.bump();
+            if c.service_name.is_empty() {
+                store.touch_node(&node, idx);
+            } else {
+                store.touch_service(&c.service_name, idx);
+            }
+        }
+    } else if store.nodes.contains_key(&node) {
+        let ids: Vec<String> = store
+            .services
+            .values()
+            .filter(|s| s.node == node)
+            .map(|s| s.id.clone())
+            .collect();
+        for id in ids {
+            store.remove_service(&node, &id);
+        }
+        let keys: Vec<Key> = store
+            .checks
+            .keys()
+            .filter(|k| k.0 == node)
+            .cloned()
+            .collect();
+        for k in keys {
+            store.remove_check(&k);
+        }
+        store.nodes.remove(&node);
+        store.bump();
+    }
+    Ok(json(&ctx.query, &true))
+}

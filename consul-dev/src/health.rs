@@ -1,0 +1,233 @@
+//! `/v1/health/*`: service entries with their checks, as the catalog sees them.
+
+use axum::Router;
+use axum::extract::{Path, RawQuery, State};
+use axum::response::Response;
+use http::HeaderMap;
+use serde_json::Value;
+
+use crate::filter::Filter;
+use crate::state::{Service, Status, Store};
+use crate::web::{self, AppState, Ctx, HttpError, Query, Result, WatchKey, get, json_read};
+use crate::wire::{CheckOut, NodeOut, NodeServiceOut, ServiceEntryOut};
+
+/// The health endpoints.
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/health/service/{*name}", get(service))
+        .route("/v1/health/connect/{*name}", get(connect))
+        .route("/v1/health/ingress/{*name}", get(connect))
+        .route("/v1/health/checks/{*name}", get(checks_of_service))
+        .route("/v1/health/state/{*state}", get(checks_in_state))
+        .route("/v1/health/node/{*node}", get(checks_of_node))
+}
+
+/// `node-meta=k:v` filters (all must match).
+pub(crate) fn node_meta(q: &Query) -> Vec<(String, String)> {
+    q.all("node-meta")
+        .map(|kv| match kv.split_once(':') {
+            Some((k, v)) => (k.to_owned(), v.to_owned()),
+            None => (kv.to_owned(), String::new()),
+        })
+        .collect()
+}
+
+/// Whether the node of `s` carries all `meta` pairs.
+pub(crate) fn node_matches(store: &Store, node: &str, meta: &[(String, String)]) -> bool {
+    if meta.is_empty() {
+        return true;
+    }
+    let Some(n) = store.nodes.get(node) else {
+        return false;
+    };
+    meta.iter()
+        .all(|(k, v)| n.meta.get(k).is_some_and(|have| have == v))
+}
+
+/// Whether `s` has every tag in `tags`, ignoring case.
+pub(crate) fn has_tags(s: &Service, tags: &[String]) -> bool {
+    tags.iter()
+        .all(|t| s.tags.iter().any(|have| have.eq_ignore_ascii_case(t)))
+}
+
+/// The entry for one instance: node, service, node checks then service checks.
+fn entry(store: &Store, s: &Service) -> Option<ServiceEntryOut> {
+    let node = store.nodes.get(&s.node)?;
+    let checks = store
+        .node_checks(&s.node)
+        .chain(store.service_checks(&s.node, &s.id))
+        .map(CheckOut::from_check)
+        .collect();
+    Some(ServiceEntryOut {
+        node: NodeOut::from_node(node),
+        service: NodeServiceOut::from_service(s),
+        checks,
+    })
+}
+
+fn parse_passing(q: &Query) -> Result<bool> {
+    match q.get("passing") {
+        None => Ok(false),
+        Some("") => Ok(true),
+        Some(v) => web::parse_go_bool(v)
+            .ok_or_else(|| HttpError::bad_request("Invalid value for ?passing")),
+    }
+}
+
+async fn service(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response> {
+    let ctx = Ctx::new(&state, raw.as_deref(), &headers)?;
+    let consistency = web::consistency(&ctx.query)?;
+    let b = web::blocking(&ctx.query)?;
+    let passing = parse_passing(&ctx.query)?;
+    let filter = Filter::from_query(&ctx.query)?;
+    let authz = ctx.authz()?;
+    let tags: Vec<String> = ctx.query.all("tag").map(str::to_owned).collect();
+    let meta = node_meta(&ctx.query);
+    let (index, entries) = web::block(&state, b, WatchKey::Service(name.clone()), |store| {
+        let index = store.service_index(&name);
+        if !authz.can_read() {
+            return (index, Vec::new());
+        }
+        let entries: Vec<ServiceEntryOut> = store
+            .instances(&name)
+            .filter(|s| has_tags(s, &tags) && node_matches(store, &s.node, &meta))
+            .filter_map(|s| entry(store, s))
+            .filter(|e| {
+                !passing
+                    || e.checks
+                        .iter()
+                        .all(|c| c.status == Status::Passing.as_str())
+            })
+            .filter(|e| {
+                filter
+                    .as_ref()
+                    .is_none_or(|f| f.matches(&serde_json::to_value(e).unwrap_or(Value::Null)))
+            })
+            .collect();
+        (index, entries)
+    })
+    .await;
+    Ok(json_read(&ctx.query, consistency, index, &entries))
+}
+
+async fn connect(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response> {
+    let ctx = Ctx::new(&state, raw.as_deref(), &headers)?;
+    let consistency = web::consistency(&ctx.query)?;
+    let b = web::blocking(&ctx.query)?;
+    ctx.authz()?;
+    // The dev agent has no service mesh: there are never connect-capable instances.
+    let (index, entries) = web::block(&state, b, WatchKey::Service(name.clone()), |store| {
+        (store.service_index(&name), Vec::<ServiceEntryOut>::new())
+    })
+    .await;
+    Ok(json_read(&ctx.query, consistency, index, &entries))
+}
+
+async fn checks_of_service(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response> {
+    let ctx = Ctx::new(&state, raw.as_deref(), &headers)?;
+    let consistency = web::consistency(&ctx.query)?;
+    let b = web::blocking(&ctx.query)?;
+    let filter = Filter::from_query(&ctx.query)?;
+    let authz = ctx.authz()?;
+    let meta = node_meta(&ctx.query);
+    let (index, checks) = web::block(&state, b, WatchKey::Service(name.clone()), |store| {
+        let index = store.service_index(&name);
+        if !authz.can_read() {
+            return (index, Vec::new());
+        }
+        let checks: Vec<CheckOut> = store
+            .checks
+            .values()
+            .filter(|c| c.service_name == name && node_matches(store, &c.node, &meta))
+            .map(CheckOut::from_check)
+            .filter(|c| filter_ok(filter.as_ref(), c))
+            .collect();
+        (index, checks)
+    })
+    .await;
+    Ok(json_read(&ctx.query, consistency, index, &checks))
+}
+
+fn filter_ok(filter: Option<&Filter>, c: &CheckOut) -> bool {
+    filter.is_none_or(|f| f.matches(&serde_json::to_value(c).unwrap_or(Value::Null)))
+}
+
+async fn checks_in_state(
+    State(state): State<AppState>,
+    Path(wanted): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response> {
+    let ctx = Ctx::new(&state, raw.as_deref(), &headers)?;
+    let consistency = web::consistency(&ctx.query)?;
+    let b = web::blocking(&ctx.query)?;
+    if wanted != "any" && Status::parse(&wanted).is_none() {
+        return Err(HttpError::bad_request(format!(
+            "Invalid check state: \"{wanted}\""
+        )));
+    }
+    let filter = Filter::from_query(&ctx.query)?;
+    let authz = ctx.authz()?;
+    let meta = node_meta(&ctx.query);
+    let (index, checks) = web::block(&state, b, WatchKey::Global, |store| {
+        let index = store.index;
+        if !authz.can_read() {
+            return (index, Vec::new());
+        }
+        let checks: Vec<CheckOut> = store
+            .checks
+            .values()
+            .filter(|c| wanted == "any" || c.status.as_str() == wanted)
+            .filter(|c| node_matches(store, &c.node, &meta))
+            .map(CheckOut::from_check)
+            .filter(|c| filter_ok(filter.as_ref(), c))
+            .collect();
+        (index, checks)
+    })
+    .await;
+    Ok(json_read(&ctx.query, consistency, index, &checks))
+}
+
+async fn checks_of_node(
+    State(state): State<AppState>,
+    Path(node): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response> {
+    let ctx = Ctx::new(&state, raw.as_deref(), &headers)?;
+    let consistency = web::consistency(&ctx.query)?;
+    let b = web::blocking(&ctx.query)?;
+    let filter = Filter::from_query(&ctx.query)?;
+    let authz = ctx.authz()?;
+    let (index, checks) = web::block(&state, b, WatchKey::Global, |store| {
+        let index = store.index;
+        if !authz.can_read() {
+            return (index, Vec::new());
+        }
+        let checks: Vec<CheckOut> = store
+            .checks
+            .values()
+            .filter(|c| c.node == node)
+            .map(CheckOut::from_check)
+            .filter(|c| filter_ok(filter.as_ref(), c))
+            .collect();
+        (index, checks)
+    })
+    .await;
+    Ok(json_read(&ctx.query, consistency, index, &checks))
+}

@@ -1,0 +1,481 @@
+//! HTTP plumbing shared by every endpoint family: plain-text errors, query parsing,
+//! JSON answers with Consul's headers, method routing with Consul's 405s, blocking waits.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::handler::Handler;
+use axum::response::{IntoResponse, Response};
+use axum::routing::MethodRouter;
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::acl::Authz;
+use crate::state::{Shared, Store};
+use crate::wire::parse_go_duration;
+
+/// The shared state as handlers see it.
+pub(crate) type AppState = Arc<Shared>;
+
+// === HttpError ===
+
+/// An error answered as Consul does: a status and a plain-text body.
+#[derive(Debug)]
+pub(crate) struct HttpError {
+    pub(crate) status: StatusCode,
+    pub(crate) body: String,
+}
+
+impl HttpError {
+    pub(crate) fn new(status: StatusCode, body: impl Into<String>) -> HttpError {
+        HttpError {
+            status,
+            body: body.into(),
+        }
+    }
+    pub(crate) fn bad_request(body: impl Into<String>) -> HttpError {
+        HttpError::new(StatusCode::BAD_REQUEST, body)
+    }
+    pub(crate) fn not_found(body: impl Into<String>) -> HttpError {
+        HttpError::new(StatusCode::NOT_FOUND, body)
+    }
+    pub(crate) fn forbidden(body: impl Into<String>) -> HttpError {
+        HttpError::new(StatusCode::FORBIDDEN, body)
+    }
+    pub(crate) fn internal(body: impl Into<String>) -> HttpError {
+        HttpError::new(StatusCode::INTERNAL_SERVER_ERROR, body)
+    }
+    /// The `Request decode failed: ...` 400.
+    pub(crate) fn decode(e: crate::wire::DecodeError) -> HttpError {
+        HttpError::bad_request(format!("Request decode failed: {}", e.0))
+    }
+}
+
+impl IntoResponse for HttpError {
+    fn into_response(self) -> Response {
+        text(self.status, self.body)
+    }
+}
+
+/// A plain-text answer.
+pub(crate) fn text(status: StatusCode, body: impl Into<String>) -> Response {
+    let mut resp = Response::new(Body::from(body.into()));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+/// A successful write: 200 with an empty body.
+pub(crate) fn ok_empty() -> Response {
+    StatusCode::OK.into_response()
+}
+
+pub(crate) type Result<T, E = HttpError> = std::result::Result<T, E>;
+
+// === Query ===
+
+/// The parsed query string, keeping repeats and value-less flags (`?stale`).
+#[derive(Debug, Default)]
+pub(crate) struct Query {
+    pairs: Vec<(String, String)>,
+}
+
+impl Query {
+    /// Parses a raw query string.
+    pub(crate) fn parse(raw: Option<&str>) -> Query {
+        let pairs = raw
+            .map(|q| {
+                url::form_urlencoded::parse(q.as_bytes())
+                    .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Query { pairs }
+    }
+
+    /// The first value of `key` ("" for a bare flag).
+    pub(crate) fn get(&self, key: &str) -> Option<&str> {
+        self.pairs
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Whether `key` is present at all.
+    pub(crate) fn has(&self, key: &str) -> bool {
+        self.get(key).is_some()
+    }
+
+    /// Every value of `key`.
+    pub(crate) fn all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.pairs
+            .iter()
+            .filter(move |(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Go's `strconv.ParseBool`.
+pub(crate) fn parse_go_bool(s: &str) -> Option<bool> {
+    match s {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+// === Ctx ===
+
+/// Per-request context: query, token, ACL decision helpers.
+#[derive(Debug)]
+pub(crate) struct Ctx {
+    pub(crate) state: AppState,
+    pub(crate) query: Query,
+    pub(crate) token: Option<String>,
+}
+
+impl Ctx {
+    /// Parses the query and headers; rejects Enterprise-only parameters and unknown `dc`.
+    pub(crate) fn new(state: &AppState, raw: Option<&str>, headers: &HeaderMap) -> Result<Ctx> {
+        let query = Query::parse(raw);
+        for (param, header_name, what) in [
+            ("ns", "x-consul-namespace", "Namespaces"),
+            ("partition", "x-consul-partition", "Partitions"),
+        ] {
+            let in_query = query.get(param).is_some_and(|v| !v.is_empty());
+            let in_header = headers
+                .get(header_name)
+                .is_some_and(|v| !v.as_bytes().is_empty());
+            if in_query || in_header {
+                return Err(HttpError::bad_request(format!(
+                    "Invalid query parameter: \"{param}\" - {what} are a Consul Enterprise feature"
+                )));
+            }
+        }
+        if let Some(dc) = query.get("dc") {
+            if !dc.is_empty() && dc != state.config.datacenter {
+                return Err(HttpError::internal("No path to datacenter"));
+            }
+        }
+        let token = crate::acl::token_from(&query, headers);
+        Ok(Ctx {
+            state: Arc::clone(state),
+            query,
+            token,
+        })
+    }
+
+    /// Resolves the request's token (403 `ACL not found` for an unknown secret).
+    pub(crate) fn authz(&self) -> Result<Authz> {
+        crate::acl::resolve(&self.state.config, self.token.as_deref())
+    }
+}
+
+// === Read answers ===
+
+/// How a read was served; reported in `X-Consul-Effective-Consistency`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Consistency {
+    Leader,
+    Stale,
+    Consistent,
+}
+
+/// Parses `stale`/`consistent` (both → 400).
+pub(crate) fn consistency(q: &Query) -> Result<Consistency> {
+    match (q.has("stale"), q.has("consistent")) {
+        (true, true) => Err(HttpError::bad_request(
+            "Cannot specify ?stale with ?consistent, conflicting semantics.",
+        )),
+        (true, false) => Ok(Consistency::Stale),
+        (false, true) => Ok(Consistency::Consistent),
+        (false, false) => Ok(Consistency::Leader),
+    }
+}
+
+/// Serializes `value` as Consul does (compact, or indented with `?pretty`).
+pub(crate) fn json<T: Serialize>(q: &Query, value: &T) -> Response {
+    let body = if q.has("pretty") {
+        let mut buf = Vec::new();
+        let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+        let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
+        match value.serialize(&mut ser) {
+            Ok(()) => {
+                buf.push(b'\n');
+                Ok(buf)
+            }
+            Err(e) => Err(e),
+        }
+    } else {
+        serde_json::to_vec(value)
+    };
+    match body {
+        Ok(body) => {
+            let mut resp = Response::new(Body::from(body));
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            resp
+        }
+        Err(e) => HttpError::internal(format!("failed to encode response: {e}")).into_response(),
+    }
+}
+
+/// A JSON answer with the blocking-query metadata headers.
+pub(crate) fn json_read<T: Serialize>(
+    q: &Query,
+    c: Consistency,
+    index: u64,
+    value: &T,
+) -> Response {
+    let mut resp = json(q, value);
+    add_meta(resp.headers_mut(), c, Some(index));
+    resp
+}
+
+/// Adds `X-Consul-Index` (never 0), `KnownLeader`, `LastContact`, consistency.
+pub(crate) fn add_meta(h: &mut HeaderMap, c: Consistency, index: Option<u64>) {
+    if let Some(index) = index {
+        h.insert("x-consul-index", HeaderValue::from(index.max(1)));
+    }
+    h.insert("x-consul-knownleader", HeaderValue::from_static("true"));
+    h.insert("x-consul-lastcontact", HeaderValue::from_static("0"));
+    h.insert(
+        "x-consul-effective-consistency",
+        HeaderValue::from_static(match c {
+            Consistency::Leader => "leader",
+            Consistency::Stale => "stale",
+            Consistency::Consistent => "consistent",
+        }),
+    );
+}
+
+// === Blocking ===
+
+/// Default blocking wait.
+const DEFAULT_WAIT: Duration = Duration::from_secs(300);
+/// Longest blocking wait.
+const MAX_WAIT: Duration = Duration::from_secs(600);
+
+/// Blocking parameters: `index` and the effective wait (with jitter).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Blocking {
+    pub(crate) index: u64,
+    pub(crate) wait: Duration,
+}
+
+/// Parses `index` and `wait` (400 `Invalid index` / `Invalid wait time`).
+pub(crate) fn blocking(q: &Query) -> Result<Blocking> {
+    let index = match q.get("index") {
+        None | Some("") => 0,
+        Some(s) => s
+            .parse::<u64>()
+            .map_err(|_| HttpError::bad_request("Invalid index"))?,
+    };
+    let wait = match q.get("wait") {
+        None | Some("") => DEFAULT_WAIT,
+        Some(s) => {
+            let nanos =
+                parse_go_duration(s).map_err(|_| HttpError::bad_request("Invalid wait time"))?;
+            let d = crate::wire::nanos_to_duration(nanos);
+            if d.is_zero() {
+                DEFAULT_WAIT
+            } else {
+                d.min(MAX_WAIT)
+            }
+        }
+    };
+    // Consul adds up to wait/16 so that many clients do not return in lockstep.
+    let jitter_max = wait.as_nanos() / 16;
+    let jitter = if jitter_max == 0 {
+        Duration::ZERO
+    } else {
+        Duration::from_nanos(fastrand::u64(
+            0..u64::try_from(jitter_max).unwrap_or(u64::MAX),
+        ))
+    };
+    Ok(Blocking {
+        index,
+        wait: wait + jitter,
+    })
+}
+
+/// What a blocking query waits on.
+#[derive(Debug, Clone)]
+pub(crate) enum WatchKey {
+    /// A service name's index.
+    Service(String),
+    /// Any write.
+    Global,
+}
+
+/// Runs `compute` until its index exceeds `b.index`, the wait expires or the agent stops.
+/// Without an index (or index 0) answers at once.
+pub(crate) async fn block<T>(
+    state: &AppState,
+    b: Blocking,
+    key: WatchKey,
+    mut compute: impl FnMut(&Store) -> (u64, T),
+) -> (u64, T) {
+    let deadline = tokio::time::Instant::now() + b.wait;
+    let mut shutdown = state.shutdown.clone();
+    loop {
+        let (mut rx, result) = {
+            let mut store = state.lock();
+            let rx = subscribe(&mut store, &key);
+            (rx, compute(&store))
+        };
+        if b.index == 0 || result.0 > b.index || *shutdown.borrow() {
+            return result;
+        }
+        tokio::select! {
+            changed = rx.changed() => {
+                if changed.is_err() {
+                    // The sender was dropped (watcher cleanup): resubscribe.
+                    tokio::task::yield_now().await;
+                }
+            }
+            () = tokio::time::sleep_until(deadline) => {
+                let store = state.lock();
+                return compute(&store);
+            }
+            _ = shutdown.changed() => {
+                let store = state.lock();
+                return compute(&store);
+            }
+        }
+    }
+}
+
+/// Like [`block`], but waits for a change in a content hash (agent service hash blocking).
+pub(crate) async fn block_hash<T>(
+    state: &AppState,
+    hash: Option<&str>,
+    wait: Duration,
+    key: WatchKey,
+    mut compute: impl FnMut(&Store) -> Option<(String, T)>,
+) -> Option<(String, T)> {
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut shutdown = state.shutdown.clone();
+    loop {
+        let (mut rx, result) = {
+            let mut store = state.lock();
+            let rx = subscribe(&mut store, &key);
+            (rx, compute(&store))
+        };
+        let Some((h, value)) = result else {
+            return None;
+        };
+        match hash {
+            Some(want) if !want.is_empty() && want == h && !*shutdown.borrow() => {}
+            _ => return Some((h, value)),
+        }
+        tokio::select! {
+            changed = rx.changed() => {
+                if changed.is_err() {
+                    tokio::task::yield_now().await;
+                }
+            }
+            () = tokio::time::sleep_until(deadline) => {
+                let store = state.lock();
+                return compute(&store);
+            }
+            _ = shutdown.changed() => {
+                let store = state.lock();
+                return compute(&store);
+            }
+        }
+    }
+}
+
+fn subscribe(store: &mut Store, key: &WatchKey) -> watch::Receiver<u64> {
+    match key {
+        WatchKey::Service(name) => store.subscribe_service(name),
+        WatchKey::Global => store.subscribe_global(),
+    }
+}
+
+// === Routing ===
+
+/// A route accepting only `methods` (plus OPTIONS), answering others with Consul's 405.
+pub(crate) fn only<H, T>(methods: &'static [Method], handler: H) -> MethodRouter<AppState>
+where
+    H: Handler<T, AppState> + Clone,
+    T: 'static,
+{
+    let allow: String = std::iter::once("OPTIONS")
+        .chain(methods.iter().map(Method::as_str))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut router = MethodRouter::new();
+    for m in methods {
+        router = match *m {
+            Method::GET => router.get(handler.clone()),
+            Method::PUT => router.put(handler.clone()),
+            Method::POST => router.post(handler.clone()),
+            Method::DELETE => router.delete(handler.clone()),
+            _ => router,
+        };
+    }
+    let allow_options = allow.clone();
+    router
+        .options(move || {
+            let allow = allow_options.clone();
+            async move {
+                let mut resp = StatusCode::OK.into_response();
+                if let Ok(v) = HeaderValue::from_str(&allow) {
+                    resp.headers_mut().insert(header::ALLOW, v);
+                }
+                resp
+            }
+        })
+        .fallback(move |method: Method| {
+            let allow = allow.clone();
+            async move {
+                let mut resp = text(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    format!("method {method} not allowed"),
+                );
+                if let Ok(v) = HeaderValue::from_str(&allow) {
+                    resp.headers_mut().insert(header::ALLOW, v);
+                }
+                resp
+            }
+        })
+}
+
+/// PUT-only route.
+pub(crate) fn put<H, T>(handler: H) -> MethodRouter<AppState>
+where
+    H: Handler<T, AppState> + Clone,
+    T: 'static,
+{
+    only(&[Method::PUT], handler)
+}
+
+/// GET-only route.
+pub(crate) fn get<H, T>(handler: H) -> MethodRouter<AppState>
+where
+    H: Handler<T, AppState> + Clone,
+    T: 'static,
+{
+    only(&[Method::GET], handler)
+}
+
+/// The answer for paths no route matches.
+pub(crate) async fn not_found(uri: http::Uri) -> Response {
+    if uri.path().starts_with("/v1/") {
+        text(
+            StatusCode::NOT_FOUND,
+            "Invalid URL path: not a recognized HTTP API endpoint\n",
+        )
+    } else {
+        text(StatusCode::NOT_FOUND, "404 page not found\n")
+    }
+}
