@@ -40,9 +40,11 @@ pub mod health;
 mod registry;
 pub mod status;
 mod types;
+pub mod watch;
 
 pub use client::{Client, Consistency, MAX_BODY, QueryMeta, QueryOptions};
 pub use config::{Config, DEFAULT_ADDRESS, Token};
 pub use error::Error;
-pub use registry::{ConsulRegistry, WatchConfig, to_instance, to_service_registration};
+pub use registry::{ConsulRegistry, to_instance, to_service_registration};
 pub use types::{CheckStatus, HealthCheck, Meta, ServiceAddress, Weights};
+pub use watch::{WatchConfig, WatchHub};

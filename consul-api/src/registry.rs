@@ -1,52 +1,23 @@
 //! The Consul backend of `discovery-core`: [`ConsulRegistry`] implements `Registry` and
 //! `Resolver` over the agent and health endpoints.
 
-use std::time::Duration;
-
 use async_trait::async_trait;
 use discovery_core::{
-    CheckSpec, HealthStatus, Query, Registration, Registry, Resolver, ServiceInstance, Update,
-    UpdateStream,
+    CheckSpec, HealthStatus, Query, Registration, Registry, Resolver, ServiceInstance, UpdateStream,
 };
-use tokio::time::Instant;
 
 use crate::agent::{CheckDefinition, ServiceRegistration};
 use crate::client::{Client, QueryOptions};
 use crate::health::ServiceEntry;
 use crate::types::CheckStatus;
+use crate::watch::{WatchConfig, WatchHub};
 use crate::{Config, Error};
-
-/// Blocking-query and retry settings of a [`ConsulRegistry`]'s watches.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct WatchConfig {
-    /// How long one blocking query may wait at the server.
-    pub wait: Duration,
-    /// Least time between the starts of two queries, so a server answering at once with
-    /// nothing new cannot spin the loop.
-    pub min_interval: Duration,
-    /// First backoff after a failure; doubles per consecutive failure.
-    pub backoff_base: Duration,
-    /// Backoff ceiling.
-    pub backoff_max: Duration,
-}
-
-impl Default for WatchConfig {
-    fn default() -> Self {
-        WatchConfig {
-            wait: Duration::from_secs(300),
-            min_interval: Duration::from_millis(20),
-            backoff_base: Duration::from_millis(100),
-            backoff_max: Duration::from_secs(10),
-        }
-    }
-}
 
 /// Consul as a [`Registry`] and [`Resolver`].
 #[derive(Debug, Clone)]
 pub struct ConsulRegistry {
     client: Client,
-    watch: WatchConfig,
+    hub: WatchHub,
 }
 
 // === impl ConsulRegistry ===
@@ -54,10 +25,8 @@ pub struct ConsulRegistry {
 impl ConsulRegistry {
     /// A registry talking through `client`.
     pub fn new(client: Client) -> Self {
-        ConsulRegistry {
-            client,
-            watch: WatchConfig::default(),
-        }
+        let hub = WatchHub::new(client.clone(), WatchConfig::default());
+        ConsulRegistry { client, hub }
     }
 
     /// A registry for the agent the environment names (`CONSUL_HTTP_ADDR`…).
@@ -68,8 +37,13 @@ impl ConsulRegistry {
     /// Replaces the watch settings.
     #[must_use]
     pub fn with_watch_config(mut self, watch: WatchConfig) -> Self {
-        self.watch = watch;
+        self.hub = WatchHub::new(self.client.clone(), watch);
         self
+    }
+
+    /// The hub that shares one blocking-query loop among all watchers of a query.
+    pub fn watch_hub(&self) -> &WatchHub {
+        &self.hub
     }
 
     /// The underlying client.
@@ -161,7 +135,7 @@ pub fn to_instance(entry: &ServiceEntry) -> ServiceInstance {
     instance
 }
 
-fn query_options(query: &Query) -> QueryOptions {
+pub(crate) fn query_options(query: &Query) -> QueryOptions {
     QueryOptions {
         datacenter: query.datacenter.clone(),
         tags: query.tags.clone(),
@@ -209,96 +183,6 @@ impl Resolver for ConsulRegistry {
     }
 
     fn watch(&self, query: &Query) -> UpdateStream {
-        let state = WatchLoop {
-            client: self.client.clone(),
-            config: self.watch.clone(),
-            service: query.service.clone(),
-            opts: query_options(query),
-            index: 0,
-            last: None,
-            failures: 0,
-            last_start: None,
-        };
-        Box::pin(futures_util::stream::unfold(
-            state,
-            |mut state| async move {
-                let update = state.next().await;
-                Some((update, state))
-            },
-        ))
-    }
-}
-
-/// One blocking-query loop: the state carried between two updates of a watch.
-struct WatchLoop {
-    client: Client,
-    config: WatchConfig,
-    service: String,
-    opts: QueryOptions,
-    /// The index to block on; 0 until the first answer.
-    index: u64,
-    /// The last snapshot emitted, so identical answers (timeouts) emit nothing.
-    last: Option<Vec<ServiceInstance>>,
-    /// Consecutive failures, for the backoff.
-    failures: u32,
-    last_start: Option<Instant>,
-}
-
-impl WatchLoop {
-    /// Runs queries until there is something to say.
-    async fn next(&mut self) -> Update {
-        loop {
-            self.pace().await;
-            self.last_start = Some(Instant::now());
-            let mut opts = self.opts.clone();
-            if self.index > 0 {
-                opts.index = Some(self.index);
-                opts.wait = Some(self.config.wait);
-            }
-            match self.client.health().service(&self.service, &opts).await {
-                Ok((entries, meta)) => {
-                    self.failures = 0;
-                    // Consul's rules: an index that goes backwards means the data was reset
-                    // (restore, agent restart): start over from 0. A zero index must never
-                    // be sent back, so read it as 1.
-                    self.index = if meta.last_index < self.index {
-                        0
-                    } else {
-                        meta.last_index.max(1)
-                    };
-                    let instances: Vec<ServiceInstance> = entries.iter().map(to_instance).collect();
-                    if self.last.as_ref() != Some(&instances) {
-                        self.last = Some(instances.clone());
-                        return Update::Snapshot(instances);
-                    }
-                }
-                Err(err) => {
-                    self.failures = self.failures.saturating_add(1);
-                    // The next blocking query starts from scratch: the agent may be a new one.
-                    self.index = 0;
-                    tracing::debug!(service = %self.service, error = %err, failures = self.failures, "consul watch failed");
-                    return Update::Error(err.into());
-                }
-            }
-        }
-    }
-
-    /// Waits as the rate limit and the backoff require before the next query.
-    async fn pace(&self) {
-        let Some(last_start) = self.last_start else {
-            return;
-        };
-        let mut gap = self.config.min_interval;
-        if self.failures > 0 {
-            let exp = self
-                .config
-                .backoff_base
-                .saturating_mul(1 << self.failures.min(16))
-                .min(self.config.backoff_max);
-            // Full jitter in [exp/2, exp): spreads reconnecting watchers apart.
-            let half = exp / 2;
-            gap = gap.max(half + half.mul_f64(fastrand::f64()));
-        }
-        tokio::time::sleep_until(last_start + gap).await;
+        self.hub.watch(query)
     }
 }
