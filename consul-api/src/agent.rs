@@ -103,6 +103,43 @@ pub struct CheckDefinition {
     pub deregister_critical_service_after: Option<Duration>,
 }
 
+impl CheckDefinition {
+    /// A TTL check: the service reports its status at least every `ttl`.
+    pub fn ttl(ttl: Duration) -> Self {
+        CheckDefinition {
+            ttl: Some(ttl),
+            ..Default::default()
+        }
+    }
+
+    /// A gRPC health check against `target` (`host:port[/service]`) every `interval`.
+    pub fn grpc(target: impl Into<String>, interval: Duration) -> Self {
+        CheckDefinition {
+            grpc: Some(target.into()),
+            interval: Some(interval),
+            ..Default::default()
+        }
+    }
+
+    /// An HTTP check against `url` every `interval`.
+    pub fn http(url: impl Into<String>, interval: Duration) -> Self {
+        CheckDefinition {
+            http: Some(url.into()),
+            interval: Some(interval),
+            ..Default::default()
+        }
+    }
+
+    /// A TCP connect check against `address` every `interval`.
+    pub fn tcp(address: impl Into<String>, interval: Duration) -> Self {
+        CheckDefinition {
+            tcp: Some(address.into()),
+            interval: Some(interval),
+            ..Default::default()
+        }
+    }
+}
+
 /// A service as `GET /v1/agent/services` reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "PascalCase")]
