@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
-use crate::client::{Client, QueryOptions};
+use crate::client::{Client, QueryMeta, QueryOptions};
 use crate::duration::serde_go_opt;
 use crate::types::{CheckStatus, HealthCheck, Meta, ServiceAddress, Weights, nullable};
 
@@ -176,6 +176,116 @@ pub struct AgentService {
     pub datacenter: String,
 }
 
+/// The body of `PUT /v1/agent/check/register`: a check on its own, for the node or for an
+/// existing service.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+#[non_exhaustive]
+pub struct CheckRegistration {
+    /// The service the check belongs to; `None` for a node check.
+    #[serde(rename = "ServiceID", skip_serializing_if = "Option::is_none")]
+    pub service_id: Option<String>,
+    /// The check itself; its `name` is required here.
+    #[serde(flatten)]
+    pub check: CheckDefinition,
+}
+
+impl CheckRegistration {
+    /// A check on the existing service `service_id`.
+    pub fn for_service(service_id: impl Into<String>, check: CheckDefinition) -> Self {
+        CheckRegistration {
+            service_id: Some(service_id.into()),
+            check,
+        }
+    }
+
+    /// A check on the node.
+    pub fn for_node(check: CheckDefinition) -> Self {
+        CheckRegistration {
+            service_id: None,
+            check,
+        }
+    }
+}
+
+/// A service with its content hash, from `GET /v1/agent/service/:id`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+#[non_exhaustive]
+pub struct AgentServiceWithHash {
+    /// The service.
+    #[serde(flatten)]
+    pub service: AgentService,
+    /// A hash of the definition: pass it back as `QueryOptions::hash` to block for a change.
+    #[serde(default)]
+    pub content_hash: String,
+}
+
+/// One instance with its checks, from the agent's health endpoints.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+#[non_exhaustive]
+pub struct AgentServiceChecks {
+    /// Worst status of the instance's checks (or `maintenance`).
+    pub aggregated_status: CheckStatus,
+    /// The instance.
+    pub service: AgentService,
+    /// Its checks.
+    #[serde(default, deserialize_with = "nullable")]
+    pub checks: Vec<HealthCheck>,
+}
+
+/// The local agent's description of itself, from `GET /v1/agent/self`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+#[non_exhaustive]
+pub struct AgentSelf {
+    /// The agent's configuration summary.
+    pub config: AgentConfig,
+    /// Everything else the agent reports (`Member`, `Stats`, `Meta`, `DebugConfig`…), as
+    /// JSON: its shape varies across Consul versions.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// The `Config` part of [`AgentSelf`].
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+#[non_exhaustive]
+pub struct AgentConfig {
+    /// The agent's datacenter.
+    pub datacenter: String,
+    /// The agent's node name.
+    pub node_name: String,
+    /// The agent's node UUID.
+    #[serde(rename = "NodeID", default)]
+    pub node_id: String,
+    /// Whether the agent is a server.
+    #[serde(default)]
+    pub server: bool,
+    /// Consul's version.
+    #[serde(default)]
+    pub version: String,
+}
+
+/// A gossip pool member, from `GET /v1/agent/members`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+#[non_exhaustive]
+pub struct AgentMember {
+    /// Node name.
+    pub name: String,
+    /// Address.
+    pub addr: String,
+    /// Gossip port.
+    pub port: u16,
+    /// Serf tags.
+    #[serde(default, deserialize_with = "nullable")]
+    pub tags: BTreeMap<String, String>,
+    /// Serf status (1 = alive).
+    pub status: i64,
+}
+
 /// The agent endpoints, from [`Client::agent`].
 #[derive(Debug, Clone, Copy)]
 pub struct Agent<'a> {
@@ -262,6 +372,142 @@ impl<'a> Agent<'a> {
             .get("/v1/agent/checks", &QueryOptions::default())
             .await?;
         Ok(checks)
+    }
+
+    /// `GET /v1/agent/service/:id`: one local service with its content hash; with
+    /// `opts.hash` set, blocks until the definition changes or `opts.wait` passes.
+    pub async fn service(
+        &self,
+        service_id: &str,
+        opts: &QueryOptions,
+    ) -> Result<(AgentServiceWithHash, QueryMeta), Error> {
+        let path = format!("/v1/agent/service/{}", escape(service_id));
+        self.client.get(&path, opts).await
+    }
+
+    /// `PUT /v1/agent/check/register`.
+    pub async fn register_check(&self, registration: &CheckRegistration) -> Result<(), Error> {
+        self.client
+            .put("/v1/agent/check/register", &[], Some(registration))
+            .await
+            .map(drop)
+    }
+
+    /// `PUT /v1/agent/check/deregister/:id`.
+    pub async fn deregister_check(&self, check_id: &str) -> Result<(), Error> {
+        let path = format!("/v1/agent/check/deregister/{}", escape(check_id));
+        self.client.put::<()>(&path, &[], None).await.map(drop)
+    }
+
+    /// `PUT /v1/agent/service/maintenance/:id`: puts a service in (or out of) maintenance,
+    /// which fails its health until turned off.
+    pub async fn service_maintenance(
+        &self,
+        service_id: &str,
+        enable: bool,
+        reason: &str,
+    ) -> Result<(), Error> {
+        let path = format!("/v1/agent/service/maintenance/{}", escape(service_id));
+        let enable = if enable { "true" } else { "false" };
+        let mut query = vec![("enable", enable)];
+        if !reason.is_empty() {
+            query.push(("reason", reason));
+        }
+        self.client.put::<()>(&path, &query, None).await.map(drop)
+    }
+
+    /// `PUT /v1/agent/maintenance`: the same for the whole node.
+    pub async fn node_maintenance(&self, enable: bool, reason: &str) -> Result<(), Error> {
+        let enable = if enable { "true" } else { "false" };
+        let mut query = vec![("enable", enable)];
+        if !reason.is_empty() {
+            query.push(("reason", reason));
+        }
+        self.client
+            .put::<()>("/v1/agent/maintenance", &query, None)
+            .await
+            .map(drop)
+    }
+
+    /// `GET /v1/agent/health/service/name/:name`: the aggregated health of every local
+    /// instance of a service. `Ok(None)` when the agent has no such service.
+    pub async fn health_by_name(
+        &self,
+        service: &str,
+    ) -> Result<Option<(CheckStatus, Vec<AgentServiceChecks>)>, Error> {
+        let path = format!("/v1/agent/health/service/name/{}", escape(service));
+        self.health_view(&path).await
+    }
+
+    /// `GET /v1/agent/health/service/id/:id`: the aggregated health of one local instance.
+    pub async fn health_by_id(
+        &self,
+        service_id: &str,
+    ) -> Result<Option<(CheckStatus, AgentServiceChecks)>, Error> {
+        let path = format!("/v1/agent/health/service/id/{}", escape(service_id));
+        // By ID the body is one object, not a list.
+        let (status, _, body) = self
+            .client
+            .get_any_status(&path, &QueryOptions::default())
+            .await?;
+        match status.as_u16() {
+            404 => Ok(None),
+            200 | 429 | 503 => {
+                let one: AgentServiceChecks = crate::client::decode(&body)?;
+                Ok(Some((one.aggregated_status, one)))
+            }
+            _ => Err(status_error(status, &body)),
+        }
+    }
+
+    async fn health_view(
+        &self,
+        path: &str,
+    ) -> Result<Option<(CheckStatus, Vec<AgentServiceChecks>)>, Error> {
+        let (status, _, body) = self
+            .client
+            .get_any_status(path, &QueryOptions::default())
+            .await?;
+        match status.as_u16() {
+            // The agent answers with its verdict in the status code: 200 passing,
+            // 429 warning, 503 critical or maintenance; 404 unknown.
+            404 => Ok(None),
+            200 | 429 | 503 => {
+                let list: Vec<AgentServiceChecks> = crate::client::decode(&body)?;
+                let worst = list
+                    .iter()
+                    .map(|s| s.aggregated_status)
+                    .max()
+                    .unwrap_or(CheckStatus::Passing);
+                Ok(Some((worst, list)))
+            }
+            _ => Err(status_error(status, &body)),
+        }
+    }
+
+    /// `GET /v1/agent/self`.
+    pub async fn self_info(&self) -> Result<AgentSelf, Error> {
+        let (info, _) = self
+            .client
+            .get("/v1/agent/self", &QueryOptions::default())
+            .await?;
+        Ok(info)
+    }
+
+    /// `GET /v1/agent/members`.
+    pub async fn members(&self) -> Result<Vec<AgentMember>, Error> {
+        let (members, _): (Option<Vec<AgentMember>>, _) = self
+            .client
+            .get("/v1/agent/members", &QueryOptions::default())
+            .await?;
+        Ok(members.unwrap_or_default())
+    }
+}
+
+fn status_error(status: http::StatusCode, body: &[u8]) -> Error {
+    Error::Status {
+        status,
+        message: String::from_utf8_lossy(body).trim().to_owned(),
     }
 }
 

@@ -49,6 +49,21 @@ pub struct QueryOptions {
     pub consistency: Consistency,
     /// A token for this request instead of the client's.
     pub token: Option<Token>,
+    /// Sort by round-trip time from this node (`_agent` for the local one).
+    pub near: Option<String>,
+    /// Only nodes with these metadata pairs.
+    pub node_meta: Vec<(String, String)>,
+    /// Let the agent answer from its cache (`?cached`).
+    pub cached: bool,
+    /// Block until the content hash differs from this one (hash-based blocking of
+    /// `agent/service/:id`).
+    pub hash: Option<String>,
+    /// Enterprise namespace; never sent when `None` (Consul CE refuses the parameter).
+    pub namespace: Option<String>,
+    /// Enterprise admin partition; never sent when `None`.
+    pub partition: Option<String>,
+    /// Cluster peer to read from.
+    pub peer: Option<String>,
 }
 
 impl QueryOptions {
@@ -56,6 +71,16 @@ impl QueryOptions {
     pub fn blocking(index: u64, wait: Duration) -> Self {
         QueryOptions {
             index: Some(index),
+            wait: Some(wait),
+            ..Default::default()
+        }
+    }
+
+    /// Options for a hash-blocking read: block until the content hash differs from `hash`,
+    /// waiting up to `wait`.
+    pub fn blocking_hash(hash: impl Into<String>, wait: Duration) -> Self {
+        QueryOptions {
+            hash: Some(hash.into()),
             wait: Some(wait),
             ..Default::default()
         }
@@ -96,7 +121,8 @@ impl QueryOptions {
         self
     }
 
-    fn pairs(&self) -> Vec<(&'static str, String)> {
+    /// The query-string pairs these options send.
+    pub fn pairs(&self) -> Vec<(&'static str, String)> {
         let mut q = Vec::new();
         if let Some(dc) = &self.datacenter {
             q.push(("dc", dc.clone()));
@@ -124,12 +150,33 @@ impl QueryOptions {
             Consistency::Stale => q.push(("stale", String::new())),
             Consistency::Consistent => q.push(("consistent", String::new())),
         }
+        if let Some(hash) = &self.hash {
+            q.push(("hash", hash.clone()));
+        }
+        if let Some(near) = &self.near {
+            q.push(("near", near.clone()));
+        }
+        for (k, v) in &self.node_meta {
+            q.push(("node-meta", format!("{k}:{v}")));
+        }
+        if self.cached {
+            q.push(("cached", String::new()));
+        }
+        if let Some(ns) = &self.namespace {
+            q.push(("ns", ns.clone()));
+        }
+        if let Some(partition) = &self.partition {
+            q.push(("partition", partition.clone()));
+        }
+        if let Some(peer) = &self.peer {
+            q.push(("peer", peer.clone()));
+        }
         q
     }
 
     /// Whether this read blocks at the server.
     fn blocks(&self) -> bool {
-        self.index.is_some_and(|i| i > 0)
+        self.index.is_some_and(|i| i > 0) || self.hash.is_some()
     }
 }
 
@@ -145,6 +192,8 @@ pub struct QueryMeta {
     pub last_contact: Duration,
     /// `X-Consul-Effective-Consistency`, when sent.
     pub effective_consistency: Option<String>,
+    /// `X-Consul-ContentHash`, sent by hash-blocking endpoints.
+    pub content_hash: Option<String>,
 }
 
 impl QueryMeta {
@@ -161,6 +210,7 @@ impl QueryMeta {
                     .unwrap_or(0),
             ),
             effective_consistency: text("X-Consul-Effective-Consistency").map(str::to_owned),
+            content_hash: text("X-Consul-ContentHash").map(str::to_owned),
         }
     }
 }
@@ -203,6 +253,11 @@ impl Client {
     /// The health endpoints (`/v1/health/...`).
     pub fn health(&self) -> crate::health::Health<'_> {
         crate::health::Health::new(self)
+    }
+
+    /// The catalog endpoints (`/v1/catalog/...`).
+    pub fn catalog(&self) -> crate::catalog::Catalog<'_> {
+        crate::catalog::Catalog::new(self)
     }
 
     /// The status endpoints (`/v1/status/...`).
@@ -252,6 +307,24 @@ impl Client {
         let meta = QueryMeta::from_headers(resp.headers());
         let body = read_body(resp).await?;
         Ok((decode(&body)?, meta))
+    }
+
+    /// A read whose non-200 statuses are answers too (the agent's health endpoints answer
+    /// 429 and 503 with a body): the status, metadata and body, unchecked.
+    pub(crate) async fn get_any_status(
+        &self,
+        path: &str,
+        opts: &QueryOptions,
+    ) -> Result<(StatusCode, QueryMeta, Vec<u8>), Error> {
+        let req = self
+            .request(Method::GET, path, opts.token.as_ref())?
+            .query(&opts.pairs())
+            .timeout(self.config.request_timeout);
+        let resp = req.send().await.map_err(Error::from_reqwest)?;
+        let status = resp.status();
+        let meta = QueryMeta::from_headers(resp.headers());
+        let body = read_body(resp).await?;
+        Ok((status, meta, body))
     }
 
     /// A write: `PUT path` with an optional JSON body and query pairs; the answer body is
@@ -319,4 +392,51 @@ pub(crate) fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, Error> {
         path: err.path().to_string(),
         source: err.into_inner(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_pairs_are_what_consul_reads() {
+        let mut opts = QueryOptions::blocking(42, Duration::from_secs(90))
+            .with_datacenter("dc2")
+            .with_tag("a")
+            .with_tag("b")
+            .with_passing(true)
+            .with_filter("Service.Port > 0")
+            .with_consistency(Consistency::Stale);
+        opts.node_meta.push(("rack".into(), "r1".into()));
+        let pairs = opts.pairs();
+        let want: Vec<(&str, String)> = vec![
+            ("dc", "dc2".into()),
+            ("tag", "a".into()),
+            ("tag", "b".into()),
+            ("passing", "true".into()),
+            ("filter", "Service.Port > 0".into()),
+            ("index", "42".into()),
+            ("wait", "90000ms".into()),
+            ("stale", String::new()),
+            ("node-meta", "rack:r1".into()),
+        ];
+        assert_eq!(pairs, want);
+    }
+
+    #[test]
+    fn enterprise_parameters_are_omitted_when_unset() {
+        let pairs = QueryOptions::default().pairs();
+        assert!(pairs.is_empty(), "nothing set, nothing sent: {pairs:?}");
+    }
+
+    #[test]
+    fn only_blocking_reads_get_the_long_deadline() {
+        assert!(!QueryOptions::default().blocks());
+        assert!(
+            !QueryOptions::blocking(0, Duration::from_secs(1)).blocks(),
+            "index 0 answers at once"
+        );
+        assert!(QueryOptions::blocking(1, Duration::from_secs(1)).blocks());
+        assert!(QueryOptions::blocking_hash("h", Duration::from_secs(1)).blocks());
+    }
 }

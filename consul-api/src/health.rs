@@ -94,4 +94,44 @@ impl<'a> Health<'a> {
             self.client.get(&path, opts).await?;
         Ok((entries.unwrap_or_default(), meta))
     }
+
+    /// `GET /v1/health/checks/:service`: the checks of every instance of a service.
+    pub async fn checks(
+        &self,
+        service: &str,
+        opts: &QueryOptions,
+    ) -> Result<(Vec<HealthCheck>, QueryMeta), Error> {
+        let path = format!("/v1/health/checks/{}", escape(service));
+        self.list(&path, opts).await
+    }
+
+    /// `GET /v1/health/node/:node`: the checks of a node and its services.
+    pub async fn node(
+        &self,
+        node: &str,
+        opts: &QueryOptions,
+    ) -> Result<(Vec<HealthCheck>, QueryMeta), Error> {
+        let path = format!("/v1/health/node/{}", escape(node));
+        self.list(&path, opts).await
+    }
+
+    /// `GET /v1/health/state/:state`: every check in `state` (`None`: any state).
+    pub async fn state(
+        &self,
+        state: Option<CheckStatus>,
+        opts: &QueryOptions,
+    ) -> Result<(Vec<HealthCheck>, QueryMeta), Error> {
+        let word = state.map_or("any", CheckStatus::as_str);
+        self.list(&format!("/v1/health/state/{word}"), opts).await
+    }
+
+    async fn list(
+        &self,
+        path: &str,
+        opts: &QueryOptions,
+    ) -> Result<(Vec<HealthCheck>, QueryMeta), Error> {
+        let (list, meta): (Option<Vec<HealthCheck>>, QueryMeta) =
+            self.client.get(path, opts).await?;
+        Ok((list.unwrap_or_default(), meta))
+    }
 }

@@ -32,6 +32,7 @@
 #![forbid(unsafe_code)]
 
 pub mod agent;
+pub mod catalog;
 mod client;
 mod config;
 pub mod duration;

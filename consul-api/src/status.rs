@@ -22,4 +22,13 @@ impl<'a> Status<'a> {
             .await?;
         Ok(leader)
     }
+
+    /// `GET /v1/status/peers`: the raft peers' addresses.
+    pub async fn peers(&self) -> Result<Vec<String>, Error> {
+        let (peers, _): (Option<Vec<String>>, _) = self
+            .client
+            .get("/v1/status/peers", &QueryOptions::default())
+            .await?;
+        Ok(peers.unwrap_or_default())
+    }
 }
