@@ -283,10 +283,10 @@ fn add_service(state: &AppState, store: &mut Store, def: ServiceDef, replace: bo
     for ckey in &started {
         checks::start(state, store, ckey);
     }
-    if let Some(p) = previous {
-        if p.name != svc.name {
-            store.touch_service(&p.name, idx);
-        }
+    if let Some(p) = previous
+        && p.name != svc.name
+    {
+        store.touch_service(&p.name, idx);
     }
     store.touch_service(&svc.name, idx);
     tracing::info!(service = %id, "registered service");
@@ -440,10 +440,10 @@ async fn services(
                 continue;
             }
             let rendered = AgentServiceOut::from_service(s, &state.config.datacenter);
-            if let Some(f) = &filter {
-                if !f.matches(&serde_json::to_value(&rendered).unwrap_or(Value::Null)) {
-                    continue;
-                }
+            if let Some(f) = &filter
+                && !f.matches(&serde_json::to_value(&rendered).unwrap_or(Value::Null))
+            {
+                continue;
             }
             out.insert(s.id.clone(), rendered);
         }
@@ -467,10 +467,10 @@ async fn checks_list(
                 continue;
             }
             let rendered = CheckOut::from_check(c);
-            if let Some(f) = &filter {
-                if !f.matches(&serde_json::to_value(&rendered).unwrap_or(Value::Null)) {
-                    continue;
-                }
+            if let Some(f) = &filter
+                && !f.matches(&serde_json::to_value(&rendered).unwrap_or(Value::Null))
+            {
+                continue;
             }
             out.insert(c.check_id.clone(), rendered);
         }

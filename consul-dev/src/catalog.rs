@@ -419,10 +419,10 @@ async fn register(
     if reg.address.is_empty() {
         return Err(HttpError::bad_request("Must provide address"));
     }
-    if let Some(s) = &reg.service {
-        if s.name.is_empty() {
-            return Err(HttpError::bad_request("Must provide service name"));
-        }
+    if let Some(s) = &reg.service
+        && s.name.is_empty()
+    {
+        return Err(HttpError::bad_request("Must provide service name"));
     }
     for (def, _, _) in &reg.checks {
         if !def.status.is_empty() && Status::parse(&def.status).is_none() {

@@ -203,9 +203,7 @@ impl DevAgent {
 
     /// Starts an agent with `config` on `addr` (port 0 picks a free port).
     pub async fn start_with(config: Config, addr: SocketAddr) -> Result<DevAgent, Error> {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|source| Error::Bind { addr, source })?;
+        let listener = bind(addr).await?;
         let local = listener.local_addr().map_err(Error::LocalAddr)?;
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let shared = Arc::new(Shared::new(config, shutdown_rx.clone())?);
@@ -267,6 +265,26 @@ impl DevAgent {
 impl Drop for DevAgent {
     fn drop(&mut self) {
         self.signal_stop();
+    }
+}
+
+/// Binds `addr`. A fixed port that is still in use is retried for a short while: a
+/// just-dropped agent on the same port (a simulated restart) releases it asynchronously.
+async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, Error> {
+    let mut attempts = 0;
+    loop {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => return Ok(l),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::AddrInUse
+                    && addr.port() != 0
+                    && attempts < 60 =>
+            {
+                attempts += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(source) => return Err(Error::Bind { addr, source }),
+        }
     }
 }
 

@@ -157,10 +157,11 @@ impl Ctx {
                 )));
             }
         }
-        if let Some(dc) = query.get("dc") {
-            if !dc.is_empty() && dc != state.config.datacenter {
-                return Err(HttpError::internal("No path to datacenter"));
-            }
+        if let Some(dc) = query.get("dc")
+            && !dc.is_empty()
+            && dc != state.config.datacenter
+        {
+            return Err(HttpError::internal("No path to datacenter"));
         }
         let token = crate::acl::token_from(&query, headers);
         Ok(Ctx {
@@ -369,9 +370,7 @@ pub(crate) async fn block_hash<T>(
             let rx = subscribe(&mut store, &key);
             (rx, compute(&store))
         };
-        let Some((h, value)) = result else {
-            return None;
-        };
+        let (h, value) = result?;
         match hash {
             Some(want) if !want.is_empty() && want == h && !*shutdown.borrow() => {}
             _ => return Some((h, value)),

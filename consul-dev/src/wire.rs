@@ -591,21 +591,21 @@ fn decode_weights(v: &Value) -> Result<Weights, DecodeError> {
 /// Decodes `TaggedAddresses`.
 fn decode_tagged(f: &Fields<'_>) -> Result<BTreeMap<String, TaggedAddr>, DecodeError> {
     let mut out = BTreeMap::new();
-    if let Some(obj) = f.object("TaggedAddresses", "map[string]structs.ServiceAddress")? {
-        if let Value::Object(map) = obj {
-            for (k, v) in map {
-                if v.is_null() {
-                    continue;
-                }
-                let a = Fields::new(v, "ServiceAddress", &[("Address", &[]), ("Port", &[])])?;
-                out.insert(
-                    k.clone(),
-                    TaggedAddr {
-                        address: a.string("Address")?,
-                        port: a.int("Port")?,
-                    },
-                );
+    if let Some(obj) = f.object("TaggedAddresses", "map[string]structs.ServiceAddress")?
+        && let Value::Object(map) = obj
+    {
+        for (k, v) in map {
+            if v.is_null() {
+                continue;
             }
+            let a = Fields::new(v, "ServiceAddress", &[("Address", &[]), ("Port", &[])])?;
+            out.insert(
+                k.clone(),
+                TaggedAddr {
+                    address: a.string("Address")?,
+                    port: a.int("Port")?,
+                },
+            );
         }
     }
     Ok(out)
@@ -616,10 +616,10 @@ impl ServiceDef {
     pub(crate) fn decode(v: &Value) -> Result<Self, DecodeError> {
         let f = Fields::new(v, "ServiceDefinition", SERVICE_FIELDS)?;
         let mut checks = Vec::new();
-        if let Some(c) = f.object("Check", "structs.CheckType")? {
-            if let Some(def) = CheckDef::decode(c, "CheckType")? {
-                checks.push(def);
-            }
+        if let Some(c) = f.object("Check", "structs.CheckType")?
+            && let Some(def) = CheckDef::decode(c, "CheckType")?
+        {
+            checks.push(def);
         }
         for c in f.array("Checks", "structs.CheckTypes")? {
             if c.is_null() {
@@ -659,9 +659,7 @@ impl ServiceDef {
 /// Validates service metadata like Consul does; the reason follows `Invalid Service Meta: `.
 pub(crate) fn validate_meta(meta: &BTreeMap<String, String>) -> Result<(), String> {
     if meta.len() > 64 {
-        return Err(format!(
-            "Node metadata cannot contain more than 64 key/value pairs"
-        ));
+        return Err("Node metadata cannot contain more than 64 key/value pairs".to_string());
     }
     for (k, v) in meta {
         if k.is_empty() {
