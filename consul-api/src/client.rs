@@ -220,6 +220,8 @@ impl QueryMeta {
 pub struct Client {
     http: reqwest::Client,
     config: Config,
+    /// Where requests go: the address, or the TLS server name standing for it.
+    base: Url,
 }
 
 // === impl Client ===
@@ -227,12 +229,9 @@ pub struct Client {
 impl Client {
     /// A client with `config`.
     pub fn new(config: Config) -> Result<Self, Error> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(config.connect_timeout)
-            .tcp_nodelay(true)
-            .build()
-            .map_err(|e| Error::config("http client", e.to_string()))?;
-        Ok(Client { http, config })
+        let http = config.http_client()?;
+        let base = config.base_url()?;
+        Ok(Client { http, config, base })
     }
 
     /// A client configured from the process environment ([`Config::from_env`]).
@@ -266,8 +265,7 @@ impl Client {
     }
 
     fn url(&self, path: &str) -> Result<Url, Error> {
-        self.config
-            .address
+        self.base
             .join(path)
             .map_err(|e| Error::config("path", format!("{path:?}: {e}")))
     }
@@ -281,6 +279,16 @@ impl Client {
         let mut req = self.http.request(method, self.url(path)?);
         if let Some(token) = token.or(self.config.token.as_ref()) {
             req = req.header("X-Consul-Token", token.expose());
+        }
+        if let Some(auth) = &self.config.basic_auth {
+            req = req.basic_auth(&auth.username, auth.password.as_ref().map(Token::expose));
+        }
+        // Enterprise scoping; Consul CE refuses the parameters, so only when configured.
+        if let Some(ns) = &self.config.namespace {
+            req = req.query(&[("ns", ns)]);
+        }
+        if let Some(partition) = &self.config.partition {
+            req = req.query(&[("partition", partition)]);
         }
         Ok(req)
     }

@@ -1,13 +1,14 @@
 //! Where the agent is and how to talk to it, read as Consul's own CLI reads it.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use url::Url;
 
 use crate::Error;
 
-/// An ACL token. Its `Debug` and `Display` never show the secret.
+/// A secret (an ACL token, a password). Its `Debug` never shows it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Token(String);
 
@@ -29,15 +30,54 @@ impl fmt::Debug for Token {
     }
 }
 
+/// HTTP basic authentication (`CONSUL_HTTP_AUTH=user[:password]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BasicAuth {
+    /// The user name.
+    pub username: String,
+    /// The password, if any.
+    pub password: Option<Token>,
+}
+
+/// TLS settings for an `https` agent address.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TlsConfig {
+    /// A PEM file of CA certificates to trust (`CONSUL_CACERT`).
+    pub ca_cert: Option<PathBuf>,
+    /// A directory of PEM CA certificates to trust (`CONSUL_CAPATH`).
+    pub ca_path: Option<PathBuf>,
+    /// A PEM client certificate (`CONSUL_CLIENT_CERT`), with `client_key`.
+    pub client_cert: Option<PathBuf>,
+    /// The PEM private key of `client_cert` (`CONSUL_CLIENT_KEY`).
+    pub client_key: Option<PathBuf>,
+    /// The name to verify the server's certificate against and send as SNI, instead of
+    /// the address's host (`CONSUL_TLS_SERVER_NAME`).
+    pub server_name: Option<String>,
+    /// Skip certificate verification (`CONSUL_HTTP_SSL_VERIFY=false`). Dangerous.
+    pub insecure_skip_verify: bool,
+}
+
 /// Client settings. Build with [`Config::from_env`], [`Config::from_lookup`] or
 /// [`Config::new`] and the setters.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Config {
-    /// Base URL of the agent's HTTP API, such as `http://127.0.0.1:8500`.
+    /// Base URL of the agent's HTTP API, such as `http://127.0.0.1:8500`. For a unix
+    /// socket address this is `http://localhost` and [`Config::unix_socket`] is set.
     pub address: Url,
+    /// The agent's unix socket (`unix:///path` addresses).
+    pub unix_socket: Option<PathBuf>,
     /// ACL token sent as `X-Consul-Token` with every request.
     pub token: Option<Token>,
+    /// HTTP basic authentication.
+    pub basic_auth: Option<BasicAuth>,
+    /// TLS settings.
+    pub tls: TlsConfig,
+    /// Enterprise namespace sent with every request (`CONSUL_NAMESPACE`).
+    pub namespace: Option<String>,
+    /// Enterprise admin partition sent with every request (`CONSUL_PARTITION`).
+    pub partition: Option<String>,
     /// Deadline of a request that does not block.
     pub request_timeout: Duration,
     /// Deadline of establishing a connection.
@@ -56,32 +96,46 @@ impl Default for Config {
 }
 
 impl Config {
-    /// Settings for the agent at `address` (`host:port`, `http://host:port` or
-    /// `https://host:port`).
+    /// Settings for the agent at `address`: `host:port`, `http://host:port`,
+    /// `https://host:port` or `unix:///path/to/socket`.
     pub fn new(address: &str) -> Result<Self, Error> {
+        let (address, unix_socket) = parse_address(address, "address")?;
         Ok(Config {
-            address: parse_address(address, "address")?,
+            address,
+            unix_socket,
             token: None,
+            basic_auth: None,
+            tls: TlsConfig::default(),
+            namespace: None,
+            partition: None,
             request_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(5),
         })
     }
 
-    /// Settings from the process environment (`CONSUL_HTTP_ADDR`, `CONSUL_HTTP_TOKEN`,
-    /// `CONSUL_HTTP_TOKEN_FILE`, `CONSUL_HTTP_SSL`).
+    /// Settings from the process environment: `CONSUL_HTTP_ADDR`, `CONSUL_HTTP_TOKEN`,
+    /// `CONSUL_HTTP_TOKEN_FILE`, `CONSUL_HTTP_AUTH`, `CONSUL_HTTP_SSL`,
+    /// `CONSUL_HTTP_SSL_VERIFY`, `CONSUL_CACERT`, `CONSUL_CAPATH`, `CONSUL_CLIENT_CERT`,
+    /// `CONSUL_CLIENT_KEY`, `CONSUL_TLS_SERVER_NAME`, `CONSUL_NAMESPACE`,
+    /// `CONSUL_PARTITION`.
     pub fn from_env() -> Result<Self, Error> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
 
     /// Settings from a lookup function standing for the environment, so tests never touch
-    /// the process environment. Unset and empty variables mean the default.
+    /// the process environment. Unset and empty variables mean the default. A bad value is
+    /// an error naming its variable.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
         let get = |name: &str| lookup(name).filter(|v| !v.is_empty());
         let mut config = match get("CONSUL_HTTP_ADDR") {
-            Some(addr) => Config {
-                address: parse_address(&addr, "CONSUL_HTTP_ADDR")?,
-                ..Config::default()
-            },
+            Some(addr) => {
+                let (address, unix_socket) = parse_address(&addr, "CONSUL_HTTP_ADDR")?;
+                Config {
+                    address,
+                    unix_socket,
+                    ..Config::default()
+                }
+            }
             None => Config::default(),
         };
         if let Some(ssl) = get("CONSUL_HTTP_SSL")
@@ -104,6 +158,37 @@ impl Config {
         } else if let Some(secret) = get("CONSUL_HTTP_TOKEN") {
             config.token = Some(Token::new(secret));
         }
+        if let Some(auth) = get("CONSUL_HTTP_AUTH") {
+            let (username, password) = match auth.split_once(':') {
+                Some((user, pass)) => (user.to_owned(), Some(Token::new(pass))),
+                None => (auth.clone(), None),
+            };
+            if username.is_empty() {
+                return Err(Error::config("CONSUL_HTTP_AUTH", "empty user name"));
+            }
+            config.basic_auth = Some(BasicAuth { username, password });
+        }
+        if let Some(verify) = get("CONSUL_HTTP_SSL_VERIFY") {
+            config.tls.insecure_skip_verify = !parse_bool(&verify, "CONSUL_HTTP_SSL_VERIFY")?;
+        }
+        config.tls.ca_cert = get("CONSUL_CACERT").map(PathBuf::from);
+        config.tls.ca_path = get("CONSUL_CAPATH").map(PathBuf::from);
+        config.tls.client_cert = get("CONSUL_CLIENT_CERT").map(PathBuf::from);
+        config.tls.client_key = get("CONSUL_CLIENT_KEY").map(PathBuf::from);
+        if config.tls.client_cert.is_some() != config.tls.client_key.is_some() {
+            let missing = if config.tls.client_cert.is_some() {
+                "CONSUL_CLIENT_KEY"
+            } else {
+                "CONSUL_CLIENT_CERT"
+            };
+            return Err(Error::config(
+                missing,
+                "CONSUL_CLIENT_CERT and CONSUL_CLIENT_KEY go together",
+            ));
+        }
+        config.tls.server_name = get("CONSUL_TLS_SERVER_NAME");
+        config.namespace = get("CONSUL_NAMESPACE");
+        config.partition = get("CONSUL_PARTITION");
         Ok(config)
     }
 
@@ -120,9 +205,142 @@ impl Config {
         self.request_timeout = timeout;
         self
     }
+
+    /// Sets the connect deadline.
+    #[must_use]
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Sets the TLS settings.
+    #[must_use]
+    pub fn with_tls(mut self, tls: TlsConfig) -> Self {
+        self.tls = tls;
+        self
+    }
+
+    /// Sets basic authentication.
+    #[must_use]
+    pub fn with_basic_auth(mut self, username: impl Into<String>, password: Option<&str>) -> Self {
+        self.basic_auth = Some(BasicAuth {
+            username: username.into(),
+            password: password.map(Token::new),
+        });
+        self
+    }
+
+    /// Sets the enterprise namespace.
+    #[must_use]
+    pub fn with_namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = Some(namespace.into());
+        self
+    }
+
+    /// Sets the enterprise partition.
+    #[must_use]
+    pub fn with_partition(mut self, partition: impl Into<String>) -> Self {
+        self.partition = Some(partition.into());
+        self
+    }
+
+    /// Builds the HTTP client these settings describe.
+    pub(crate) fn http_client(&self) -> Result<reqwest::Client, Error> {
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(self.connect_timeout)
+            .tcp_nodelay(true);
+        if let Some(path) = &self.unix_socket {
+            builder = builder.unix_socket(path.clone());
+        }
+        let tls = &self.tls;
+        if tls.insecure_skip_verify {
+            builder = builder.danger_accept_invalid_certs(true);
+        }
+        for pem in ca_files(tls)? {
+            let (var, path) = pem;
+            let bytes = read(&path, var)?;
+            let certs = reqwest::Certificate::from_pem_bundle(&bytes)
+                .map_err(|e| Error::config(var, format!("{}: {e}", path.display())))?;
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        if let (Some(cert), Some(key)) = (&tls.client_cert, &tls.client_key) {
+            let mut pem = read(cert, "CONSUL_CLIENT_CERT")?;
+            pem.push(b'\n');
+            pem.extend(read(key, "CONSUL_CLIENT_KEY")?);
+            let identity = reqwest::Identity::from_pem(&pem)
+                .map_err(|e| Error::config("CONSUL_CLIENT_CERT", e.to_string()))?;
+            builder = builder.identity(identity);
+        }
+        if let Some(name) = &tls.server_name {
+            // Verify the certificate against `name` and send it as SNI: dial the URL by that
+            // name, and pin the name to the configured host's addresses.
+            let host = self.address.host_str().unwrap_or_default().to_owned();
+            let port = self.address.port_or_known_default().unwrap_or(8501);
+            let addrs: Vec<std::net::SocketAddr> =
+                std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port))
+                    .map_err(|e| {
+                        Error::config("CONSUL_TLS_SERVER_NAME", format!("resolve {host}: {e}"))
+                    })?
+                    .collect();
+            builder = builder.resolve_to_addrs(name, &addrs);
+        }
+        builder
+            .build()
+            .map_err(|e| Error::config("http client", e.to_string()))
+    }
+
+    /// The base URL requests go to: the address, with its host replaced by the TLS server
+    /// name when one is set (see [`Config::http_client`]).
+    pub(crate) fn base_url(&self) -> Result<Url, Error> {
+        let mut url = self.address.clone();
+        if let Some(name) = &self.tls.server_name {
+            url.set_host(Some(name))
+                .map_err(|e| Error::config("CONSUL_TLS_SERVER_NAME", e.to_string()))?;
+        }
+        Ok(url)
+    }
 }
 
-fn parse_address(raw: &str, var: &'static str) -> Result<Url, Error> {
+fn ca_files(tls: &TlsConfig) -> Result<Vec<(&'static str, PathBuf)>, Error> {
+    let mut files = Vec::new();
+    if let Some(path) = &tls.ca_cert {
+        files.push(("CONSUL_CACERT", path.clone()));
+    }
+    if let Some(dir) = &tls.ca_path {
+        let entries = std::fs::read_dir(dir).map_err(|e| {
+            Error::config(
+                "CONSUL_CAPATH",
+                format!("cannot read {}: {e}", dir.display()),
+            )
+        })?;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path
+                .extension()
+                .is_some_and(|ext| ext == "pem" || ext == "crt")
+            {
+                files.push(("CONSUL_CAPATH", path));
+            }
+        }
+    }
+    Ok(files)
+}
+
+fn read(path: &std::path::Path, var: &'static str) -> Result<Vec<u8>, Error> {
+    std::fs::read(path)
+        .map_err(|e| Error::config(var, format!("cannot read {}: {e}", path.display())))
+}
+
+fn parse_address(raw: &str, var: &'static str) -> Result<(Url, Option<PathBuf>), Error> {
+    if let Some(path) = raw.strip_prefix("unix://") {
+        if path.is_empty() {
+            return Err(Error::config(var, "unix address without a path"));
+        }
+        let url = Url::parse("http://localhost").expect("a constant URL parses");
+        return Ok((url, Some(PathBuf::from(path))));
+    }
     let with_scheme = if raw.contains("://") {
         raw.to_owned()
     } else {
@@ -132,12 +350,6 @@ fn parse_address(raw: &str, var: &'static str) -> Result<Url, Error> {
         .map_err(|e| Error::config(var, format!("invalid address {raw:?}: {e}")))?;
     match url.scheme() {
         "http" | "https" => {}
-        "unix" => {
-            return Err(Error::config(
-                var,
-                "unix socket addresses are not supported yet",
-            ));
-        }
         other => {
             return Err(Error::config(
                 var,
@@ -148,7 +360,7 @@ fn parse_address(raw: &str, var: &'static str) -> Result<Url, Error> {
     if url.host_str().is_none_or(str::is_empty) {
         return Err(Error::config(var, format!("no host in {raw:?}")));
     }
-    Ok(url)
+    Ok((url, None))
 }
 
 fn parse_bool(raw: &str, var: &'static str) -> Result<bool, Error> {
@@ -178,7 +390,7 @@ mod tests {
     fn defaults_to_local_agent() {
         let config = from(&[]).unwrap();
         assert_eq!(config.address.as_str(), "http://127.0.0.1:8500/");
-        assert!(config.token.is_none());
+        assert!(config.token.is_none() && config.unix_socket.is_none());
     }
 
     #[test]
@@ -193,34 +405,78 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(c.address.scheme(), "https");
+        let c = from(&[("CONSUL_HTTP_ADDR", "unix:///run/consul.sock")]).unwrap();
+        assert_eq!(c.unix_socket, Some(PathBuf::from("/run/consul.sock")));
+    }
+
+    #[test]
+    fn reads_the_rest_of_the_variables() {
+        let c = from(&[
+            ("CONSUL_HTTP_AUTH", "alice:s3cret"),
+            ("CONSUL_HTTP_SSL_VERIFY", "false"),
+            ("CONSUL_CACERT", "/etc/ca.pem"),
+            ("CONSUL_CAPATH", "/etc/cas"),
+            ("CONSUL_CLIENT_CERT", "/etc/c.pem"),
+            ("CONSUL_CLIENT_KEY", "/etc/k.pem"),
+            ("CONSUL_TLS_SERVER_NAME", "consul.internal"),
+            ("CONSUL_NAMESPACE", "team-a"),
+            ("CONSUL_PARTITION", "p1"),
+        ])
+        .unwrap();
+        let auth = c.basic_auth.as_ref().unwrap();
+        assert_eq!(auth.username, "alice");
+        assert_eq!(auth.password.as_ref().map(Token::expose), Some("s3cret"));
+        assert!(c.tls.insecure_skip_verify);
+        assert_eq!(c.tls.ca_cert, Some(PathBuf::from("/etc/ca.pem")));
+        assert_eq!(c.tls.ca_path, Some(PathBuf::from("/etc/cas")));
+        assert_eq!(c.tls.server_name.as_deref(), Some("consul.internal"));
+        assert_eq!(c.namespace.as_deref(), Some("team-a"));
+        assert_eq!(c.partition.as_deref(), Some("p1"));
+        assert!(
+            !format!("{c:?}").contains("s3cret"),
+            "Debug leaks the password"
+        );
     }
 
     #[test]
     fn bad_values_name_the_variable() {
         for vars in [
             vec![("CONSUL_HTTP_ADDR", "ftp://x:1")],
+            vec![("CONSUL_HTTP_ADDR", "unix://")],
             vec![("CONSUL_HTTP_SSL", "maybe")],
+            vec![("CONSUL_HTTP_SSL_VERIFY", "nope")],
             vec![("CONSUL_HTTP_TOKEN_FILE", "/nonexistent/token")],
+            vec![("CONSUL_HTTP_AUTH", ":pw")],
+            vec![("CONSUL_CLIENT_KEY", "/k.pem")],
         ] {
-            let var = vars[0].0;
             let err = from(&vars).expect_err("bad value must fail");
+            let named = vars[0].0;
+            let text = err.to_string();
             assert!(
-                err.to_string().contains(var),
-                "error {err} should name {var}"
+                text.contains(named)
+                    || (named == "CONSUL_CLIENT_KEY" && text.contains("CONSUL_CLIENT_CERT")),
+                "error {text} should name {named}"
             );
         }
     }
 
     #[test]
+    fn unreadable_tls_files_are_config_errors_at_client_build() {
+        let c = from(&[("CONSUL_CACERT", "/nonexistent/ca.pem")]).unwrap();
+        let err = c.http_client().unwrap_err();
+        assert!(err.to_string().contains("CONSUL_CACERT"), "{err}");
+    }
+
+    #[test]
     fn token_file_wins_and_token_is_never_printed() {
-        let dir = std::env::temp_dir().join(format!("consul-api-token-{}", std::process::id()));
-        std::fs::write(&dir, "from-file\n").unwrap();
+        let path = std::env::temp_dir().join(format!("consul-api-token-{}", std::process::id()));
+        std::fs::write(&path, "from-file\n").unwrap();
         let c = from(&[
             ("CONSUL_HTTP_TOKEN", "from-env"),
-            ("CONSUL_HTTP_TOKEN_FILE", dir.to_str().unwrap()),
+            ("CONSUL_HTTP_TOKEN_FILE", path.to_str().unwrap()),
         ])
         .unwrap();
-        std::fs::remove_file(&dir).ok();
+        std::fs::remove_file(&path).ok();
         assert_eq!(c.token.as_ref().map(Token::expose), Some("from-file"));
         let printed = format!("{c:?}");
         assert!(

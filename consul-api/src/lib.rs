@@ -44,7 +44,7 @@ mod types;
 pub mod watch;
 
 pub use client::{Client, Consistency, MAX_BODY, QueryMeta, QueryOptions};
-pub use config::{Config, DEFAULT_ADDRESS, Token};
+pub use config::{BasicAuth, Config, DEFAULT_ADDRESS, TlsConfig, Token};
 pub use error::Error;
 pub use registry::{ConsulRegistry, to_instance, to_service_registration};
 pub use types::{CheckStatus, HealthCheck, Meta, ServiceAddress, Weights};
