@@ -16,10 +16,12 @@
 //! - failures back off exponentially with jitter, capped; successes are rate-limited by a
 //!   minimum spacing, so a server answering at once with nothing new cannot spin the loop;
 //! - identical results are not re-emitted; the last-known-good set survives failures, which
-//!   arrive as [`Update::Error`] items while the stream goes on.
+//!   arrive as [`Update::Error`] items while the stream goes on; the first good answer after
+//!   a failure is emitted even if unchanged, so consumers learn that the source recovered.
 
 use std::collections::HashMap;
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -50,7 +52,9 @@ impl Default for WatchConfig {
             wait: Duration::from_secs(300),
             min_interval: Duration::from_millis(20),
             backoff_base: Duration::from_millis(100),
-            backoff_max: Duration::from_secs(10),
+            // Low enough that a watch resumes within a second of Consul coming back, high
+            // enough that a down agent sees about one request per second per query.
+            backoff_max: Duration::from_secs(1),
         }
     }
 }
@@ -101,6 +105,8 @@ struct HubInner {
     client: Client,
     config: WatchConfig,
     loops: Mutex<Loops>,
+    /// Requests sent by all loops, for observability and tests.
+    requests: Arc<AtomicU64>,
 }
 
 // === impl WatchHub ===
@@ -113,8 +119,14 @@ impl WatchHub {
                 client,
                 config,
                 loops: Mutex::new(HashMap::new()),
+                requests: Arc::new(AtomicU64::new(0)),
             }),
         }
+    }
+
+    /// How many requests the hub's loops have sent so far.
+    pub fn requests_sent(&self) -> u64 {
+        self.inner.requests.load(Ordering::Relaxed)
     }
 
     /// How many loops run now (one per watched query).
@@ -147,6 +159,7 @@ impl WatchHub {
             self.inner.client.clone(),
             self.inner.config.clone(),
             query.clone(),
+            self.inner.requests.clone(),
         );
         tokio::spawn(run(Arc::downgrade(&self.inner), query.clone(), tx, state));
         rx
@@ -263,11 +276,13 @@ struct WatchLoop {
     /// Consecutive failures, for the backoff.
     failures: u32,
     last_start: Option<Instant>,
+    requests: Arc<AtomicU64>,
 }
 
 impl WatchLoop {
-    fn new(client: Client, config: WatchConfig, query: Query) -> Self {
+    fn new(client: Client, config: WatchConfig, query: Query, requests: Arc<AtomicU64>) -> Self {
         WatchLoop {
+            requests,
             client,
             config,
             opts: query_options(&query),
@@ -284,6 +299,7 @@ impl WatchLoop {
         loop {
             self.pace().await;
             self.last_start = Some(Instant::now());
+            self.requests.fetch_add(1, Ordering::Relaxed);
             let mut opts = self.opts.clone();
             if self.index > 0 {
                 opts.index = Some(self.index);
@@ -302,6 +318,9 @@ impl WatchLoop {
                 Err(err) => {
                     self.failures = self.failures.saturating_add(1);
                     self.index = 0;
+                    // The first good answer after a failure is emitted even if unchanged: it
+                    // tells consumers the source recovered.
+                    self.last = None;
                     tracing::debug!(service = %self.service, error = %err, failures = self.failures, "consul watch failed");
                     return Update::Error(err.into());
                 }
