@@ -137,6 +137,12 @@ pub struct HealthCheck {
     /// The check type (`ttl`, `http`, `grpc`, `tcp`, `serf`…).
     #[serde(rename = "Type", default)]
     pub kind: String,
+    /// How often the agent runs the check (agent views; `None` for TTL and node checks).
+    #[serde(default, with = "crate::duration::serde_go_opt")]
+    pub interval: Option<std::time::Duration>,
+    /// The deadline of one run (agent views).
+    #[serde(default, with = "crate::duration::serde_go_opt")]
+    pub timeout: Option<std::time::Duration>,
     /// Raft index at creation.
     #[serde(default)]
     pub create_index: u64,
