@@ -69,3 +69,27 @@ async fn clients_see_what_the_handle_sets() {
         "shutdown covers every service"
     );
 }
+
+#[tokio::test]
+async fn watchers_see_indicator_changes() {
+    use health::{Probe, Scope};
+    let (health, mut client) = serve().await;
+    health.set_serving(SERVER).await;
+    let mut stream = client
+        .watch(HealthCheckRequest {
+            service: SERVER.to_owned(),
+        })
+        .await
+        .expect("watch starts")
+        .into_inner();
+    let first = stream.message().await.unwrap().unwrap().status();
+    assert_eq!(first, Wire::Serving);
+    health
+        .report("db", Scope::All, Probe::down("connection refused"))
+        .await;
+    let next = stream.message().await.unwrap().unwrap().status();
+    assert_eq!(next, Wire::NotServing, "a down indicator reaches watchers");
+    health.report("db", Scope::All, Probe::up("ok")).await;
+    let next = stream.message().await.unwrap().unwrap().status();
+    assert_eq!(next, Wire::Serving, "and so does its recovery");
+}
