@@ -1,0 +1,135 @@
+//! The response body of a call: keeps the call in flight on its endpoint until the response
+//! ends, and reads the gRPC status from the trailers.
+//!
+//! Counting a call until the body ends (not just until the headers) makes a long server
+//! stream count as load, and holding a clone of the endpoint's channel keeps the connection
+//! of a removed endpoint alive until its last stream is done.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::HeaderMap;
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use tonic::body::Body;
+
+use crate::pool::{Endpoint, Picked, Pool};
+
+/// What a call's answer says about its endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// The endpoint is fine (whatever the call's own status).
+    Healthy,
+    /// The endpoint answered `Unavailable` (or a gateway error): count it against it.
+    Unavailable,
+}
+
+/// Reads the `grpc-status` of a header or trailer map, if there is one.
+pub(crate) fn verdict(headers: &HeaderMap) -> Option<Verdict> {
+    let status = headers.get("grpc-status")?;
+    Some(if status.as_bytes() == b"14" {
+        Verdict::Unavailable
+    } else {
+        Verdict::Healthy
+    })
+}
+
+/// One call in flight on one endpoint; dropping it ends the call's load.
+pub(crate) struct InFlight {
+    pool: Arc<Pool>,
+    endpoint: Arc<Endpoint>,
+    // Held for its effect: keeps the connection of a removed endpoint open for this call.
+    _channel: tonic::transport::Channel,
+    judged: bool,
+}
+
+// === impl InFlight ===
+
+impl InFlight {
+    pub(crate) fn new(pool: Arc<Pool>, picked: Picked) -> Self {
+        InFlight {
+            pool,
+            endpoint: picked.endpoint,
+            _channel: picked.channel,
+            judged: false,
+        }
+    }
+
+    pub(crate) fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// Records the call's outcome, once.
+    pub(crate) fn judge(&mut self, verdict: Verdict) {
+        if std::mem::replace(&mut self.judged, true) {
+            return;
+        }
+        match verdict {
+            Verdict::Healthy => self.pool.record_success(&self.endpoint),
+            Verdict::Unavailable => self.pool.record_failure(&self.endpoint),
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.endpoint.release();
+    }
+}
+
+/// A response body that ends its call's in-flight count when it ends or is dropped.
+pub(crate) struct ResponseBody {
+    inner: Body,
+    call: Option<InFlight>,
+}
+
+// === impl ResponseBody ===
+
+impl ResponseBody {
+    pub(crate) fn new(inner: Body, call: InFlight) -> Self {
+        ResponseBody {
+            inner,
+            call: Some(call),
+        }
+    }
+
+    fn finish(&mut self, verdict: Verdict) {
+        if let Some(mut call) = self.call.take() {
+            call.judge(verdict);
+        }
+    }
+}
+
+impl HttpBody for ResponseBody {
+    type Data = Bytes;
+    type Error = tonic::Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, tonic::Status>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(trailers) = frame.trailers_ref() {
+                    let verdict = self::verdict(trailers).unwrap_or(Verdict::Healthy);
+                    self.finish(verdict);
+                }
+            }
+            // A stream cut mid-way is the endpoint's (or the network's) failure.
+            Poll::Ready(Some(Err(_))) => self.finish(Verdict::Unavailable),
+            Poll::Ready(None) => self.finish(Verdict::Healthy),
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

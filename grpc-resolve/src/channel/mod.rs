@@ -1,0 +1,276 @@
+//! The channel: a tower service that tonic clients call, balancing over discovered
+//! endpoints.
+//!
+//! `poll_ready` is always ready: readiness of a discovered set is a per-call question (is
+//! any endpoint ready *now*?), and answering it in `poll_ready` is what makes tonic's own
+//! balancer apply discovery only while traffic flows. Instead each call waits, up to the
+//! empty timeout, until an endpoint is ready, picks one by weighted power of two choices,
+//! and stays counted on it until its response body ends.
+//!
+//! A call whose endpoint's channel turned out to be closed before the request was handed
+//! over is sent to another endpoint; a request once handed to a connection is not sent
+//! again (its body is consumed).
+
+mod body;
+mod builder;
+mod future;
+
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use discovery_core::{Query, Resolver};
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
+use tonic::body::Body;
+use tower::ServiceExt;
+use tower_service::Service;
+
+pub use builder::Builder;
+pub use future::ResponseFuture;
+
+use self::body::{InFlight, ResponseBody, Verdict};
+use crate::pool::{EndpointInfo, Picked, Pool, PoolConfig, Stats};
+use crate::{Error, Target};
+
+/// How many endpoints one call may try.
+const MAX_ATTEMPTS: usize = 2;
+
+/// A tonic channel over the instances of one service, kept current by a resolver watch.
+///
+/// Cheap to clone: clones share the endpoints and their connections. Discovery stops and
+/// connections close when the last clone is dropped.
+///
+/// # Examples
+///
+/// ```no_run
+/// use discovery_core::MemoryRegistry;
+/// use grpc_resolve::DiscoveredChannel;
+/// use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), tonic::Status> {
+/// let registry = MemoryRegistry::new();
+/// let channel = DiscoveredChannel::builder(registry, "adder").tag("v1").build();
+/// let mut client = HealthClient::new(channel.clone());
+/// client.check(HealthCheckRequest { service: String::new() }).await?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct DiscoveredChannel {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    pool: Arc<Pool>,
+    empty_timeout: Duration,
+    discovery: AbortHandle,
+}
+
+// === impl DiscoveredChannel ===
+
+impl DiscoveredChannel {
+    /// Starts building a channel to `service` as `resolver` finds it.
+    pub fn builder<R>(resolver: R, service: impl Into<String>) -> Builder
+    where
+        R: Resolver + 'static,
+    {
+        Builder::new(Arc::new(resolver), Query::new(service))
+    }
+
+    /// Starts building a channel for a parsed target: its query, with `resolver` (which the
+    /// caller makes for the target's address).
+    pub fn builder_for_target<R>(resolver: R, target: &Target) -> Builder
+    where
+        R: Resolver + 'static,
+    {
+        Builder::new(Arc::new(resolver), target.query.clone())
+    }
+
+    fn start(
+        resolver: Arc<dyn Resolver>,
+        query: Query,
+        empty_timeout: Duration,
+        config: PoolConfig,
+    ) -> Self {
+        let pool = Arc::new(Pool::new(query.service.clone(), config));
+        let discovery = tokio::spawn(crate::discover::run(resolver, query, pool.clone()));
+        DiscoveredChannel {
+            shared: Arc::new(Shared {
+                pool,
+                empty_timeout,
+                discovery: discovery.abort_handle(),
+            }),
+        }
+    }
+
+    /// The service this channel calls.
+    pub fn service(&self) -> &str {
+        &self.shared.pool.service
+    }
+
+    /// The endpoints discovery knows now, sorted by id, with their state.
+    pub fn endpoints(&self) -> Vec<EndpointInfo> {
+        self.shared.pool.infos()
+    }
+
+    /// What the channel did so far.
+    pub fn stats(&self) -> Stats {
+        self.shared.pool.stats()
+    }
+
+    /// Waits for the next change after this call to the endpoint set, or to an endpoint's
+    /// readiness or ejection (not to its load).
+    pub async fn changed(&self) {
+        let mut changes = self.shared.pool.subscribe();
+        // The sender lives as long as the pool, which `self` holds.
+        let _ = changes.changed().await;
+    }
+
+    /// Waits until `done` holds for the endpoints (checked now and after every change), and
+    /// returns them.
+    pub async fn wait_for(
+        &self,
+        mut done: impl FnMut(&[EndpointInfo]) -> bool,
+    ) -> Vec<EndpointInfo> {
+        let mut changes = self.shared.pool.subscribe();
+        loop {
+            let endpoints = self.endpoints();
+            if done(&endpoints) {
+                return endpoints;
+            }
+            let _ = changes.changed().await;
+        }
+    }
+}
+
+impl fmt::Debug for DiscoveredChannel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DiscoveredChannel")
+            .field("service", &self.service())
+            .field("endpoints", &self.endpoints())
+            .field("empty_timeout", &self.shared.empty_timeout)
+            .finish()
+    }
+}
+
+impl Service<http::Request<Body>> for DiscoveredChannel {
+    type Response = http::Response<Body>;
+    type Error = Error;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> ResponseFuture {
+        ResponseFuture::new(self.shared.clone().call(request))
+    }
+}
+
+// === impl Shared ===
+
+impl Shared {
+    async fn call(
+        self: Arc<Self>,
+        request: http::Request<Body>,
+    ) -> Result<http::Response<Body>, Error> {
+        let pool = &self.pool;
+        pool.counters.calls.inc();
+        let deadline = Instant::now() + self.empty_timeout;
+        let mut rng = fastrand::Rng::new();
+        let mut avoid: Option<String> = None;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let picked = self
+                .ready_endpoint(avoid.as_deref(), deadline, &mut rng)
+                .await?;
+            let mut channel = picked.channel.clone();
+            let mut call = InFlight::new(pool.clone(), picked);
+            // The channel's buffer fails readiness only when its worker is gone; the request
+            // is still ours, so another endpoint can take it.
+            if let Err(error) = channel.ready().await {
+                call.judge(Verdict::Unavailable);
+                let endpoint = call.endpoint().id.clone();
+                if attempt < MAX_ATTEMPTS {
+                    tracing::debug!(service = %pool.service, %endpoint, %error, "endpoint channel closed; trying another");
+                    pool.counters.retries.inc();
+                    avoid = Some(endpoint);
+                    continue;
+                }
+                return Err(Error::Transport {
+                    endpoint,
+                    source: error.into(),
+                });
+            }
+            return match channel.call(request).await {
+                Ok(response) => {
+                    let (parts, body) = response.into_parts();
+                    if let Some(verdict) = body::verdict(&parts.headers) {
+                        // A trailers-only answer: the status is all there is.
+                        call.judge(verdict);
+                    } else if matches!(parts.status.as_u16(), 502..=504) {
+                        call.judge(Verdict::Unavailable);
+                    }
+                    let body = Body::new(ResponseBody::new(body, call));
+                    Ok(http::Response::from_parts(parts, body))
+                }
+                Err(error) => {
+                    call.judge(Verdict::Unavailable);
+                    let endpoint = call.endpoint().id.clone();
+                    tracing::debug!(service = %pool.service, %endpoint, error = %crate::pool::connect::DisplayChain(&error), "call failed in transport");
+                    Err(Error::Transport {
+                        endpoint,
+                        source: error.into(),
+                    })
+                }
+            };
+        }
+    }
+
+    /// Waits until an endpoint can be picked, or the deadline.
+    async fn ready_endpoint(
+        &self,
+        avoid: Option<&str>,
+        deadline: Instant,
+        rng: &mut fastrand::Rng,
+    ) -> Result<Picked, Error> {
+        let pool = &self.pool;
+        // Subscribe before looking, so a change between the look and the wait is not lost.
+        let mut changes = pool.subscribe();
+        loop {
+            if let Some(picked) = pool.pick(avoid, rng) {
+                return Ok(picked);
+            }
+            match tokio::time::timeout_at(deadline, changes.changed()).await {
+                Ok(_) => {}
+                Err(_elapsed) => {
+                    pool.counters.no_endpoints.inc();
+                    let known = pool.infos().len();
+                    let detail = if known > 0 {
+                        Some(format!("{known} known endpoint(s), none connected"))
+                    } else {
+                        pool.resolver_state()
+                            .or_else(|| Some("discovery has not answered yet".to_owned()))
+                    };
+                    tracing::debug!(service = %pool.service, ?detail, "no endpoint became ready in time");
+                    return Err(Error::no_endpoints(
+                        &pool.service,
+                        self.empty_timeout,
+                        detail.as_deref(),
+                    ));
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.discovery.abort();
+        self.pool.close();
+    }
+}

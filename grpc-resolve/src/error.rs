@@ -1,0 +1,96 @@
+//! The crate's one error type.
+//!
+//! A tonic client turns a channel error into a `tonic::Status` by walking the error's
+//! `source()` chain, so every variant keeps its cause as a source: the status a caller sees
+//! is the one the cause implies (`Unavailable` for a refused connection, the exact status
+//! for [`Error::NoEndpoints`]).
+
+use std::time::Duration;
+
+/// A boxed error, as tower and tonic pass them around.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Why a call through a [`DiscoveredChannel`](crate::DiscoveredChannel) or a target parse
+/// failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No endpoint of the service became ready within the channel's empty timeout.
+    ///
+    /// The source is a `tonic::Status` with code `Unavailable`, which tonic clients return
+    /// as is.
+    #[error("no endpoints for service {service:?} after {waited:?}")]
+    NoEndpoints {
+        /// The service the channel discovers.
+        service: String,
+        /// How long the call waited.
+        waited: Duration,
+        /// The status a tonic client reports.
+        #[source]
+        status: tonic::Status,
+    },
+    /// The call failed on its way to or from an endpoint: the connection broke or could
+    /// not be made.
+    #[error("call to endpoint {endpoint:?} failed")]
+    Transport {
+        /// The instance id of the endpoint.
+        endpoint: String,
+        /// What the transport said.
+        #[source]
+        source: BoxError,
+    },
+    /// A target string could not be parsed.
+    #[error("invalid target {target:?}: {reason}")]
+    InvalidTarget {
+        /// The string as given.
+        target: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+impl Error {
+    pub(crate) fn no_endpoints(service: &str, waited: Duration, detail: Option<&str>) -> Self {
+        let mut message = format!("no endpoints for service {service:?} after {waited:?}");
+        if let Some(detail) = detail {
+            message.push_str(": ");
+            message.push_str(detail);
+        }
+        Error::NoEndpoints {
+            service: service.to_owned(),
+            waited,
+            status: tonic::Status::unavailable(message),
+        }
+    }
+
+    /// Whether no endpoint was available: the service has no ready instances now.
+    pub fn is_no_endpoints(&self) -> bool {
+        matches!(self, Error::NoEndpoints { .. })
+    }
+
+    /// Whether the same call may succeed later: no endpoints yet, or a transport failure.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Error::NoEndpoints { .. } | Error::Transport { .. })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_endpoints_becomes_an_unavailable_status_naming_the_service() {
+        let err: BoxError = Box::new(Error::no_endpoints("adder", Duration::from_secs(10), None));
+        let status = tonic::Status::from_error(err);
+        assert_eq!(
+            status.code(),
+            tonic::Code::Unavailable,
+            "expected Unavailable, got {status:?}"
+        );
+        assert!(
+            status.message().contains("\"adder\""),
+            "expected the message to name the service, got {:?}",
+            status.message()
+        );
+    }
+}

@@ -1,0 +1,463 @@
+//! The endpoints a channel balances over, with their connection, load and ejection state.
+//!
+//! The pool is the only state shared between the discovery task, the connection tasks and
+//! the call path. The call path only takes the read lock long enough to pick, so discovery
+//! changes land while calls flow and while none do. Every change that can make a different
+//! pick (an endpoint added, removed, connected, disconnected, ejected) bumps a version in a
+//! `watch` channel; waiting calls and tests wait on it instead of polling or sleeping.
+//!
+//! Each endpoint owns one tonic `Channel`, present only while its connection is up (see
+//! [`connect`]). A removed endpoint leaves the pool at once, so no new call picks it, but
+//! calls already in flight hold their own clone of its channel and finish normally.
+//!
+//! Passive outlier detection: after `consecutive_failures` transport failures or
+//! `Unavailable` answers in a row, an endpoint is ejected for a time that doubles with each
+//! ejection in a row (up to a cap); its connection is dropped and it comes back by
+//! reconnecting. The last usable endpoint is never ejected: failing calls reaching the caller
+//! beat every call waiting for nothing.
+
+pub(crate) mod connect;
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Duration;
+
+use discovery_core::{HealthStatus, ServiceInstance};
+use tokio::sync::{Notify, watch};
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
+use tonic::transport::Channel;
+
+use crate::balance::{self, Candidate};
+use crate::discover::Changes;
+
+/// A hook that configures each endpoint (TLS, keepalive, limits).
+pub(crate) type ConfigureEndpoint =
+    Arc<dyn Fn(tonic::transport::Endpoint) -> tonic::transport::Endpoint + Send + Sync>;
+
+/// How the pool connects and ejects.
+#[derive(Clone)]
+pub(crate) struct PoolConfig {
+    pub(crate) scheme: &'static str,
+    pub(crate) connect_timeout: Option<Duration>,
+    pub(crate) configure: Option<ConfigureEndpoint>,
+    pub(crate) backoff: connect::Backoff,
+    pub(crate) outlier: Outlier,
+}
+
+/// Passive outlier detection settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Outlier {
+    pub(crate) consecutive_failures: u32,
+    pub(crate) base_ejection: Duration,
+    pub(crate) max_ejection: Duration,
+}
+
+/// The shared endpoint set of one channel.
+pub(crate) struct Pool {
+    pub(crate) service: String,
+    pub(crate) config: PoolConfig,
+    endpoints: RwLock<Vec<Arc<Endpoint>>>,
+    version: watch::Sender<u64>,
+    /// Why the set may be empty, for the error a waiting call gets.
+    resolver_state: Mutex<Option<String>>,
+    pub(crate) counters: Counters,
+}
+
+/// One instance of the service and its connection.
+pub(crate) struct Endpoint {
+    pub(crate) id: String,
+    pub(crate) authority: String,
+    instance: Mutex<ServiceInstance>,
+    weight: AtomicU32,
+    connected: AtomicBool,
+    removed: AtomicBool,
+    channel: Mutex<Option<Channel>>,
+    in_flight: AtomicUsize,
+    failures: AtomicU32,
+    ejections: AtomicU32,
+    ejected_until: Mutex<Option<Instant>>,
+    ejected: Notify,
+    task: Mutex<Option<AbortHandle>>,
+}
+
+/// An endpoint picked for one call, counted in flight until dropped.
+pub(crate) struct Picked {
+    pub(crate) endpoint: Arc<Endpoint>,
+    pub(crate) channel: Channel,
+}
+
+/// What one endpoint looks like now; see [`DiscoveredChannel::endpoints`].
+///
+/// [`DiscoveredChannel::endpoints`]: crate::DiscoveredChannel::endpoints
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EndpointInfo {
+    /// The instance id from discovery.
+    pub id: String,
+    /// `host:port`.
+    pub authority: String,
+    /// Whether it is connected and not ejected: calls may pick it.
+    pub ready: bool,
+    /// Calls sent to it whose response has not ended.
+    pub in_flight: usize,
+    /// Whether outlier detection took it out of rotation for now.
+    pub ejected: bool,
+    /// Its balancing weight: the instance's weight for its health status.
+    pub weight: u32,
+    /// Its health status as discovery reported it.
+    pub status: HealthStatus,
+    /// Failed calls in a row.
+    pub consecutive_failures: u32,
+}
+
+/// Running totals of what a channel did; see [`DiscoveredChannel::stats`].
+///
+/// [`DiscoveredChannel::stats`]: crate::DiscoveredChannel::stats
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Calls started.
+    pub calls: u64,
+    /// Calls that ended in an error or an `Unavailable` answer.
+    pub failures: u64,
+    /// Calls sent again to another endpoint.
+    pub retries: u64,
+    /// Calls that found no endpoint within the empty timeout.
+    pub no_endpoints: u64,
+    /// Endpoints ejected by outlier detection.
+    pub ejections: u64,
+    /// Discovery updates applied (snapshots, including unchanged ones).
+    pub updates: u64,
+    /// Errors the resolver reported (the last good set was kept).
+    pub resolver_errors: u64,
+    /// Failed connection attempts.
+    pub connect_failures: u64,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Counter(AtomicU64);
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) calls: Counter,
+    pub(crate) failures: Counter,
+    pub(crate) retries: Counter,
+    pub(crate) no_endpoints: Counter,
+    pub(crate) ejections: Counter,
+    pub(crate) updates: Counter,
+    pub(crate) resolver_errors: Counter,
+    pub(crate) connect_failures: Counter,
+}
+
+/// Locks, ignoring poisoning: every critical section here leaves the data consistent.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+// === impl Counter ===
+
+impl Counter {
+    pub(crate) fn inc(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+// === impl Pool ===
+
+impl Pool {
+    pub(crate) fn new(service: String, config: PoolConfig) -> Self {
+        Pool {
+            service,
+            config,
+            endpoints: RwLock::new(Vec::new()),
+            version: watch::Sender::new(0),
+            resolver_state: Mutex::new(None),
+            counters: Counters::default(),
+        }
+    }
+
+    /// Tells waiters that a pick may now turn out differently.
+    pub(crate) fn changed(&self) {
+        self.version.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    /// A receiver that sees every change from now on.
+    pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
+        self.version.subscribe()
+    }
+
+    /// Records what the resolver last said about an empty set, for error messages.
+    pub(crate) fn set_resolver_state(&self, state: Option<String>) {
+        *lock(&self.resolver_state) = state;
+    }
+
+    pub(crate) fn resolver_state(&self) -> Option<String> {
+        lock(&self.resolver_state).clone()
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<Arc<Endpoint>>> {
+        self.endpoints
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Applies discovery changes; new endpoints start connecting at once.
+    pub(crate) fn apply(self: &Arc<Self>, changes: &Changes) {
+        if changes.is_empty() {
+            return;
+        }
+        let mut endpoints = self
+            .endpoints
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        for id in &changes.remove {
+            if let Some(at) = endpoints.iter().position(|e| &e.id == id) {
+                let endpoint = endpoints.swap_remove(at);
+                endpoint.retire();
+                tracing::info!(service = %self.service, endpoint = %endpoint.id, authority = %endpoint.authority, "endpoint removed");
+            }
+        }
+        for instance in &changes.insert {
+            let authority = instance.authority();
+            let target = match self.target(&authority) {
+                Ok(target) => target,
+                Err(error) => {
+                    // One malformed entry must not cost the rest of the update.
+                    tracing::warn!(service = %self.service, endpoint = %instance.id, %authority, %error, "skipping instance with an unusable address");
+                    continue;
+                }
+            };
+            let endpoint = Arc::new(Endpoint::new(instance.clone()));
+            let task = tokio::spawn(connect::run(self.clone(), endpoint.clone(), target));
+            *lock(&endpoint.task) = Some(task.abort_handle());
+            tracing::info!(service = %self.service, endpoint = %endpoint.id, %authority, weight = instance.effective_weight(), "endpoint added");
+            endpoints.push(endpoint);
+        }
+        for instance in &changes.update {
+            if let Some(endpoint) = endpoints.iter().find(|e| e.id == instance.id) {
+                tracing::debug!(service = %self.service, endpoint = %instance.id, status = %instance.status, weight = instance.effective_weight(), "endpoint updated");
+                endpoint.update(instance.clone());
+            }
+        }
+        drop(endpoints);
+        self.changed();
+    }
+
+    fn target(
+        &self,
+        authority: &str,
+    ) -> Result<tonic::transport::Endpoint, tonic::transport::Error> {
+        let mut target = tonic::transport::Endpoint::from_shared(format!(
+            "{}://{authority}",
+            self.config.scheme
+        ))?
+        .tcp_nodelay(true);
+        if let Some(timeout) = self.config.connect_timeout {
+            target = target.connect_timeout(timeout);
+        }
+        if let Some(configure) = &self.config.configure {
+            target = configure(target);
+        }
+        Ok(target)
+    }
+
+    /// Picks a ready endpoint by power of two choices, avoiding `avoid` when another is
+    /// ready, and counts the call in flight on it.
+    pub(crate) fn pick(&self, avoid: Option<&str>, rng: &mut fastrand::Rng) -> Option<Picked> {
+        let now = Instant::now();
+        let endpoints = self.read();
+        let mut candidates: Vec<(usize, Candidate)> = endpoints
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.is_usable(now))
+            .map(|(i, e)| (i, e.candidate()))
+            .collect();
+        if let Some(avoid) = avoid
+            && candidates.iter().any(|(i, _)| endpoints[*i].id != avoid)
+        {
+            candidates.retain(|(i, _)| endpoints[*i].id != avoid);
+        }
+        let loads: Vec<Candidate> = candidates.iter().map(|(_, c)| *c).collect();
+        let chosen = balance::pick(&loads, rng)?;
+        let endpoint = endpoints[candidates[chosen].0].clone();
+        drop(endpoints);
+        // The connection may have gone since the scan; the caller simply picks again.
+        let channel = lock(&endpoint.channel).clone()?;
+        endpoint.in_flight.fetch_add(1, Ordering::Relaxed);
+        Some(Picked { endpoint, channel })
+    }
+
+    /// A call on `endpoint` succeeded (the endpoint answered with anything but
+    /// `Unavailable`).
+    pub(crate) fn record_success(&self, endpoint: &Endpoint) {
+        endpoint.failures.store(0, Ordering::Relaxed);
+        endpoint.ejections.store(0, Ordering::Relaxed);
+    }
+
+    /// A call on `endpoint` failed in transport or was answered `Unavailable`.
+    pub(crate) fn record_failure(&self, endpoint: &Endpoint) {
+        self.counters.failures.inc();
+        let outlier = self.config.outlier;
+        let failures = endpoint.failures.fetch_add(1, Ordering::Relaxed) + 1;
+        if outlier.consecutive_failures == 0 || failures < outlier.consecutive_failures {
+            return;
+        }
+        let now = Instant::now();
+        let others = self
+            .read()
+            .iter()
+            .any(|e| e.id != endpoint.id && e.is_usable(now));
+        if !others || endpoint.is_removed() {
+            return;
+        }
+        endpoint.failures.store(0, Ordering::Relaxed);
+        let ejections = endpoint.ejections.fetch_add(1, Ordering::Relaxed);
+        let duration = outlier
+            .base_ejection
+            .saturating_mul(1u32.checked_shl(ejections.min(31)).unwrap_or(u32::MAX))
+            .min(outlier.max_ejection);
+        *lock(&endpoint.ejected_until) = Some(now + duration);
+        endpoint.ejected.notify_one();
+        self.counters.ejections.inc();
+        tracing::warn!(service = %self.service, endpoint = %endpoint.id, authority = %endpoint.authority, failures, ?duration, "endpoint ejected after consecutive failures");
+        self.changed();
+    }
+
+    /// A snapshot of every endpoint, sorted by id.
+    pub(crate) fn infos(&self) -> Vec<EndpointInfo> {
+        let now = Instant::now();
+        let mut infos: Vec<EndpointInfo> = self.read().iter().map(|e| e.info(now)).collect();
+        infos.sort_by(|a, b| a.id.cmp(&b.id));
+        infos
+    }
+
+    pub(crate) fn stats(&self) -> Stats {
+        let c = &self.counters;
+        Stats {
+            calls: c.calls.get(),
+            failures: c.failures.get(),
+            retries: c.retries.get(),
+            no_endpoints: c.no_endpoints.get(),
+            ejections: c.ejections.get(),
+            updates: c.updates.get(),
+            resolver_errors: c.resolver_errors.get(),
+            connect_failures: c.connect_failures.get(),
+        }
+    }
+
+    /// Retires every endpoint; the channel is gone.
+    pub(crate) fn close(&self) {
+        let mut endpoints = self
+            .endpoints
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        for endpoint in endpoints.drain(..) {
+            endpoint.retire();
+        }
+    }
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("service", &self.service)
+            .field("endpoints", &self.infos())
+            .finish_non_exhaustive()
+    }
+}
+
+// === impl Endpoint ===
+
+impl Endpoint {
+    fn new(instance: ServiceInstance) -> Self {
+        Endpoint {
+            id: instance.id.clone(),
+            authority: instance.authority(),
+            weight: AtomicU32::new(instance.effective_weight()),
+            instance: Mutex::new(instance),
+            connected: AtomicBool::new(false),
+            removed: AtomicBool::new(false),
+            channel: Mutex::new(None),
+            in_flight: AtomicUsize::new(0),
+            failures: AtomicU32::new(0),
+            ejections: AtomicU32::new(0),
+            ejected_until: Mutex::new(None),
+            ejected: Notify::new(),
+            task: Mutex::new(None),
+        }
+    }
+
+    fn update(&self, instance: ServiceInstance) {
+        self.weight
+            .store(instance.effective_weight(), Ordering::Relaxed);
+        *lock(&self.instance) = instance;
+    }
+
+    pub(crate) fn set_channel(&self, channel: Option<Channel>) {
+        let mut slot = lock(&self.channel);
+        if self.is_removed() {
+            return;
+        }
+        self.connected.store(channel.is_some(), Ordering::Release);
+        *slot = channel;
+    }
+
+    pub(crate) fn ejected_until(&self) -> Option<Instant> {
+        let until = *lock(&self.ejected_until);
+        until.filter(|t| *t > Instant::now())
+    }
+
+    fn is_removed(&self) -> bool {
+        self.removed.load(Ordering::Acquire)
+    }
+
+    /// Whether a call may pick it now.
+    fn is_usable(&self, now: Instant) -> bool {
+        self.connected.load(Ordering::Acquire)
+            && lock(&self.ejected_until).is_none_or(|until| until <= now)
+    }
+
+    fn candidate(&self) -> Candidate {
+        Candidate {
+            load: self.in_flight.load(Ordering::Relaxed) as u64,
+            weight: self.weight.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Takes it out of rotation for good: no new calls, no reconnects. In-flight calls hold
+    /// their own channel clones and finish.
+    fn retire(&self) {
+        let task = lock(&self.task).take();
+        if let Some(task) = task {
+            task.abort();
+        }
+        let mut slot = lock(&self.channel);
+        self.removed.store(true, Ordering::Release);
+        self.connected.store(false, Ordering::Release);
+        *slot = None;
+    }
+
+    /// The call that picked it is over.
+    pub(crate) fn release(&self) {
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    fn info(&self, now: Instant) -> EndpointInfo {
+        let instance = lock(&self.instance);
+        EndpointInfo {
+            id: self.id.clone(),
+            authority: self.authority.clone(),
+            ready: self.is_usable(now),
+            in_flight: self.in_flight.load(Ordering::Relaxed),
+            ejected: lock(&self.ejected_until).is_some_and(|until| until > now),
+            weight: instance.effective_weight(),
+            status: instance.status,
+            consecutive_failures: self.failures.load(Ordering::Relaxed),
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! Real tonic servers on 127.0.0.1:0 for the channel to call: tonic-health behind a layer
+//! that counts calls and can answer `Unavailable` on demand.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+
+use discovery_core::{ServiceInstance, Weights};
+use tokio::sync::oneshot;
+use tonic::body::Body;
+use tonic::server::NamedService;
+use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
+use tonic_health::ServingStatus;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::server::HealthReporter;
+use tower_service::Service;
+
+use grpc_resolve::DiscoveredChannel;
+
+/// The service every test discovers.
+pub const SERVICE: &str = "adder";
+
+/// One running backend.
+pub struct Backend {
+    pub addr: SocketAddr,
+    pub reporter: HealthReporter,
+    calls: Arc<AtomicUsize>,
+    unavailable: Arc<AtomicBool>,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Backend {
+    /// Starts a backend on a fresh port.
+    pub async fn start() -> Backend {
+        let incoming = TcpIncoming::bind("127.0.0.1:0".parse().expect("an address"))
+            .expect("bind 127.0.0.1:0")
+            .with_nodelay(Some(true));
+        let addr = incoming.local_addr().expect("a local address");
+        let (reporter, health) = tonic_health::server::health_reporter();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let unavailable = Arc::new(AtomicBool::new(false));
+        let counted = Counted {
+            inner: health,
+            calls: calls.clone(),
+            unavailable: unavailable.clone(),
+        };
+        let (shutdown, stop) = oneshot::channel();
+        let server = tokio::spawn(async move {
+            Server::builder()
+                .add_service(counted)
+                .serve_with_incoming_shutdown(incoming, async {
+                    let _ = stop.await;
+                })
+                .await
+                .expect("the server runs");
+        });
+        Backend {
+            addr,
+            reporter,
+            calls,
+            unavailable,
+            shutdown: Some(shutdown),
+            server: Some(server),
+        }
+    }
+
+    /// This backend as a discovered instance.
+    pub fn instance(&self, id: &str) -> ServiceInstance {
+        ServiceInstance::new(id, SERVICE, "127.0.0.1", self.addr.port())
+    }
+
+    /// This backend as a discovered instance with a passing weight.
+    pub fn weighted(&self, id: &str, passing: u32) -> ServiceInstance {
+        self.instance(id).with_weights(Weights {
+            passing,
+            warning: 1,
+        })
+    }
+
+    /// Calls that reached this backend.
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    /// Makes every call answer `Unavailable` (as a draining or overloaded server does).
+    pub fn answer_unavailable(&self, yes: bool) {
+        self.unavailable.store(yes, Ordering::SeqCst);
+    }
+
+    /// Stops the server gracefully and waits until it has stopped.
+    pub async fn stop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.expect("the server task ends cleanly");
+        }
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.abort();
+        }
+    }
+}
+
+/// An instance whose port nothing listens on.
+pub fn dead_instance(id: &str) -> ServiceInstance {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    let port = listener.local_addr().expect("a local address").port();
+    drop(listener);
+    ServiceInstance::new(id, SERVICE, "127.0.0.1", port)
+}
+
+/// One health check through the channel.
+pub async fn check(channel: &DiscoveredChannel) -> Result<ServingStatus, tonic::Status> {
+    let mut client = HealthClient::new(channel.clone());
+    let answer = client
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await?
+        .into_inner();
+    Ok(match answer.status {
+        1 => ServingStatus::Serving,
+        2 => ServingStatus::NotServing,
+        _ => ServingStatus::Unknown,
+    })
+}
+
+/// Waits until the channel lists exactly `ready` endpoints as ready.
+pub async fn wait_ready(channel: &DiscoveredChannel, ready: usize) {
+    channel
+        .wait_for(|eps| eps.iter().filter(|e| e.ready).count() == ready)
+        .await;
+}
+
+#[derive(Clone)]
+struct Counted<S> {
+    inner: S,
+    calls: Arc<AtomicUsize>,
+    unavailable: Arc<AtomicBool>,
+}
+
+impl<S> Service<http::Request<Body>> for Counted<S>
+where
+    S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<http::Response<Body>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if self.unavailable.load(Ordering::SeqCst) {
+            let answer = tonic::Status::unavailable("draining").into_http();
+            return Box::pin(async move { Ok(answer) });
+        }
+        Box::pin(self.inner.call(request))
+    }
+}
+
+impl<S: NamedService> NamedService for Counted<S> {
+    const NAME: &'static str = S::NAME;
+}

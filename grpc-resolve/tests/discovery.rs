@@ -1,0 +1,165 @@
+//! Discovery changes: applied while idle, removals drain, resolver errors change nothing.
+
+mod common;
+
+use common::{Backend, SERVICE, check, dead_instance, wait_ready};
+use discovery_core::mock::channel_resolver;
+use discovery_core::{Error, MemoryRegistry, Registration, Registry, Update};
+use futures_util::StreamExt;
+use grpc_resolve::DiscoveredChannel;
+use tonic_health::ServingStatus;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_client::HealthClient;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_backend_gets_no_new_calls_and_its_stream_finishes() {
+    let a = Backend::start().await;
+    let b = Backend::start().await;
+    let (resolver, handle) = channel_resolver();
+    handle.set(vec![a.instance("a"), b.instance("b")]);
+    let channel = DiscoveredChannel::builder(resolver, SERVICE).build();
+    wait_ready(&channel, 2).await;
+
+    // A long call in flight: a health watch stream.
+    let mut client = HealthClient::new(channel.clone());
+    let mut watch = client
+        .watch(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .expect("the watch starts")
+        .into_inner();
+    let first = watch
+        .next()
+        .await
+        .expect("a first status")
+        .expect("no error");
+    assert_eq!(
+        first.status,
+        ServingStatus::Serving as i32,
+        "the backend serves"
+    );
+    let (on, other, other_id) = if a.calls() == 1 {
+        (&a, &b, "b")
+    } else {
+        (&b, &a, "a")
+    };
+    assert_eq!(on.calls(), 1, "exactly one backend got the watch");
+    assert_eq!(
+        channel
+            .endpoints()
+            .iter()
+            .map(|e| e.in_flight)
+            .sum::<usize>(),
+        1,
+        "the stream is in flight"
+    );
+
+    // Discovery drops the backend that carries the stream.
+    handle.set(vec![other.instance(other_id)]);
+    channel.wait_for(|eps| eps.len() == 1).await;
+    for _ in 0..200 {
+        check(&channel).await.expect("the remaining backend serves");
+    }
+    assert_eq!(on.calls(), 1, "the removed backend got no new call");
+    assert_eq!(
+        other.calls(),
+        200,
+        "all new calls went to the remaining backend"
+    );
+
+    // The stream still flows: its connection stays up until it ends.
+    on.reporter
+        .set_service_status("", tonic_health::ServingStatus::NotServing)
+        .await;
+    let next = watch
+        .next()
+        .await
+        .expect("the stream goes on")
+        .expect("no error");
+    assert_eq!(
+        next.status,
+        ServingStatus::NotServing as i32,
+        "the in-flight stream got the new status"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_channel_applies_every_update() {
+    let live = Backend::start().await;
+    let registry = MemoryRegistry::new();
+    let channel = DiscoveredChannel::builder(registry.clone(), SERVICE).build();
+
+    // Many changes with no call in between; endpoints on closed ports are fine here.
+    let dead: Vec<_> = (0..20).map(|i| dead_instance(&format!("d{i}"))).collect();
+    for (i, instance) in dead.iter().enumerate() {
+        registry
+            .register(&Registration::new(instance.clone()))
+            .await
+            .expect("register");
+        if i % 3 == 0 {
+            registry.deregister(&instance.id).await.expect("deregister");
+        }
+    }
+    registry
+        .register(&Registration::new(live.instance("live")))
+        .await
+        .expect("register");
+
+    let mut expected: Vec<String> = registry.instances().into_iter().map(|i| i.id).collect();
+    expected.sort();
+    let endpoints = channel
+        .wait_for(|eps| {
+            eps.iter()
+                .map(|e| e.id.as_str())
+                .eq(expected.iter().map(String::as_str))
+                && eps.iter().any(|e| e.id == "live" && e.ready)
+        })
+        .await;
+    assert_eq!(
+        endpoints.len(),
+        14,
+        "20 registered, 7 deregistered, 1 live: {endpoints:?}"
+    );
+    assert_eq!(live.calls(), 0, "no call was needed to apply the updates");
+    assert_eq!(channel.stats().calls, 0, "no call was made");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resolver_error_keeps_the_last_known_endpoints() {
+    let backend = Backend::start().await;
+    let (resolver, handle) = channel_resolver();
+    handle.set(vec![backend.instance("a")]);
+    let channel = DiscoveredChannel::builder(resolver, SERVICE).build();
+    wait_ready(&channel, 1).await;
+
+    let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "registry down");
+    handle.send(Update::Error(Error::unavailable(io)));
+    let stats = channel.clone();
+    channel
+        .wait_for(|_| stats.stats().resolver_errors == 1)
+        .await;
+
+    let endpoints = channel.endpoints();
+    assert_eq!(endpoints.len(), 1, "the last good set stays: {endpoints:?}");
+    assert!(endpoints[0].ready, "and stays ready: {endpoints:?}");
+    for _ in 0..20 {
+        check(&channel).await.expect("calls still succeed");
+    }
+    assert_eq!(backend.calls(), 20, "all reached the last known backend");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_that_disappears_empties_the_set() {
+    let backend = Backend::start().await;
+    let (resolver, handle) = channel_resolver();
+    handle.set(vec![backend.instance("a")]);
+    let channel = DiscoveredChannel::builder(resolver, SERVICE).build();
+    wait_ready(&channel, 1).await;
+    handle.send(Update::DoesNotExist);
+    let endpoints = channel.wait_for(|eps| eps.is_empty()).await;
+    assert!(
+        endpoints.is_empty(),
+        "DoesNotExist is an answer, not an error"
+    );
+}

@@ -1,0 +1,127 @@
+//! Failing endpoints: never listening, going away, answering `Unavailable`.
+
+mod common;
+
+use common::{Backend, SERVICE, check, dead_instance, wait_ready};
+use discovery_core::mock::channel_resolver;
+use grpc_resolve::DiscoveredChannel;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_that_never_listens_costs_no_calls() {
+    let backends = [
+        Backend::start().await,
+        Backend::start().await,
+        Backend::start().await,
+    ];
+    let (resolver, handle) = channel_resolver();
+    let mut instances: Vec<_> = backends
+        .iter()
+        .enumerate()
+        .map(|(i, b)| b.instance(&format!("b{i}")))
+        .collect();
+    instances.push(dead_instance("dead"));
+    handle.set(instances);
+    let channel = DiscoveredChannel::builder(resolver, SERVICE).build();
+    wait_ready(&channel, 3).await;
+
+    let mut failed = 0;
+    for _ in 0..3_000 {
+        if check(&channel).await.is_err() {
+            failed += 1;
+        }
+    }
+    assert_eq!(
+        failed, 0,
+        "expected no failed calls out of 3000 with one dead endpoint of four"
+    );
+    let endpoints = channel.endpoints();
+    assert_eq!(endpoints.len(), 4, "all four stay listed: {endpoints:?}");
+    let dead = endpoints
+        .iter()
+        .find(|e| e.id == "dead")
+        .expect("the dead one is listed");
+    assert!(!dead.ready, "the dead endpoint is never ready: {dead:?}");
+    assert_eq!(
+        backends.iter().map(Backend::calls).sum::<usize>(),
+        3_000,
+        "every call reached a live backend"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_that_stops_leaves_rotation_without_failed_calls() {
+    let mut going = Backend::start().await;
+    let staying = Backend::start().await;
+    let (resolver, handle) = channel_resolver();
+    handle.set(vec![going.instance("going"), staying.instance("staying")]);
+    let channel = DiscoveredChannel::builder(resolver, SERVICE).build();
+    wait_ready(&channel, 2).await;
+
+    for _ in 0..100 {
+        check(&channel).await.expect("both backends serve");
+    }
+    assert!(
+        going.calls() > 0,
+        "the first backend got calls before stopping"
+    );
+
+    // Discovery still lists it; its closed connection alone takes it out.
+    going.stop().await;
+    channel
+        .wait_for(|eps| eps.iter().any(|e| e.id == "going" && !e.ready))
+        .await;
+    let before = going.calls();
+    for _ in 0..500 {
+        check(&channel)
+            .await
+            .expect("the stopped backend gets no calls, so none fail");
+    }
+    assert_eq!(going.calls(), before, "no call reached the stopped backend");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_answering_unavailable_is_ejected() {
+    let backends = [
+        Backend::start().await,
+        Backend::start().await,
+        Backend::start().await,
+    ];
+    backends[0].answer_unavailable(true);
+    let (resolver, handle) = channel_resolver();
+    handle.set(
+        backends
+            .iter()
+            .enumerate()
+            .map(|(i, b)| b.instance(&format!("b{i}")))
+            .collect(),
+    );
+    let channel = DiscoveredChannel::builder(resolver, SERVICE)
+        .eject_after(3, std::time::Duration::from_secs(3600))
+        .build();
+    wait_ready(&channel, 3).await;
+
+    let mut failed = 0;
+    for _ in 0..1_000 {
+        if let Err(status) = check(&channel).await {
+            assert_eq!(
+                status.code(),
+                tonic::Code::Unavailable,
+                "only Unavailable expected: {status:?}"
+            );
+            failed += 1;
+        }
+    }
+    let endpoints = channel.endpoints();
+    let bad = &endpoints[0];
+    assert!(
+        bad.ejected && !bad.ready,
+        "expected b0 ejected: {endpoints:?}"
+    );
+    assert!(
+        backends[0].calls() <= 3,
+        "expected b0 to get at most the 3 calls that eject it, got {}",
+        backends[0].calls()
+    );
+    assert!(failed <= 3, "expected at most 3 failed calls, got {failed}");
+    assert_eq!(channel.stats().ejections, 1, "one ejection");
+}
