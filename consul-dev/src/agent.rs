@@ -244,7 +244,7 @@ fn add_service(state: &AppState, store: &mut Store, def: ServiceDef, replace: bo
         create_index: previous.as_ref().map_or(idx, |p| p.create_index),
         modify_index: idx,
     };
-    store.services.insert(key.clone(), svc.clone());
+    store.insert_service(svc.clone());
 
     let many = def.checks.len() > 1;
     let mut new_ids = HashSet::new();
@@ -261,7 +261,7 @@ fn add_service(state: &AppState, store: &mut Store, def: ServiceDef, replace: bo
         let existing = store.checks.get(&ckey);
         let check = build_check(state, &node, Some(&svc), &cid, cdef, existing, idx);
         store.stop_runner(&ckey);
-        store.checks.insert(ckey.clone(), check);
+        store.insert_check(check);
         new_ids.insert(cid);
         started.push(ckey);
     }
@@ -727,7 +727,7 @@ async fn service_maintenance(
             c.kind = "maintenance".to_owned();
             c.create_index = idx;
             c.modify_index = idx;
-            store.checks.insert(ckey, c);
+            store.insert_check(c);
             store.touch_service(&svc.name, idx);
         }
     } else if store.remove_check(&ckey).is_some() {
@@ -764,7 +764,7 @@ async fn node_maintenance(
             c.kind = "maintenance".to_owned();
             c.create_index = idx;
             c.modify_index = idx;
-            store.checks.insert(ckey, c);
+            store.insert_check(c);
             store.touch_node(&node, idx);
         }
     } else if store.remove_check(&ckey).is_some() {
@@ -822,7 +822,7 @@ async fn register_check(
     let existing = store.checks.get(&ckey);
     let check = build_check(&state, &node, svc.as_ref(), &cid, &def, existing, idx);
     store.stop_runner(&ckey);
-    store.checks.insert(ckey.clone(), check);
+    store.insert_check(check);
     checks::start(&state, &mut store, &ckey);
     match svc {
         Some(s) => store.touch_service(&s.name, idx),

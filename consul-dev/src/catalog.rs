@@ -477,7 +477,7 @@ fn apply_registration(state: &AppState, store: &mut Store, reg: CatalogRegistrat
             touched.insert(p.name.clone());
         }
         touched.insert(s.name.clone());
-        store.services.insert(key, s);
+        store.insert_service(s);
     }
     for (def, output, kind) in reg.checks {
         let service = if def.service_id.is_empty() {
@@ -518,7 +518,7 @@ fn apply_registration(state: &AppState, store: &mut Store, reg: CatalogRegistrat
             store.touch_node(&node_name, idx);
         }
         store.stop_runner(&key);
-        store.checks.insert(key, c);
+        store.insert_check(c);
     }
     if is_new {
         store.touch_node(&node_name, idx);

@@ -6,7 +6,7 @@
 //! (node checks included), and owns a `watch` channel carrying that index, so a blocking
 //! query on `web` sleeps on `web`'s channel only and a change to `db` never wakes it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -169,6 +169,10 @@ pub(crate) struct Store {
     pub(crate) services: BTreeMap<Key, Service>,
     pub(crate) checks: BTreeMap<Key, Check>,
     service_index: HashMap<String, u64>,
+    /// Service name → instance keys, so a query on one service never scans all services.
+    by_name: HashMap<String, BTreeSet<Key>>,
+    /// (node, service ID or "") → check IDs, so an instance's checks are found directly.
+    checks_by_owner: HashMap<Key, BTreeSet<String>>,
     watchers: HashMap<String, watch::Sender<u64>>,
     global: watch::Sender<u64>,
     pub(crate) runners: HashMap<Key, AbortHandle>,
@@ -220,6 +224,7 @@ impl Store {
 
     /// A receiver woken when service `name` changes.
     pub(crate) fn subscribe_service(&mut self, name: &str) -> watch::Receiver<u64> {
+        self.prune_watchers();
         let idx = self.service_index(name);
         self.watchers
             .entry(name.to_owned())
@@ -245,10 +250,60 @@ impl Store {
         }
     }
 
-    /// Removes a check (stopping its runner); returns its service name, if any.
+    /// Inserts or replaces a service, keeping the name index.
+    pub(crate) fn insert_service(&mut self, svc: Service) {
+        let key: Key = (svc.node.clone(), svc.id.clone());
+        if let Some(old) = self.services.get(&key)
+            && old.name != svc.name
+        {
+            let old_name = old.name.clone();
+            self.unindex_service(&old_name, &key);
+        }
+        self.by_name
+            .entry(svc.name.clone())
+            .or_default()
+            .insert(key.clone());
+        self.services.insert(key, svc);
+    }
+
+    fn unindex_service(&mut self, name: &str, key: &Key) {
+        if let Some(set) = self.by_name.get_mut(name) {
+            set.remove(key);
+            if set.is_empty() {
+                self.by_name.remove(name);
+            }
+        }
+    }
+
+    /// Inserts or replaces a check, keeping the owner index.
+    pub(crate) fn insert_check(&mut self, check: Check) {
+        let key: Key = (check.node.clone(), check.check_id.clone());
+        if let Some(old) = self.checks.get(&key) {
+            let owner: Key = (old.node.clone(), old.service_id.clone());
+            self.unindex_check(&owner, &key.1);
+        }
+        self.checks_by_owner
+            .entry((check.node.clone(), check.service_id.clone()))
+            .or_default()
+            .insert(check.check_id.clone());
+        self.checks.insert(key, check);
+    }
+
+    fn unindex_check(&mut self, owner: &Key, id: &str) {
+        if let Some(set) = self.checks_by_owner.get_mut(owner) {
+            set.remove(id);
+            if set.is_empty() {
+                self.checks_by_owner.remove(owner);
+            }
+        }
+    }
+
+    /// Removes a check (stopping its runner).
     pub(crate) fn remove_check(&mut self, key: &Key) -> Option<Check> {
         self.stop_runner(key);
-        self.checks.remove(key)
+        let check = self.checks.remove(key)?;
+        self.unindex_check(&(check.node.clone(), check.service_id.clone()), &key.1);
+        Some(check)
     }
 
     /// Removes a service and all its checks; wakes watchers. Returns false if unknown.
@@ -257,12 +312,12 @@ impl Store {
         let Some(svc) = self.services.remove(&key) else {
             return false;
         };
+        self.unindex_service(&svc.name, &key);
         let check_keys: Vec<Key> = self
-            .checks
-            .iter()
-            .filter(|(k, c)| k.0 == node && c.service_id == id)
-            .map(|(k, _)| k.clone())
-            .collect();
+            .checks_by_owner
+            .get(&key)
+            .map(|ids| ids.iter().map(|c| (node.to_owned(), c.clone())).collect())
+            .unwrap_or_default();
         for k in &check_keys {
             self.remove_check(k);
         }
@@ -301,27 +356,39 @@ impl Store {
         true
     }
 
-    /// All services on `node` whose name is `name`, in (node, ID) order.
-    pub(crate) fn instances<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Service> + 'a {
-        self.services.values().filter(move |s| s.name == name)
+    /// All instances of service `name`, in (node, ID) order.
+    pub(crate) fn instances<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a Service> + 'a {
+        self.by_name
+            .get(name)
+            .into_iter()
+            .flatten()
+            .filter_map(|k| self.services.get(k))
     }
 
-    /// The checks of a node that belong to no service.
-    pub(crate) fn node_checks<'a>(&'a self, node: &'a str) -> impl Iterator<Item = &'a Check> + 'a {
-        self.checks
-            .values()
-            .filter(move |c| c.node == node && c.service_id.is_empty())
+    /// The checks of a node that belong to no service, by check ID.
+    pub(crate) fn node_checks<'a>(&'a self, node: &str) -> impl Iterator<Item = &'a Check> + 'a {
+        self.service_checks(node, "")
     }
 
-    /// The checks of one service instance.
+    /// The checks of one service instance, by check ID.
     pub(crate) fn service_checks<'a>(
         &'a self,
-        node: &'a str,
-        id: &'a str,
+        node: &str,
+        id: &str,
     ) -> impl Iterator<Item = &'a Check> + 'a {
-        self.checks
-            .values()
-            .filter(move |c| c.node == node && c.service_id == id)
+        let node_owned = node.to_owned();
+        self.checks_by_owner
+            .get(&(node.to_owned(), id.to_owned()))
+            .into_iter()
+            .flatten()
+            .filter_map(move |c| self.checks.get(&(node_owned.clone(), c.clone())))
+    }
+
+    /// Forgets watch channels nobody listens to (names queried once and never again).
+    fn prune_watchers(&mut self) {
+        if self.watchers.len() > 1024 {
+            self.watchers.retain(|_, tx| tx.receiver_count() > 0);
+        }
     }
 }
 
@@ -350,6 +417,8 @@ impl Shared {
             services: BTreeMap::new(),
             checks: BTreeMap::new(),
             service_index: HashMap::new(),
+            by_name: HashMap::new(),
+            checks_by_owner: HashMap::new(),
             watchers: HashMap::new(),
             global,
             runners: HashMap::new(),
@@ -390,30 +459,25 @@ impl Shared {
         serf.output = "Agent alive and reachable".to_owned();
         serf.create_index = idx;
         serf.modify_index = idx;
-        store
-            .checks
-            .insert((node_name.clone(), "serfHealth".to_owned()), serf);
+        store.insert_check(serf);
         let idx = store.bump();
-        store.services.insert(
-            (node_name.clone(), "consul".to_owned()),
-            Service {
-                node: node_name,
-                kind: String::new(),
-                id: "consul".to_owned(),
-                name: "consul".to_owned(),
-                tags: Vec::new(),
-                address: String::new(),
-                tagged_addresses: BTreeMap::new(),
-                meta: BTreeMap::new(),
-                port: 8300,
-                socket_path: String::new(),
-                weights: Weights::default(),
-                enable_tag_override: false,
-                locality: None,
-                create_index: idx,
-                modify_index: idx,
-            },
-        );
+        store.insert_service(Service {
+            node: node_name,
+            kind: String::new(),
+            id: "consul".to_owned(),
+            name: "consul".to_owned(),
+            tags: Vec::new(),
+            address: String::new(),
+            tagged_addresses: BTreeMap::new(),
+            meta: BTreeMap::new(),
+            port: 8300,
+            socket_path: String::new(),
+            weights: Weights::default(),
+            enable_tag_override: false,
+            locality: None,
+            create_index: idx,
+            modify_index: idx,
+        });
         store.touch_service("consul", idx);
         let http_follow = reqwest::Client::builder()
             .user_agent("Consul Health Check")

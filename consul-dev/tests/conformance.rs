@@ -1000,22 +1000,58 @@ async fn case_50_http_check() {
     }
 }
 
+async fn next_hit(hits: &mut tokio::sync::mpsc::UnboundedReceiver<Instant>) -> Instant {
+    tokio::time::timeout(LONG, hits.recv())
+        .await
+        .expect("the check keeps running")
+        .expect("channel open")
+}
+
 #[tokio::test]
 async fn case_51_interval_floor() {
+    use std::sync::Arc;
+    use tokio::sync::mpsc;
+    // A target that reports each hit, so the test awaits runs instead of sleeping.
+    let (tx, mut hits) = mpsc::unbounded_channel::<Instant>();
+    let tx = Arc::new(tx);
+    let app = axum::Router::new().route(
+        "/ok",
+        axum::routing::get(move || {
+            let tx = Arc::clone(&tx);
+            async move {
+                let _ = tx.send(Instant::now());
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let t = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
     let a = Agent::start().await;
-    let t = http_target().await;
     a.register(
         json!({"Name": "web", "Check": {"CheckID": "h", "HTTP": format!("http://{t}/ok"),
         "Interval": "100ms"}}),
     )
     .await;
-    let c = a.agent_check("h").await;
-    assert_eq!(c["Interval"], "1s", "raised to the 1s floor");
-    let c = a.wait_check("web", "h", "passing", LONG).await;
-    // Count runs over ~3s by watching ModifyIndex changes of a flapping target is brittle;
-    // instead check the raised interval is what the runner uses: one run per second means
-    // the check became passing within the first interval plus a run.
-    assert_eq!(c["Status"], "passing");
+    assert_eq!(
+        a.agent_check("h").await["Interval"],
+        "1s",
+        "raised to the 1s floor"
+    );
+    let first = next_hit(&mut hits).await;
+    let mut last = first;
+    for _ in 0..3 {
+        last = next_hit(&mut hits).await;
+    }
+    let span = last - first;
+    // Three intervals at 100ms would take ~0.3s; at the 1s floor they take >= 3s.
+    assert!(
+        span >= Duration::from_millis(2700),
+        "3 runs took {span:?}, expected about 3s"
+    );
 }
 
 #[tokio::test]
