@@ -156,6 +156,19 @@ impl Registry for ConsulRegistry {
         Ok(self.client.agent().deregister_service(instance_id).await?)
     }
 
+    async fn is_registered(&self, instance_id: &str) -> Result<bool, discovery_core::Error> {
+        match self
+            .client
+            .agent()
+            .service(instance_id, &QueryOptions::default())
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(err) if err.is_not_found() => Ok(false),
+            Err(err) => Err(err.into()),
+        }
+    }
+
     async fn report(
         &self,
         instance_id: &str,

@@ -223,7 +223,9 @@ async fn consul_registry_implements_the_core_traits() {
         .unwrap();
     assert_eq!(all[0].status, HealthStatus::Critical);
 
+    assert!(registry.is_registered(&format!("{name}-1")).await.unwrap());
     registry.deregister(&format!("{name}-1")).await.unwrap();
+    assert!(!registry.is_registered(&format!("{name}-1")).await.unwrap());
     let err = registry
         .report(&format!("{name}-1"), HealthStatus::Passing, "")
         .await

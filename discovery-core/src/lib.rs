@@ -66,6 +66,11 @@ pub trait Registry: Send + Sync {
     /// does not know it.
     async fn deregister(&self, instance_id: &str) -> Result<(), Error>;
 
+    /// Whether the registry still knows the instance. A server asks periodically, so that a
+    /// registry that lost its state (an agent restarted empty) learns the instance again
+    /// within one check interval.
+    async fn is_registered(&self, instance_id: &str) -> Result<bool, Error>;
+
     /// Reports the status of an instance registered with a [`CheckSpec::Ttl`] check, with
     /// a human-readable output, and restarts its TTL. Fails with [`Error::NotFound`] when
     /// the registry does not know the check (re-register, then report again).
@@ -98,6 +103,10 @@ impl<T: Registry + ?Sized> Registry for std::sync::Arc<T> {
 
     async fn deregister(&self, instance_id: &str) -> Result<(), Error> {
         (**self).deregister(instance_id).await
+    }
+
+    async fn is_registered(&self, instance_id: &str) -> Result<bool, Error> {
+        (**self).is_registered(instance_id).await
     }
 
     async fn report(

@@ -130,6 +130,10 @@ impl Registry for MemoryRegistry {
         Ok(())
     }
 
+    async fn is_registered(&self, instance_id: &str) -> Result<bool, Error> {
+        Ok(self.lock().contains_key(instance_id))
+    }
+
     async fn report(
         &self,
         instance_id: &str,
@@ -221,7 +225,9 @@ mod tests {
         assert!(registry.set_status("web-1", HealthStatus::Critical));
         assert_eq!(next_snapshot(&mut updates).await, ["web-2"]);
 
+        assert!(registry.is_registered("web-2").await.unwrap());
         registry.deregister("web-2").await.unwrap();
+        assert!(!registry.is_registered("web-2").await.unwrap());
         assert_eq!(next_snapshot(&mut updates).await, Vec::<String>::new());
     }
 

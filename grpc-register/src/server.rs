@@ -71,7 +71,8 @@ pub struct Builder {
     registry_addr: Option<SocketAddr>,
     drain: Duration,
     grace: Duration,
-    refresh: Duration,
+    /// Further services on the same server: (registered name, gRPC health service name).
+    extra: Vec<(String, String)>,
     health: Health,
     health_server: HealthServer<HealthService>,
 }
@@ -98,7 +99,7 @@ impl Builder {
             registry_addr: None,
             drain: Duration::from_secs(2),
             grace: Duration::from_secs(10),
-            refresh: Duration::from_secs(30),
+            extra: Vec::new(),
             health,
             health_server,
         }
@@ -179,10 +180,15 @@ impl Builder {
         self
     }
 
-    /// How often a registration is renewed, so a registry that lost its state learns the
-    /// instance again (default 30s).
-    pub fn refresh(mut self, refresh: Duration) -> Self {
-        self.refresh = refresh;
+    /// Registers one more service of the same server under its own name: `service` is the
+    /// registry name, `health_service` the gRPC service name (`pkg.Service`) whose health
+    /// decides it. With gRPC checks the registry asks `host:port/<health_service>`.
+    pub fn also_register(
+        mut self,
+        service: impl Into<String>,
+        health_service: impl Into<String>,
+    ) -> Self {
+        self.extra.push((service.into(), health_service.into()));
         self
     }
 
@@ -225,7 +231,7 @@ impl Builder {
         })?;
         let host = advertise::choose(self.advertise.as_deref(), local_addr, self.registry_addr)
             .map_err(Error::Advertise)?;
-        let registration = self.registration(&host, local_addr.port());
+        let entries = self.entries(&host, local_addr.port());
 
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let router = router.add_service(self.health_server);
@@ -234,42 +240,40 @@ impl Builder {
         }));
 
         self.health.set_serving(health::SERVER).await;
-        if let CheckKind::Grpc { service } = &self.check
-            && !service.is_empty()
-        {
-            self.health.set_serving(service).await;
+        for entry in &entries {
+            if !entry.health_service.is_empty() {
+                self.health.set_serving(&entry.health_service).await;
+            }
         }
 
-        let registered = match self.registry.0.register(&registration).await {
-            Ok(()) => {
-                tracing::info!(id = %registration.instance.id, addr = %registration.instance.authority(), "registered");
-                true
-            }
-            Err(err) => {
-                tracing::warn!(id = %registration.instance.id, error = %err, "registration failed; serving anyway and retrying");
-                false
-            }
-        };
+        let mut maintained = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let registered = register(&*self.registry.0, &entry.registration).await;
+            maintained.push((entry, registered));
+        }
+        let registrations = maintained
+            .iter()
+            .map(|(entry, _)| entry.registration.clone())
+            .collect();
 
         let (maint_stop, maint_rx) = oneshot::channel();
         let maintenance = tokio::spawn(
             Maintenance {
                 registry: self.registry.clone(),
-                registration: registration.clone(),
+                entries: maintained,
                 health: self.health.clone(),
                 ttl: match self.check {
                     CheckKind::Ttl(ttl) => Some(ttl),
                     _ => None,
                 },
-                refresh: self.refresh,
-                registered,
+                interval: self.interval,
             }
             .run(maint_rx),
         );
 
         Ok(Running {
             local_addr,
-            registration,
+            registrations,
             registry: self.registry,
             health: self.health,
             drain: self.drain,
@@ -300,21 +304,39 @@ impl Builder {
             .await
     }
 
-    fn registration(&self, host: &str, port: u16) -> Registration {
-        let id = self
-            .id
-            .clone()
-            .unwrap_or_else(|| format!("{}-{}-{}", self.service, host, port));
-        let mut instance = ServiceInstance::new(id, self.service.clone(), host, port)
+    /// The registrations this server makes: its main service, then the extra ones.
+    fn entries(&self, host: &str, port: u16) -> Vec<Entry> {
+        let main_health = match &self.check {
+            CheckKind::Grpc { service } => service.clone(),
+            _ => health::SERVER.to_owned(),
+        };
+        let mut entries =
+            vec![self.entry(&self.service, self.id.clone(), &main_health, host, port)];
+        for (service, health_service) in &self.extra {
+            entries.push(self.entry(service, None, health_service, host, port));
+        }
+        entries
+    }
+
+    fn entry(
+        &self,
+        service: &str,
+        id: Option<String>,
+        health_service: &str,
+        host: &str,
+        port: u16,
+    ) -> Entry {
+        let id = id.unwrap_or_else(|| format!("{service}-{host}-{port}"));
+        let mut instance = ServiceInstance::new(id, service, host, port)
             .with_tags(self.tags.iter().cloned())
             .with_weights(self.weights);
         instance.meta = self.meta.clone();
         let authority = instance.authority();
         let check = match &self.check {
-            CheckKind::Grpc { service } => Some(CheckSpec::grpc(if service.is_empty() {
+            CheckKind::Grpc { .. } => Some(CheckSpec::grpc(if health_service.is_empty() {
                 authority
             } else {
-                format!("{authority}/{service}")
+                format!("{authority}/{health_service}")
             })),
             CheckKind::Ttl(ttl) => Some(CheckSpec::ttl(*ttl)),
             CheckKind::Http { path } => Some(CheckSpec::http(format!("http://{authority}{path}"))),
@@ -325,8 +347,18 @@ impl Builder {
         let mut registration = Registration::new(instance);
         registration.check = check;
         registration.deregister_after = self.deregister_after;
-        registration
+        Entry {
+            registration,
+            health_service: health_service.to_owned(),
+        }
     }
+}
+
+/// One registration and the health service whose status it reports.
+#[derive(Debug, Clone)]
+struct Entry {
+    registration: Registration,
+    health_service: String,
 }
 
 /// A server that is serving and registered; stop it with [`Running::stop`] or
@@ -334,7 +366,8 @@ impl Builder {
 #[derive(Debug)]
 pub struct Running {
     local_addr: SocketAddr,
-    registration: Registration,
+    /// The main registration first, then the extra services'.
+    registrations: Vec<Registration>,
     registry: SharedRegistry,
     health: Health,
     drain: Duration,
@@ -352,14 +385,15 @@ impl Running {
         self.local_addr
     }
 
-    /// What was registered.
-    pub fn registration(&self) -> &Registration {
-        &self.registration
+    /// What was registered: the main service first, then those added with
+    /// [`Builder::also_register`].
+    pub fn registrations(&self) -> &[Registration] {
+        &self.registrations
     }
 
-    /// The registered instance ID.
+    /// The main registered instance ID.
     pub fn id(&self) -> &str {
-        &self.registration.instance.id
+        &self.registrations[0].instance.id
     }
 
     /// The health handle.
@@ -374,10 +408,10 @@ impl Running {
             () = signal => self.stop().await,
             ended = &mut self.server => {
                 // The server stopped by itself: still take the instance out of the registry.
-                let Running { registry, registration, maintenance, .. } = self;
+                let Running { registry, registrations, maintenance, .. } = self;
                 let _ = maintenance.0.send(());
                 let _ = maintenance.1.await;
-                deregister(&*registry.0, &registration.instance.id).await;
+                deregister_all(&*registry.0, &registrations).await;
                 match ended {
                     Ok(result) => result.map_err(Error::Serve),
                     Err(join) => Err(Error::Join(join)),
@@ -390,7 +424,7 @@ impl Running {
     /// in-flight calls finish within the grace period.
     pub async fn stop(self) -> Result<(), Error> {
         let Running {
-            registration,
+            registrations,
             registry,
             health,
             drain,
@@ -405,7 +439,7 @@ impl Running {
         let _ = maintenance.1.await;
 
         health.shutdown().await;
-        deregister(&*registry.0, &registration.instance.id).await;
+        deregister_all(&*registry.0, &registrations).await;
         tokio::time::sleep(drain).await;
 
         let _ = stop.send(());
@@ -424,14 +458,32 @@ impl Running {
     }
 }
 
-async fn deregister(registry: &dyn Registry, id: &str) {
-    // Bounded: a registry that hangs must not keep the process from stopping; the check
-    // (or deregister-after) removes the instance anyway.
-    match tokio::time::timeout(Duration::from_secs(5), registry.deregister(id)).await {
-        Ok(Ok(())) => tracing::info!(%id, "deregistered"),
-        Ok(Err(err)) if err.is_not_found() => tracing::info!(%id, "already deregistered"),
-        Ok(Err(err)) => tracing::warn!(%id, error = %err, "deregistration failed"),
-        Err(_) => tracing::warn!(%id, "deregistration timed out"),
+/// Registers once, logging the outcome; a failure is retried by the maintenance task.
+async fn register(registry: &dyn Registry, registration: &Registration) -> bool {
+    let id = &registration.instance.id;
+    match registry.register(registration).await {
+        Ok(()) => {
+            tracing::info!(%id, addr = %registration.instance.authority(), "registered");
+            true
+        }
+        Err(err) => {
+            tracing::warn!(%id, error = %err, "registration failed; serving anyway and retrying");
+            false
+        }
+    }
+}
+
+async fn deregister_all(registry: &dyn Registry, registrations: &[Registration]) {
+    for registration in registrations {
+        let id = &registration.instance.id;
+        // Bounded: a registry that hangs must not keep the process from stopping; the check
+        // (or deregister-after) removes the instance anyway.
+        match tokio::time::timeout(Duration::from_secs(5), registry.deregister(id)).await {
+            Ok(Ok(())) => tracing::info!(%id, "deregistered"),
+            Ok(Err(err)) if err.is_not_found() => tracing::info!(%id, "already deregistered"),
+            Ok(Err(err)) => tracing::warn!(%id, error = %err, "deregistration failed"),
+            Err(_) => tracing::warn!(%id, "deregistration timed out"),
+        }
     }
 }
 
@@ -445,65 +497,97 @@ impl std::fmt::Debug for SharedRegistry {
     }
 }
 
-/// Keeps a registration alive while the server runs.
+/// Keeps the registrations alive while the server runs.
+///
+/// Every check interval (a third of the TTL in TTL mode) it looks at each registration:
+/// one that failed is registered again (with backoff), one the registry forgot (an agent
+/// restarted with empty state) is registered again at once, and TTL checks get the status
+/// the health state derives. Registry errors are logged and retried, never fatal.
 struct Maintenance {
     registry: SharedRegistry,
-    registration: Registration,
+    entries: Vec<(Entry, bool)>,
     health: Health,
     ttl: Option<Duration>,
-    refresh: Duration,
-    registered: bool,
+    interval: Duration,
 }
 
 impl Maintenance {
     async fn run(mut self, mut stop: oneshot::Receiver<()>) {
         let mut failures: u32 = 0;
         loop {
-            let pause = if !self.registered {
+            let pause = if self.entries.iter().any(|(_, registered)| !registered) {
                 backoff(failures)
             } else if let Some(ttl) = self.ttl {
                 // Three reports per TTL: one lost report does not let the check expire.
                 jitter(ttl / 3)
             } else {
-                jitter(self.refresh)
+                jitter(self.interval)
             };
             tokio::select! {
                 _ = &mut stop => return,
                 () = tokio::time::sleep(pause) => {}
             }
-            let result = if !self.registered {
-                self.registry.0.register(&self.registration).await
-            } else if self.ttl.is_some() {
-                let (status, output) = self.health.registry_status(health::SERVER);
-                let id = &self.registration.instance.id;
-                match self.registry.0.report(id, status, &output).await {
-                    Err(err) if err.is_not_found() => {
-                        tracing::warn!(%id, "registry forgot the instance; registering again");
-                        self.registry.0.register(&self.registration).await
+            let mut failed = false;
+            for (entry, registered) in &mut self.entries {
+                match tend(
+                    &*self.registry.0,
+                    &self.health,
+                    self.ttl.is_some(),
+                    entry,
+                    *registered,
+                )
+                .await
+                {
+                    Ok(()) => *registered = true,
+                    Err(err) => {
+                        failed = true;
+                        *registered = false;
+                        tracing::warn!(id = %entry.registration.instance.id, error = %err, "registry call failed; retrying");
                     }
-                    other => other,
-                }
-            } else {
-                // Re-registering an unchanged definition keeps the check's status; it heals a
-                // registry that lost its state.
-                self.registry.0.register(&self.registration).await
-            };
-            match result {
-                Ok(()) => {
-                    if !self.registered {
-                        tracing::info!(id = %self.registration.instance.id, "registered");
-                    }
-                    self.registered = true;
-                    failures = 0;
-                }
-                Err(err) => {
-                    failures = failures.saturating_add(1);
-                    tracing::warn!(id = %self.registration.instance.id, error = %err, "registry call failed; retrying");
-                    self.registered = false;
                 }
             }
+            failures = if failed {
+                failures.saturating_add(1)
+            } else {
+                0
+            };
         }
     }
+}
+
+/// One round of care for one registration.
+async fn tend(
+    registry: &dyn Registry,
+    health: &Health,
+    ttl: bool,
+    entry: &Entry,
+    registered: bool,
+) -> Result<(), discovery_core::Error> {
+    let registration = &entry.registration;
+    let id = &registration.instance.id;
+    if !registered {
+        registry.register(registration).await?;
+        tracing::info!(%id, "registered");
+        if !ttl {
+            return Ok(());
+        }
+    }
+    if ttl {
+        let (status, output) = health.registry_status(&entry.health_service);
+        return match registry.report(id, status, &output).await {
+            Err(err) if err.is_not_found() => {
+                tracing::warn!(%id, "registry forgot the instance; registering again");
+                registry.register(registration).await?;
+                registry.report(id, status, &output).await
+            }
+            other => other,
+        };
+    }
+    if !registry.is_registered(id).await? {
+        tracing::warn!(%id, "registry forgot the instance; registering again");
+        registry.register(registration).await?;
+    }
+    Ok(())
 }
 
 /// Exponential backoff from 100ms to 10s with jitter.

@@ -72,6 +72,7 @@ async fn registers_after_serving_and_deregisters_before_closing() {
             Ok(())
         });
 
+    registry.expect_is_registered().returning(|_| Ok(true));
     let builder = Registered::builder(registry, "adder")
         .check_interval(Duration::from_secs(1))
         .drain(Duration::from_millis(10));
@@ -109,6 +110,7 @@ async fn a_registry_that_is_down_at_start_does_not_stop_the_server() {
         }
     });
     registry.expect_deregister().returning(|_| Ok(()));
+    registry.expect_is_registered().returning(|_| Ok(true));
 
     let running = Registered::builder(registry, "adder")
         .drain(Duration::ZERO)
@@ -183,4 +185,95 @@ async fn ttl_mode_reports_health_and_reregisters_when_forgotten() {
         }
     }
     running.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_forgotten_registration_is_restored_within_one_interval() {
+    let mut registry = MockRegistry::new();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    registry.expect_register().returning(move |reg| {
+        let _ = tx.send(reg.instance.id.clone());
+        Ok(())
+    });
+    // The registry answers "unknown" once, as an agent that restarted empty would.
+    let mut asked = 0;
+    registry.expect_is_registered().returning(move |_| {
+        asked += 1;
+        Ok(asked != 2)
+    });
+    registry.expect_deregister().returning(|_| Ok(()));
+    let running = Registered::builder(registry, "adder")
+        .check_interval(Duration::from_millis(100))
+        .drain(Duration::ZERO)
+        .start(
+            Server::builder().add_routes(Default::default()),
+            "127.0.0.1:0".parse().unwrap(),
+        )
+        .await
+        .unwrap();
+    let first = rx.recv().await.expect("registered at start");
+    let again = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .expect("registered again after the registry forgot it")
+        .unwrap();
+    assert_eq!(first, again, "the same instance");
+    running.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn several_services_on_one_server_register_under_their_own_names() {
+    let mut registry = MockRegistry::new();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = seen.clone();
+    registry.expect_register().returning(move |reg| {
+        s.lock()
+            .unwrap()
+            .push((reg.instance.service.clone(), reg.check.clone()));
+        Ok(())
+    });
+    registry.expect_is_registered().returning(|_| Ok(true));
+    let deregistered = Arc::new(Mutex::new(Vec::new()));
+    let d = deregistered.clone();
+    registry.expect_deregister().returning(move |id| {
+        d.lock().unwrap().push(id.to_owned());
+        Ok(())
+    });
+    let builder = Registered::builder(registry, "adder")
+        .also_register("multiplier", "calc.Multiplier")
+        .drain(Duration::ZERO);
+    let health = builder.health();
+    let running = builder
+        .start(
+            Server::builder().add_routes(Default::default()),
+            "127.0.0.1:0".parse().unwrap(),
+        )
+        .await
+        .unwrap();
+    let port = running.local_addr().port();
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[0].0, "adder");
+    assert_eq!(seen[1].0, "multiplier");
+    let target = match &seen[1].1 {
+        Some(CheckSpec::Grpc { target, .. }) => target.clone(),
+        other => panic!("expected a gRPC check, got {other:?}"),
+    };
+    assert_eq!(
+        target,
+        format!("127.0.0.1:{port}/calc.Multiplier"),
+        "the check asks about the service's own health"
+    );
+    assert_eq!(
+        health.status("calc.Multiplier"),
+        Some(ServingStatus::Serving)
+    );
+    running.stop().await.unwrap();
+    assert_eq!(
+        *deregistered.lock().unwrap(),
+        [
+            format!("adder-127.0.0.1-{port}"),
+            format!("multiplier-127.0.0.1-{port}")
+        ],
+        "both deregistered at stop"
+    );
 }
