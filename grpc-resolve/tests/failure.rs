@@ -80,7 +80,7 @@ async fn a_backend_that_stops_leaves_rotation_without_failed_calls() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_endpoint_answering_unavailable_is_ejected() {
+async fn an_endpoint_answering_unavailable_is_retried_elsewhere_and_ejected() {
     let backends = [
         Backend::start().await,
         Backend::start().await,
@@ -122,6 +122,15 @@ async fn an_endpoint_answering_unavailable_is_ejected() {
         "expected b0 to get at most the 3 calls that eject it, got {}",
         backends[0].calls()
     );
-    assert!(failed <= 3, "expected at most 3 failed calls, got {failed}");
-    assert_eq!(channel.stats().ejections, 1, "one ejection");
+    assert_eq!(
+        failed, 0,
+        "expected every Unavailable answer retried elsewhere"
+    );
+    let stats = channel.stats();
+    assert_eq!(stats.ejections, 1, "one ejection: {stats:?}");
+    assert_eq!(
+        stats.retries as usize,
+        backends[0].calls(),
+        "each call b0 answered was retried: {stats:?}"
+    );
 }

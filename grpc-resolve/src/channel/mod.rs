@@ -7,13 +7,17 @@
 //! empty timeout, until an endpoint is ready, picks one by weighted power of two choices,
 //! and stays counted on it until its response body ends.
 //!
-//! A call whose endpoint's channel turned out to be closed before the request was handed
-//! over is sent to another endpoint; a request once handed to a connection is not sent
-//! again (its body is consumed).
+//! A call is sent once more, to another endpoint, when the first attempt provably did not
+//! reach the server (the endpoint's channel had closed, its connection could not be made,
+//! hyper returned the request undispatched) or the server answered `Unavailable` without a
+//! body (a draining or overloaded server). Request bodies are streams, consumed as they are
+//! sent; the `replay` module keeps a copy of up to 64 KiB while sending, so unary and small
+//! streaming requests can go again and larger ones simply are not retried.
 
 mod body;
 mod builder;
 mod future;
+mod replay;
 
 use std::fmt;
 use std::sync::Arc;
@@ -31,8 +35,10 @@ pub use builder::Builder;
 pub use future::ResponseFuture;
 
 use self::body::{InFlight, ResponseBody, Verdict};
+use self::replay::{MAX_REPLAY_BYTES, ReplayBody};
+use crate::pool::connect::DisplayChain;
 use crate::pool::{EndpointInfo, Picked, Pool, PoolConfig, Stats};
-use crate::{Error, Target};
+use crate::{BoxError, Error, Target};
 
 /// How many endpoints one call may try.
 const MAX_ATTEMPTS: usize = 2;
@@ -181,6 +187,9 @@ impl Shared {
         pool.counters.calls.inc();
         let deadline = Instant::now() + self.empty_timeout;
         let mut rng = fastrand::Rng::new();
+        let (parts, body) = request.into_parts();
+        let (body, replay) = ReplayBody::new(body, MAX_REPLAY_BYTES);
+        let mut body = Some(body);
         let mut avoid: Option<String> = None;
         let mut attempt = 0;
         loop {
@@ -190,12 +199,13 @@ impl Shared {
                 .await?;
             let mut channel = picked.channel.clone();
             let mut call = InFlight::new(pool.clone(), picked);
+            let endpoint = call.endpoint().id.clone();
+            let may_retry = attempt < MAX_ATTEMPTS && pool.has_other_usable(&endpoint);
             // The channel's buffer fails readiness only when its worker is gone; the request
             // is still ours, so another endpoint can take it.
             if let Err(error) = channel.ready().await {
                 call.judge(Verdict::Unavailable);
-                let endpoint = call.endpoint().id.clone();
-                if attempt < MAX_ATTEMPTS {
+                if may_retry {
                     tracing::debug!(service = %pool.service, %endpoint, %error, "endpoint channel closed; trying another");
                     pool.counters.retries.inc();
                     avoid = Some(endpoint);
@@ -206,28 +216,52 @@ impl Shared {
                     source: error.into(),
                 });
             }
-            return match channel.call(request).await {
+            let Some(this_body) = body.take() else {
+                unreachable!("every retry puts a body back");
+            };
+            let request = http::Request::from_parts(copy_parts(&parts), Body::new(this_body));
+            match channel.call(request).await {
                 Ok(response) => {
-                    let (parts, body) = response.into_parts();
-                    if let Some(verdict) = body::verdict(&parts.headers) {
+                    let (head, response_body) = response.into_parts();
+                    if let Some(verdict) = body::verdict(&head.headers) {
                         // A trailers-only answer: the status is all there is.
                         call.judge(verdict);
-                    } else if matches!(parts.status.as_u16(), 502..=504) {
+                        if verdict == Verdict::Unavailable
+                            && may_retry
+                            && let Some(again) = replay.replay()
+                        {
+                            tracing::debug!(service = %pool.service, %endpoint, "endpoint answered unavailable; trying another");
+                            pool.counters.retries.inc();
+                            body = Some(again);
+                            avoid = Some(endpoint);
+                            continue;
+                        }
+                    } else if matches!(head.status.as_u16(), 502..=504) {
                         call.judge(Verdict::Unavailable);
                     }
-                    let body = Body::new(ResponseBody::new(body, call));
-                    Ok(http::Response::from_parts(parts, body))
+                    let response_body = Body::new(ResponseBody::new(response_body, call));
+                    return Ok(http::Response::from_parts(head, response_body));
                 }
                 Err(error) => {
                     call.judge(Verdict::Unavailable);
-                    let endpoint = call.endpoint().id.clone();
-                    tracing::debug!(service = %pool.service, %endpoint, error = %crate::pool::connect::DisplayChain(&error), "call failed in transport");
-                    Err(Error::Transport {
+                    let error: BoxError = error.into();
+                    if may_retry
+                        && never_sent(&*error)
+                        && let Some(again) = replay.replay()
+                    {
+                        tracing::debug!(service = %pool.service, %endpoint, error = %DisplayChain(&*error), "request not sent; trying another endpoint");
+                        pool.counters.retries.inc();
+                        body = Some(again);
+                        avoid = Some(endpoint);
+                        continue;
+                    }
+                    tracing::debug!(service = %pool.service, %endpoint, error = %DisplayChain(&*error), "call failed in transport");
+                    return Err(Error::Transport {
                         endpoint,
-                        source: error.into(),
-                    })
+                        source: error,
+                    });
                 }
-            };
+            }
         }
     }
 
@@ -266,6 +300,34 @@ impl Shared {
             }
         }
     }
+}
+
+/// A copy of a request's head for another attempt.
+fn copy_parts(parts: &http::request::Parts) -> http::request::Parts {
+    let mut request = http::Request::new(());
+    *request.method_mut() = parts.method.clone();
+    *request.uri_mut() = parts.uri.clone();
+    *request.version_mut() = parts.version;
+    *request.headers_mut() = parts.headers.clone();
+    *request.extensions_mut() = parts.extensions.clone();
+    request.into_parts().0
+}
+
+/// Whether a transport error proves the request never reached the server: the connection
+/// could not be made, or hyper gave the request back before dispatching it.
+fn never_sent(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(error) = cause {
+        if error.is::<tonic::ConnectError>()
+            || error
+                .downcast_ref::<hyper::Error>()
+                .is_some_and(hyper::Error::is_canceled)
+        {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
 }
 
 impl Drop for Shared {

@@ -292,6 +292,12 @@ impl Pool {
         Some(Picked { endpoint, channel })
     }
 
+    /// Whether an endpoint other than `id` could take a call now.
+    pub(crate) fn has_other_usable(&self, id: &str) -> bool {
+        let now = Instant::now();
+        self.read().iter().any(|e| e.id != id && e.is_usable(now))
+    }
+
     /// A call on `endpoint` succeeded (the endpoint answered with anything but
     /// `Unavailable`).
     pub(crate) fn record_success(&self, endpoint: &Endpoint) {
