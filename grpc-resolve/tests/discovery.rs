@@ -4,7 +4,11 @@ mod common;
 
 use common::{Backend, SERVICE, check, dead_instance, wait_ready};
 use discovery_core::mock::channel_resolver;
-use discovery_core::{Error, MemoryRegistry, Registration, Registry, Update};
+use std::sync::Arc;
+
+use discovery_core::{
+    Error, HealthStatus, MemoryRegistry, Registration, Registry, Resolver, Update,
+};
 use futures_util::StreamExt;
 use grpc_resolve::DiscoveredChannel;
 use tonic_health::ServingStatus;
@@ -162,4 +166,68 @@ async fn a_service_that_disappears_empties_the_set() {
         endpoints.is_empty(),
         "DoesNotExist is an answer, not an error"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_critical_instance_leaves_rotation() {
+    let a = Backend::start().await;
+    let b = Backend::start().await;
+    let registry = MemoryRegistry::new();
+    for instance in [a.instance("a"), b.instance("b")] {
+        registry
+            .register(&Registration::new(instance))
+            .await
+            .expect("register");
+    }
+    // Any resolver works, boxed as a trait object too.
+    let resolver: Arc<dyn Resolver> = Arc::new(registry.clone());
+    let channel = DiscoveredChannel::builder(resolver, SERVICE).build();
+    wait_ready(&channel, 2).await;
+
+    // What a failing gRPC health check (NOT_SERVING) does to the registry.
+    assert!(
+        registry.set_status("b", HealthStatus::Critical),
+        "b is registered"
+    );
+    channel.wait_for(|eps| eps.len() == 1).await;
+    let before = b.calls();
+    for _ in 0..100 {
+        check(&channel).await.expect("a serves");
+    }
+    assert_eq!(b.calls(), before, "the critical instance got no calls");
+    assert_eq!(a.calls(), 100, "all calls went to the passing instance");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_passing_only_a_critical_instance_is_a_last_resort() {
+    let a = Backend::start().await;
+    let b = Backend::start().await;
+    let registry = MemoryRegistry::new();
+    for instance in [a.instance("a"), b.instance("b")] {
+        registry
+            .register(&Registration::new(instance))
+            .await
+            .expect("register");
+    }
+    let channel = DiscoveredChannel::builder(registry.clone(), SERVICE)
+        .passing_only(false)
+        .build();
+    wait_ready(&channel, 2).await;
+
+    registry.set_status("b", HealthStatus::Critical);
+    channel
+        .wait_for(|eps| eps.iter().any(|e| e.id == "b" && e.weight == 0))
+        .await;
+    for _ in 0..100 {
+        check(&channel).await.expect("a serves");
+    }
+    assert_eq!(b.calls(), 0, "weight 0 is not picked while a is ready");
+
+    registry.set_status("a", HealthStatus::Critical);
+    channel
+        .wait_for(|eps| eps.iter().all(|e| e.weight == 0))
+        .await;
+    check(&channel)
+        .await
+        .expect("with only critical instances left, they still serve");
 }

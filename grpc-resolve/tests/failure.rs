@@ -134,3 +134,32 @@ async fn an_endpoint_answering_unavailable_is_retried_elsewhere_and_ejected() {
         "each call b0 answered was retried: {stats:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_backend_comes_back_without_calls() {
+    let mut restarting = Backend::start().await;
+    let addr = restarting.addr;
+    let steady = Backend::start().await;
+    let (resolver, handle) = channel_resolver();
+    handle.set(vec![restarting.instance("r"), steady.instance("s")]);
+    let channel = DiscoveredChannel::builder(resolver, SERVICE).build();
+    wait_ready(&channel, 2).await;
+
+    restarting.stop().await;
+    channel
+        .wait_for(|eps| eps.iter().any(|e| e.id == "r" && !e.ready))
+        .await;
+    let restarted = Backend::start_on(addr).await;
+    // No call is needed: the endpoint reconnects by itself.
+    channel.wait_for(|eps| eps.iter().all(|e| e.ready)).await;
+    assert_eq!(channel.stats().calls, 0, "no call was made so far");
+
+    for _ in 0..200 {
+        check(&channel).await.expect("both serve");
+    }
+    assert!(
+        restarted.calls() > 20,
+        "expected the restarted backend to get its share of 200 calls, got {}",
+        restarted.calls()
+    );
+}

@@ -41,9 +41,17 @@ pub struct Backend {
 impl Backend {
     /// Starts a backend on a fresh port.
     pub async fn start() -> Backend {
-        let incoming = TcpIncoming::bind("127.0.0.1:0".parse().expect("an address"))
-            .expect("bind 127.0.0.1:0")
-            .with_nodelay(Some(true));
+        Backend::start_on("127.0.0.1:0".parse().expect("an address")).await
+    }
+
+    /// Starts a backend on `addr`, which may be the address of a stopped one.
+    pub async fn start_on(addr: SocketAddr) -> Backend {
+        let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+        // A stopped backend's port may still have connections in TIME_WAIT.
+        socket.set_reuseaddr(true).expect("SO_REUSEADDR");
+        socket.bind(addr).expect("bind");
+        let listener = socket.listen(128).expect("listen");
+        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         let addr = incoming.local_addr().expect("a local address");
         let (reporter, health) = tonic_health::server::health_reporter();
         let calls = Arc::new(AtomicUsize::new(0));
