@@ -1,1 +1,237 @@
-//! Examples.
+//! The Adder example: a gRPC service that registers in Consul, and a client that finds it
+//! there. The binaries (`add-server`, `add-client`, `demo`) are thin shells over this
+//! library, so the demo can run servers and a client in one process.
+
+#![forbid(unsafe_code)]
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use consul_api::{Client, Config, ConsulRegistry};
+use grpc_register::{Registered, Running};
+use tonic::{Request, Response, Status};
+
+/// The generated Adder client and server.
+#[allow(missing_docs, unreachable_pub)]
+pub mod pb {
+    tonic::include_proto!("add");
+}
+
+use pb::adder_client::AdderClient;
+use pb::adder_server::{Adder, AdderServer};
+use pb::{AddReply, AddRequest};
+
+/// The Adder service: adds, and says which instance answered.
+#[derive(Debug, Clone, Default)]
+pub struct AdderService {
+    /// Filled in once the server knows its registered id (after binding).
+    instance_id: Arc<OnceLock<String>>,
+}
+
+#[tonic::async_trait]
+impl Adder for AdderService {
+    async fn add(&self, request: Request<AddRequest>) -> Result<Response<AddReply>, Status> {
+        let AddRequest { a, b } = request.into_inner();
+        let sum = a
+            .checked_add(b)
+            .ok_or_else(|| Status::out_of_range(format!("{a} + {b} overflows a 64-bit integer")))?;
+        Ok(Response::new(AddReply {
+            sum,
+            instance_id: self.instance_id.get().cloned().unwrap_or_default(),
+        }))
+    }
+}
+
+/// The Consul registry for the agent `CONSUL_HTTP_ADDR` names (default `127.0.0.1:8500`).
+pub fn registry_from_env() -> anyhow::Result<ConsulRegistry> {
+    Ok(ConsulRegistry::new(Client::new(Config::from_env()?)?))
+}
+
+/// The agent's address as a socket address, when it is one (for choosing the interface to
+/// advertise when listening on a wildcard address).
+pub fn registry_socket_addr(registry: &ConsulRegistry) -> Option<SocketAddr> {
+    let url = &registry.client().config().address;
+    let host = url.host_str()?;
+    let port = url.port_or_known_default()?;
+    format!("{host}:{port}").parse().ok()
+}
+
+/// Settings of one Adder server.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// The service name to register.
+    pub service: String,
+    /// Where to listen; port 0 picks one.
+    pub listen: SocketAddr,
+    /// How often Consul checks the server.
+    pub check_interval: Duration,
+    /// Time between deregistering and closing the listener.
+    pub drain: Duration,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            service: "adder".to_owned(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            check_interval: Duration::from_secs(1),
+            drain: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Starts an Adder server registered in `registry`.
+pub async fn start_server(
+    registry: ConsulRegistry,
+    opts: &ServerOptions,
+) -> anyhow::Result<Running> {
+    let service = AdderService::default();
+    let ids = service.instance_id.clone();
+    let mut builder = Registered::builder(registry.clone(), opts.service.clone())
+        .check_interval(opts.check_interval)
+        .deregister_after(Duration::from_secs(60))
+        .drain(opts.drain);
+    if let Some(addr) = registry_socket_addr(&registry) {
+        builder = builder.registry_addr(addr);
+    }
+    let router = tonic::transport::Server::builder().add_service(AdderServer::new(service));
+    let running = builder.start(router, opts.listen).await?;
+    let _ = ids.set(running.id().to_owned());
+    Ok(running)
+}
+
+/// Counts of a client's calls.
+#[derive(Debug, Default)]
+pub struct CallStats {
+    ok: AtomicU64,
+    failed: AtomicU64,
+    per_backend: Mutex<BTreeMap<String, u64>>,
+    last_error: Mutex<Option<String>>,
+}
+
+impl CallStats {
+    /// Calls that succeeded.
+    pub fn ok(&self) -> u64 {
+        self.ok.load(Ordering::Relaxed)
+    }
+
+    /// Calls that failed.
+    pub fn failed(&self) -> u64 {
+        self.failed.load(Ordering::Relaxed)
+    }
+
+    /// Successful calls by the instance that answered.
+    pub fn per_backend(&self) -> BTreeMap<String, u64> {
+        self.per_backend
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The last failure's text.
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn record(&self, result: Result<AddReply, Status>) {
+        match result {
+            Ok(reply) => {
+                self.ok.fetch_add(1, Ordering::Relaxed);
+                *self
+                    .per_backend
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .entry(reply.instance_id)
+                    .or_default() += 1;
+            }
+            Err(status) => {
+                self.failed.fetch_add(1, Ordering::Relaxed);
+                *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some(format!("{:?}: {}", status.code(), status.message()));
+            }
+        }
+    }
+
+    /// Prints calls per backend, then `calls: N ok, M failed`.
+    pub fn print(&self) {
+        for (backend, n) in self.per_backend() {
+            println!("  {backend}: {n} calls");
+        }
+        if let Some(err) = self.last_error() {
+            println!("  last error: {err}");
+        }
+        println!("calls: {} ok, {} failed", self.ok(), self.failed());
+    }
+}
+
+/// Makes calls from `concurrency` tasks until `calls` calls were made (`None`: until `stop`
+/// resolves), recording each in `stats`.
+pub async fn call_loop<T>(
+    client: AdderClient<T>,
+    calls: Option<u64>,
+    concurrency: usize,
+    stats: Arc<CallStats>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) where
+    T: tonic::client::GrpcService<tonic::body::Body> + Clone + Send + 'static,
+    T::Future: Send,
+    T::Error: Into<tonic::codegen::StdError>,
+    T::ResponseBody: tonic::codegen::Body<Data = tonic::codegen::Bytes> + Send + 'static,
+    <T::ResponseBody as tonic::codegen::Body>::Error: Into<tonic::codegen::StdError> + Send,
+{
+    let issued = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for worker in 0..concurrency.max(1) {
+        let mut client = client.clone();
+        let stats = stats.clone();
+        let issued = issued.clone();
+        let stop = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut i = worker as i64;
+            loop {
+                if *stop.borrow() {
+                    return;
+                }
+                if let Some(limit) = calls
+                    && issued.fetch_add(1, Ordering::Relaxed) >= limit
+                {
+                    return;
+                }
+                let mut request = Request::new(AddRequest { a: i, b: 1 });
+                request.set_timeout(Duration::from_secs(5));
+                let result = client.add(request).await.map(Response::into_inner);
+                let result = result.and_then(|reply| {
+                    if reply.sum == i + 1 {
+                        Ok(reply)
+                    } else {
+                        Err(Status::internal(format!(
+                            "{i} + 1 answered as {}",
+                            reply.sum
+                        )))
+                    }
+                });
+                stats.record(result);
+                i += 1;
+            }
+        }));
+    }
+    for task in tasks {
+        let _ = task.await;
+    }
+}
+
+/// Logs to stderr at `info` unless `RUST_LOG` says otherwise.
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

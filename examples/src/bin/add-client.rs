@@ -1,0 +1,59 @@
+//! `add-client`: calls Adder on the instances Consul lists, spreading the calls; prints calls
+//! per backend and `calls: N ok, M failed`; exits 1 if any call failed.
+
+use std::sync::Arc;
+
+use clap::Parser;
+use examples::CallStats;
+use examples::pb::adder_client::AdderClient;
+use grpc_resolve::DiscoveredChannel;
+
+/// Calls the Adder service through Consul discovery.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// The service name to resolve.
+    #[arg(long, default_value = "adder")]
+    service: String,
+    /// How many calls to make; 0 runs until SIGINT.
+    #[arg(long, default_value_t = 10)]
+    calls: u64,
+    /// How many calls to keep in flight.
+    #[arg(long, default_value_t = 1)]
+    concurrency: usize,
+    /// How long a call waits for an instance when none is known, in seconds.
+    #[arg(long, default_value_t = 10.0)]
+    empty_timeout: f64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    examples::init_tracing();
+    let args = Args::parse();
+    let registry = examples::registry_from_env()?;
+    let empty_timeout = std::time::Duration::try_from_secs_f64(args.empty_timeout)
+        .map_err(|e| anyhow::anyhow!("--empty-timeout: {e}"))?;
+    let channel = DiscoveredChannel::builder(registry, args.service)
+        .empty_timeout(empty_timeout)
+        .build();
+    let stats = Arc::new(CallStats::default());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let calls = (args.calls > 0).then_some(args.calls);
+    let run = examples::call_loop(
+        AdderClient::new(channel),
+        calls,
+        args.concurrency,
+        stats.clone(),
+        stop_rx,
+    );
+    tokio::pin!(run);
+    tokio::select! {
+        () = &mut run => {}
+        () = grpc_register::shutdown_signal() => {
+            let _ = stop_tx.send(true);
+            run.await;
+        }
+    }
+    stats.print();
+    std::process::exit(if stats.failed() == 0 { 0 } else { 1 });
+}
