@@ -50,6 +50,7 @@ struct ServiceNodeOut {
     service_name: String,
     service_tags: Vec<String>,
     service_address: String,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     service_tagged_addresses: BTreeMap<String, TaggedAddr>,
     service_weights: Weights,
     service_meta: BTreeMap<String, String>,
@@ -514,15 +515,12 @@ fn apply_registration(state: &AppState, store: &mut Store, reg: CatalogRegistrat
             c.service_name = s.name.clone();
             c.service_tags = s.tags.clone();
             touched.insert(s.name.clone());
-        } else {
-            store.touch_node(&node_name, idx);
         }
         store.stop_runner(&key);
         store.insert_check(c);
     }
-    if is_new {
-        store.touch_node(&node_name, idx);
-    }
+    // Node fields (address, meta, tagged addresses) are part of every entry on the node.
+    store.touch_node(&node_name, idx);
     for name in touched {
         store.touch_service(&name, idx);
     }

@@ -88,31 +88,45 @@ async fn service(
     let authz = ctx.authz()?;
     let tags: Vec<String> = ctx.query.all("tag").map(str::to_owned).collect();
     let meta = node_meta(&ctx.query);
-    let (index, entries) = web::block(&state, b, WatchKey::Service(name.clone()), |store| {
+    let signature = format!(
+        "health/service\0{name}\0{tags:?}\0{passing}\0{meta:?}\0{:?}\0{}\0{}",
+        ctx.query.get("filter"),
+        ctx.query.has("pretty"),
+        authz.can_read()
+    );
+    let cache = &state.cache;
+    let query = &ctx.query;
+    let (index, body) = web::block(&state, b, WatchKey::Service(name.clone()), |store| {
         let index = store.service_index(&name);
-        if !authz.can_read() {
-            return (index, Vec::new());
-        }
-        let entries: Vec<ServiceEntryOut> = store
-            .instances(&name)
-            .filter(|s| has_tags(s, &tags) && node_matches(store, &s.node, &meta))
-            .filter_map(|s| entry(store, s))
-            .filter(|e| {
-                !passing
-                    || e.checks
-                        .iter()
-                        .all(|c| c.status == Status::Passing.as_str())
-            })
-            .filter(|e| {
-                filter
-                    .as_ref()
-                    .is_none_or(|f| f.matches(&serde_json::to_value(e).unwrap_or(Value::Null)))
-            })
-            .collect();
-        (index, entries)
+        let body = cache.get_or(&signature, index, || {
+            let entries: Vec<ServiceEntryOut> = if authz.can_read() {
+                store
+                    .instances(&name)
+                    .filter(|s| has_tags(s, &tags) && node_matches(store, &s.node, &meta))
+                    .filter_map(|s| entry(store, s))
+                    .filter(|e| {
+                        !passing
+                            || e.checks
+                                .iter()
+                                .all(|c| c.status == Status::Passing.as_str())
+                    })
+                    .filter(|e| {
+                        filter.as_ref().is_none_or(|f| {
+                            f.matches(&serde_json::to_value(e).unwrap_or(Value::Null))
+                        })
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            web::encode(query, &entries).map_err(|e| e.to_string())
+        });
+        (index, body)
     })
     .await;
-    Ok(json_read(&ctx.query, consistency, index, &entries))
+    let mut resp = web::json_bytes(body);
+    web::add_meta(resp.headers_mut(), consistency, Some(index));
+    Ok(resp)
 }
 
 async fn connect(

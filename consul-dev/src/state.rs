@@ -402,6 +402,8 @@ pub(crate) struct Shared {
     /// One HTTP client per redirect policy, shared by all HTTP checks.
     pub(crate) http_follow: reqwest::Client,
     pub(crate) http_no_redirect: reqwest::Client,
+    /// Shared answers for identical blocking reads.
+    pub(crate) cache: crate::web::ResponseCache,
 }
 
 impl Shared {
@@ -496,6 +498,7 @@ impl Shared {
             shutdown,
             http_follow,
             http_no_redirect,
+            cache: crate::web::ResponseCache::default(),
         })
     }
 

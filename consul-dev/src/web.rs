@@ -1,10 +1,11 @@
 //! HTTP plumbing shared by every endpoint family: plain-text errors, query parsing,
 //! JSON answers with Consul's headers, method routing with Consul's 405s, blocking waits.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::handler::Handler;
 use axum::response::{IntoResponse, Response};
 use axum::routing::MethodRouter;
@@ -199,22 +200,22 @@ pub(crate) fn consistency(q: &Query) -> Result<Consistency> {
     }
 }
 
-/// Serializes `value` as Consul does (compact, or indented with `?pretty`).
-pub(crate) fn json<T: Serialize>(q: &Query, value: &T) -> Response {
-    let body = if q.has("pretty") {
+/// Encodes `value` as Consul does (compact, or indented with `?pretty`).
+pub(crate) fn encode<T: Serialize>(q: &Query, value: &T) -> Result<Bytes, serde_json::Error> {
+    if q.has("pretty") {
         let mut buf = Vec::new();
         let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
         let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
-        match value.serialize(&mut ser) {
-            Ok(()) => {
-                buf.push(b'\n');
-                Ok(buf)
-            }
-            Err(e) => Err(e),
-        }
+        value.serialize(&mut ser)?;
+        buf.push(b'\n');
+        Ok(Bytes::from(buf))
     } else {
-        serde_json::to_vec(value)
-    };
+        serde_json::to_vec(value).map(Bytes::from)
+    }
+}
+
+/// A JSON answer from already encoded bytes.
+pub(crate) fn json_bytes(body: Result<Bytes, String>) -> Response {
     match body {
         Ok(body) => {
             let mut resp = Response::new(Body::from(body));
@@ -225,6 +226,48 @@ pub(crate) fn json<T: Serialize>(q: &Query, value: &T) -> Response {
             resp
         }
         Err(e) => HttpError::internal(format!("failed to encode response: {e}")).into_response(),
+    }
+}
+
+/// Serializes `value` as Consul does (compact, or indented with `?pretty`).
+pub(crate) fn json<T: Serialize>(q: &Query, value: &T) -> Response {
+    json_bytes(encode(q, value).map_err(|e| e.to_string()))
+}
+
+// === ResponseCache ===
+
+/// Encoded answers of recent reads, keyed by the query's meaning and valid for one index.
+///
+/// Many watchers of one service wake together on a change and ask the same question at the
+/// same index; the first computes and encodes the answer and the rest reuse its bytes.
+#[derive(Debug, Default)]
+pub(crate) struct ResponseCache {
+    entries: Mutex<HashMap<String, (u64, Bytes)>>,
+}
+
+/// Entries kept before the cache is cleared (a bound, not a tuning knob).
+const CACHE_LIMIT: usize = 512;
+
+impl ResponseCache {
+    /// The cached bytes for `key` at `index`, or `make()`'s (then cached).
+    pub(crate) fn get_or(
+        &self,
+        key: &str,
+        index: u64,
+        make: impl FnOnce() -> Result<Bytes, String>,
+    ) -> Result<Bytes, String> {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((i, bytes)) = entries.get(key)
+            && *i == index
+        {
+            return Ok(bytes.clone());
+        }
+        let bytes = make()?;
+        if entries.len() >= CACHE_LIMIT {
+            entries.clear();
+        }
+        entries.insert(key.to_owned(), (index, bytes.clone()));
+        Ok(bytes)
     }
 }
 
