@@ -1,21 +1,29 @@
 //! A load-balancing tonic channel fed by a [`discovery_core::Resolver`].
 //!
-//! ```no_run
-//! use discovery_core::MemoryRegistry;
+//! ```
+//! use discovery_core::{MemoryRegistry, Registration, Registry, ServiceInstance};
 //! use grpc_resolve::DiscoveredChannel;
+//! use tonic_health::pb::health_check_response::ServingStatus;
 //! use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), tonic::Status> {
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let incoming = tonic::transport::server::TcpIncoming::bind("127.0.0.1:0".parse()?)?;
+//! # let port = incoming.local_addr()?.port();
+//! # let (_reporter, health) = tonic_health::server::health_reporter();
+//! # let server = tonic::transport::Server::builder().add_service(health);
+//! # tokio::spawn(server.serve_with_incoming(incoming));
 //! let registry = MemoryRegistry::new(); // or a Consul resolver
+//! let instance = ServiceInstance::new("adder-1", "adder", "127.0.0.1", port);
+//! registry.register(&Registration::new(instance)).await?;
+//!
 //! let channel = DiscoveredChannel::builder(registry, "adder")
-//!     .tag("v1")
 //!     .connect_timeout(std::time::Duration::from_secs(2))
 //!     .build();
 //! // Any tonic-generated client takes the channel.
 //! let mut client = HealthClient::new(channel.clone());
 //! let answer = client.check(HealthCheckRequest { service: String::new() }).await?;
-//! # drop(answer);
+//! assert_eq!(answer.into_inner().status(), ServingStatus::Serving);
 //! # Ok(())
 //! # }
 //! ```

@@ -231,3 +231,20 @@ async fn without_passing_only_a_critical_instance_is_a_last_resort() {
         .await
         .expect("with only critical instances left, they still serve");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_that_ends_keeps_the_last_endpoints() {
+    let backend = Backend::start().await;
+    let (resolver, handle) = channel_resolver();
+    handle.set(vec![backend.instance("a")]);
+    let channel = DiscoveredChannel::builder(resolver, SERVICE).build();
+    wait_ready(&channel, 1).await;
+    // Dropping the handle ends every watch stream of the resolver.
+    drop(handle);
+    for _ in 0..20 {
+        check(&channel)
+            .await
+            .expect("the last known backend still serves");
+    }
+    assert_eq!(backend.calls(), 20, "all calls reached it");
+}

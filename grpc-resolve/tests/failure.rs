@@ -163,3 +163,75 @@ async fn a_restarted_backend_comes_back_without_calls() {
         restarted.calls()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ejected_endpoint_comes_back_once_healthy() {
+    let flaky = Backend::start().await;
+    let steady = Backend::start().await;
+    flaky.answer_unavailable(true);
+    let (resolver, handle) = channel_resolver();
+    handle.set(vec![flaky.instance("flaky"), steady.instance("steady")]);
+    let channel = DiscoveredChannel::builder(resolver, SERVICE)
+        .eject_after(2, std::time::Duration::from_millis(100))
+        .build();
+    wait_ready(&channel, 2).await;
+
+    while channel.stats().ejections == 0 {
+        check(&channel)
+            .await
+            .expect("Unavailable answers are retried on steady");
+    }
+    flaky.answer_unavailable(false);
+    // The ejection ends by itself; the endpoint reconnects (the probe) and is ready again.
+    channel
+        .wait_for(|eps| eps.iter().all(|e| e.ready && !e.ejected))
+        .await;
+    let before = flaky.calls();
+    for _ in 0..200 {
+        check(&channel).await.expect("both serve");
+    }
+    assert!(
+        flaky.calls() - before > 20,
+        "expected the recovered endpoint to get its share of 200 calls, got {}",
+        flaky.calls() - before
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_endpoint_is_never_ejected() {
+    let only = Backend::start().await;
+    only.answer_unavailable(true);
+    let (resolver, handle) = channel_resolver();
+    handle.set(vec![only.instance("only")]);
+    let channel = DiscoveredChannel::builder(resolver, SERVICE)
+        .eject_after(2, std::time::Duration::from_secs(3600))
+        .build();
+    wait_ready(&channel, 1).await;
+
+    for _ in 0..10 {
+        let status = check(&channel)
+            .await
+            .expect_err("the only backend is unavailable");
+        assert_eq!(
+            status.code(),
+            tonic::Code::Unavailable,
+            "expected the backend's own status, got {status:?}"
+        );
+        assert_eq!(
+            status.message(),
+            "draining",
+            "the backend's message passes through"
+        );
+    }
+    let endpoints = channel.endpoints();
+    assert!(
+        endpoints[0].ready && !endpoints[0].ejected,
+        "expected the only endpoint to stay in rotation: {endpoints:?}"
+    );
+    assert_eq!(
+        only.calls(),
+        10,
+        "every call reached it, none was retried on itself"
+    );
+    assert_eq!(channel.stats().ejections, 0, "no ejection");
+}

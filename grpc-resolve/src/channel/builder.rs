@@ -98,7 +98,9 @@ impl Builder {
 
     /// Configures every endpoint before it connects: TLS, HTTP/2 keepalive, concurrency
     /// limits, timeouts. The endpoint arrives with `tcp_nodelay(true)` and the connect
-    /// timeout set.
+    /// timeout set. The connection is made by this crate's own TCP connector (so that it
+    /// can tell when it closes), which honours the endpoint's TCP settings, connect
+    /// timeout and TLS but not `local_address`.
     ///
     /// ```
     /// # use std::time::Duration;

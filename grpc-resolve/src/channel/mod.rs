@@ -336,3 +336,39 @@ impl Drop for Shared {
         self.pool.close();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer")]
+    struct Outer(#[source] tonic::ConnectError);
+
+    #[test]
+    fn a_connect_error_anywhere_in_the_chain_means_never_sent() {
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let error = Outer(tonic::ConnectError(Box::new(refused)));
+        assert!(never_sent(&error), "a failed connect sent nothing");
+        let reset = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+        assert!(
+            !never_sent(&reset),
+            "a reset may come after the request was sent"
+        );
+    }
+
+    #[test]
+    fn copied_parts_keep_the_head_and_extensions() {
+        let mut request = http::Request::post("http://adder/pkg.Adder/Add")
+            .header("te", "trailers")
+            .body(())
+            .expect("a request");
+        request.extensions_mut().insert(7u32);
+        let (parts, ()) = request.into_parts();
+        let copy = copy_parts(&parts);
+        assert_eq!(copy.method, parts.method, "method");
+        assert_eq!(copy.uri, parts.uri, "uri");
+        assert_eq!(copy.headers, parts.headers, "headers");
+        assert_eq!(copy.extensions.get::<u32>(), Some(&7), "extensions");
+    }
+}

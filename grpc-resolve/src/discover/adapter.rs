@@ -16,7 +16,7 @@ type MakeEndpoint = Box<dyn FnMut(&ServiceInstance) -> Option<tonic::transport::
 
 /// A stream of `Change<String, tonic::transport::Endpoint>` keyed by instance id, made by
 /// [`changes`]. It implements tower's `Discover` (any `TryStream` of `Change` does).
-pub struct Changes {
+pub struct ChangeStream {
     updates: UpdateStream,
     current: HashMap<String, ServiceInstance>,
     pending: VecDeque<Change<String, tonic::transport::Endpoint>>,
@@ -47,12 +47,12 @@ pub struct Changes {
 /// # drop(changes);
 /// # }
 /// ```
-pub fn changes<R, F>(resolver: R, query: Query, make: F) -> Changes
+pub fn changes<R, F>(resolver: R, query: Query, make: F) -> ChangeStream
 where
     R: Resolver,
     F: FnMut(&ServiceInstance) -> Option<tonic::transport::Endpoint> + Send + 'static,
 {
-    Changes {
+    ChangeStream {
         updates: resolver.watch(&query),
         current: HashMap::new(),
         pending: VecDeque::new(),
@@ -60,9 +60,9 @@ where
     }
 }
 
-// === impl Changes ===
+// === impl ChangeStream ===
 
-impl Changes {
+impl ChangeStream {
     fn queue(&mut self, snapshot: &[ServiceInstance]) {
         let changes = diff(&self.current, snapshot);
         for id in &changes.remove {
@@ -90,7 +90,7 @@ impl Changes {
     }
 }
 
-impl Stream for Changes {
+impl Stream for ChangeStream {
     type Item = Result<Change<String, tonic::transport::Endpoint>, Infallible>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
@@ -115,9 +115,9 @@ impl Stream for Changes {
     }
 }
 
-impl fmt::Debug for Changes {
+impl fmt::Debug for ChangeStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Changes")
+        f.debug_struct("ChangeStream")
             .field("current", &self.current.keys().collect::<Vec<_>>())
             .field("pending", &self.pending.len())
             .finish_non_exhaustive()
@@ -141,10 +141,13 @@ mod tests {
         }
     }
 
+    fn is_discover<D: tower::discover::Discover<Key = String>>(_: &D) {}
+
     #[tokio::test]
     async fn snapshots_become_inserts_and_removes() {
         let (resolver, handle) = channel_resolver();
         let mut stream = changes(resolver, Query::new("adder"), endpoint);
+        is_discover(&stream);
         let a = ServiceInstance::new("a", "adder", "127.0.0.1", 1);
         let b = ServiceInstance::new("b", "adder", "127.0.0.1", 2);
         handle.set(vec![a.clone(), b.clone()]);

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use discovery_core::{Query, Resolver, ServiceInstance, Update};
 use futures_util::StreamExt;
 
-pub use adapter::{Changes as ChangeStream, changes};
+pub use adapter::{ChangeStream, changes};
 pub use diff::{Changes, diff};
 
 use crate::pool::Pool;

@@ -119,9 +119,10 @@ pub struct EndpointInfo {
 pub struct Stats {
     /// Calls started.
     pub calls: u64,
-    /// Calls that ended in an error or an `Unavailable` answer.
+    /// Attempts that ended in a transport error or an `Unavailable` answer (a call retried
+    /// elsewhere counts its failed first attempt here).
     pub failures: u64,
-    /// Calls sent again to another endpoint.
+    /// Attempts sent again to another endpoint.
     pub retries: u64,
     /// Calls that found no endpoint within the empty timeout.
     pub no_endpoints: u64,
