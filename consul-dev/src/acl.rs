@@ -6,9 +6,6 @@ use http::HeaderMap;
 use crate::Config;
 use crate::web::{HttpError, Query};
 
-/// The accessor ID Consul reports for the anonymous token.
-const ANONYMOUS_ACCESSOR: &str = "00000000-0000-0000-0000-000000000002";
-
 /// What a request may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Authz {
@@ -31,9 +28,9 @@ impl Authz {
         match self {
             Authz::Off | Authz::Management => Ok(()),
             Authz::Anonymous => Err(HttpError::forbidden(format!(
-                "Permission denied: token with AccessorID '{ANONYMOUS_ACCESSOR}' lacks permission \
-                 '{permission}' on \"{resource}\". The anonymous token is used implicitly when a \
-                 request does not specify a token."
+                "Permission denied: anonymous token lacks permission '{permission}' on \
+                 \"{resource}\". The anonymous token is used implicitly when a request does not \
+                 specify a token."
             ))),
         }
     }
@@ -43,8 +40,8 @@ impl Authz {
         match self {
             Authz::Off | Authz::Management => Ok(()),
             Authz::Anonymous => Err(HttpError::forbidden(format!(
-                "Permission denied: token with AccessorID '{ANONYMOUS_ACCESSOR}' lacks permission \
-                 '{permission}'"
+                "Permission denied: anonymous token lacks permission '{permission}'. The \
+                 anonymous token is used implicitly when a request does not specify a token."
             ))),
         }
     }

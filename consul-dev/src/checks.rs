@@ -279,11 +279,23 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 async fn run_tcp(def: &CheckDef) -> (Status, String) {
     match tokio::time::timeout(effective_timeout(def), TcpStream::connect(def.tcp.as_str())).await {
         Ok(Ok(_)) => (Status::Passing, format!("TCP connect {}: Success", def.tcp)),
-        Ok(Err(e)) => (Status::Critical, format!("dial tcp {}: {e}", def.tcp)),
+        Ok(Err(e)) => (
+            Status::Critical,
+            format!("dial tcp {}: {}", def.tcp, go_dial_error(&e)),
+        ),
         Err(_) => (
             Status::Critical,
             format!("dial tcp {}: i/o timeout", def.tcp),
         ),
+    }
+}
+
+/// Go's wording for common dial failures.
+fn go_dial_error(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::ConnectionRefused => "connect: connection refused".to_owned(),
+        std::io::ErrorKind::TimedOut => "i/o timeout".to_owned(),
+        _ => e.to_string(),
     }
 }
 
@@ -323,7 +335,7 @@ async fn run_grpc(def: &CheckDef) -> (Status, String) {
                 .unwrap_or("UNKNOWN");
             (
                 Status::Critical,
-                format!("gRPC check {}: failed with status {name}", def.grpc),
+                format!("gRPC {} serving status: {name}", def.grpc),
             )
         }
         Ok(Err(e)) => (

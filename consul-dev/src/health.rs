@@ -14,12 +14,25 @@ use crate::wire::{CheckOut, NodeOut, NodeServiceOut, ServiceEntryOut};
 /// The health endpoints.
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
+        .route("/v1/health/service/", get(missing_service))
+        .route("/v1/health/checks/", get(missing_service))
+        .route("/v1/health/node/", get(missing_node))
         .route("/v1/health/service/{*name}", get(service))
         .route("/v1/health/connect/{*name}", get(connect))
         .route("/v1/health/ingress/{*name}", get(connect))
         .route("/v1/health/checks/{*name}", get(checks_of_service))
         .route("/v1/health/state/{*state}", get(checks_in_state))
         .route("/v1/health/node/{*node}", get(checks_of_node))
+}
+
+/// `GET /v1/health/service/` and friends without a name.
+pub(crate) async fn missing_service() -> HttpError {
+    HttpError::bad_request("Missing service name")
+}
+
+/// `GET /v1/health/node/` and friends without a name.
+pub(crate) async fn missing_node() -> HttpError {
+    HttpError::bad_request("Missing node name")
 }
 
 /// `node-meta=k:v` filters (all must match).

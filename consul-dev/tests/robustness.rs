@@ -105,13 +105,21 @@ async fn unknown_routes_and_methods() {
         "/v1/agent/nope",
         "/v1/",
         "/v1/health",
-        "/v1/catalog/service/",
+        "/v1/catalog/servicez",
     ] {
         let r = a.get(path).await;
         assert_eq!(r.status, 404, "{path}");
         assert_eq!(
             r.body,
             "Invalid URL path: not a recognized HTTP API endpoint\n"
+        );
+    }
+    for path in ["/v1/catalog/service/", "/v1/health/service/"] {
+        let r = a.get(path).await;
+        assert_eq!(
+            (r.status, r.body.as_str()),
+            (400, "Missing service name"),
+            "{path}"
         );
     }
     let r = a.send(a.http.delete(a.url("/v1/agent/services"))).await;
