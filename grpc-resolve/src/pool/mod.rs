@@ -468,3 +468,156 @@ impl Endpoint {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(failures: u32) -> Arc<Pool> {
+        Arc::new(Pool::new(
+            "adder".to_owned(),
+            PoolConfig {
+                scheme: "http",
+                connect_timeout: None,
+                configure: None,
+                backoff: connect::Backoff {
+                    base: Duration::from_millis(100),
+                    max: Duration::from_secs(5),
+                },
+                outlier: Outlier {
+                    consecutive_failures: failures,
+                    base_ejection: Duration::from_secs(1),
+                    max_ejection: Duration::from_secs(3),
+                },
+            },
+        ))
+    }
+
+    /// An endpoint that looks connected, with no connection task behind it.
+    fn connected(pool: &Pool, id: &str) -> Arc<Endpoint> {
+        let endpoint = Arc::new(Endpoint::new(ServiceInstance::new(
+            id,
+            "adder",
+            "127.0.0.1",
+            1,
+        )));
+        let lazy = tonic::transport::Endpoint::from_static("http://127.0.0.1:1").connect_lazy();
+        endpoint.set_channel(Some(lazy));
+        pool.endpoints
+            .write()
+            .expect("unpoisoned")
+            .push(endpoint.clone());
+        endpoint
+    }
+
+    fn ejected_for(endpoint: &Endpoint) -> Option<Duration> {
+        endpoint
+            .ejected_until()
+            .map(|until| until.duration_since(Instant::now()))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn ejection_doubles_up_to_the_cap_and_success_resets_it() {
+        let pool = pool(2);
+        let bad = connected(&pool, "bad");
+        let _good = connected(&pool, "good");
+
+        pool.record_failure(&bad);
+        assert_eq!(ejected_for(&bad), None, "one failure of two is not enough");
+        pool.record_failure(&bad);
+        assert_eq!(
+            ejected_for(&bad),
+            Some(Duration::from_secs(1)),
+            "first ejection: base"
+        );
+
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(
+            bad.is_usable(Instant::now()),
+            "usable again once the ejection is over"
+        );
+        pool.record_failure(&bad);
+        pool.record_failure(&bad);
+        assert_eq!(
+            ejected_for(&bad),
+            Some(Duration::from_secs(2)),
+            "second in a row: doubled"
+        );
+
+        tokio::time::advance(Duration::from_secs(2)).await;
+        pool.record_failure(&bad);
+        pool.record_failure(&bad);
+        assert_eq!(
+            ejected_for(&bad),
+            Some(Duration::from_secs(3)),
+            "third: capped at 3 s"
+        );
+
+        tokio::time::advance(Duration::from_secs(3)).await;
+        pool.record_success(&bad);
+        pool.record_failure(&bad);
+        pool.record_failure(&bad);
+        assert_eq!(
+            ejected_for(&bad),
+            Some(Duration::from_secs(1)),
+            "a success resets the doubling"
+        );
+        assert_eq!(pool.stats().ejections, 4, "four ejections counted");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_last_usable_endpoint_stays_and_removed_ones_are_not_picked() {
+        let pool = pool(1);
+        let a = connected(&pool, "a");
+        let b = connected(&pool, "b");
+        pool.record_failure(&a);
+        assert!(ejected_for(&a).is_some(), "a is ejected while b is usable");
+        pool.record_failure(&b);
+        assert_eq!(
+            ejected_for(&b),
+            None,
+            "b is the last usable endpoint: never ejected"
+        );
+
+        let mut rng = fastrand::Rng::with_seed(3);
+        let picked = pool.pick(None, &mut rng).expect("b is usable");
+        assert_eq!(picked.endpoint.id, "b", "only b can be picked");
+        assert_eq!(pool.infos()[1].in_flight, 1, "the pick counts in flight");
+        picked.endpoint.release();
+
+        pool.apply(&Changes {
+            remove: vec!["b".to_owned()],
+            ..Changes::default()
+        });
+        assert!(
+            pool.pick(None, &mut rng).is_none(),
+            "a is ejected and b is gone"
+        );
+        b.set_channel(Some(
+            tonic::transport::Endpoint::from_static("http://127.0.0.1:1").connect_lazy(),
+        ));
+        assert!(
+            !b.is_usable(Instant::now()),
+            "a removed endpoint cannot come back"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pick_avoids_the_endpoint_that_just_failed_when_it_can() {
+        let pool = pool(0);
+        let a = connected(&pool, "a");
+        let _b = connected(&pool, "b");
+        let mut rng = fastrand::Rng::with_seed(9);
+        for _ in 0..50 {
+            let picked = pool.pick(Some("a"), &mut rng).expect("b is usable");
+            assert_eq!(picked.endpoint.id, "b", "a is avoided");
+            picked.endpoint.release();
+        }
+        pool.record_failure(&a);
+        assert_eq!(
+            pool.stats().ejections,
+            0,
+            "failures == 0 turns ejection off"
+        );
+    }
+}
