@@ -187,6 +187,14 @@ async fn register_service(
     validate_checks(&def.checks)?;
     authz.require("service:write", &def.name)?;
     scripts_disabled(&def.checks)?;
+    if !def.kind.is_empty() || def.sidecar {
+        // Deliberately unsupported: say so instead of registering something half-working.
+        return Err(HttpError::bad_request(format!(
+            "consul-dev does not support service mesh registrations (Kind {:?}, \
+             Connect.SidecarService {})",
+            def.kind, def.sidecar
+        )));
+    }
     let replace = ctx
         .query
         .get("replace-existing-checks")

@@ -144,9 +144,40 @@ pub(crate) fn parse_body(body: &[u8]) -> Result<Value, DecodeError> {
         if e.is_eof() {
             DecodeError("unexpected EOF".to_owned())
         } else {
-            DecodeError(format!("invalid JSON: {e}"))
+            DecodeError(go_syntax_error(body, &e))
         }
     })
+}
+
+/// Rewords a serde syntax error the way Go's `encoding/json` words it
+/// (`invalid character 'x' looking for beginning of value`).
+fn go_syntax_error(body: &[u8], e: &serde_json::Error) -> String {
+    let text = String::from_utf8_lossy(body);
+    let found = text
+        .lines()
+        .nth(e.line().saturating_sub(1))
+        .and_then(|l| l.chars().nth(e.column().saturating_sub(1)));
+    let msg = e.to_string();
+    let context = if msg.starts_with("key must be a string") {
+        "looking for beginning of object key string"
+    } else if msg.starts_with("expected `:`") {
+        "after object key"
+    } else if msg.starts_with("expected `,` or `}`") {
+        "after object key:value pair"
+    } else if msg.starts_with("expected `,` or `]`") {
+        "after array element"
+    } else if msg.starts_with("trailing characters") {
+        "after top-level value"
+    } else if msg.starts_with("expected value") || msg.starts_with("expected ident") {
+        "looking for beginning of value"
+    } else {
+        return format!("invalid JSON: {msg}");
+    };
+    match found {
+        Some('\'') => format!("invalid character '\\'' {context}"),
+        Some(c) => format!("invalid character '{c}' {context}"),
+        None => format!("invalid JSON: {msg}"),
+    }
 }
 
 /// One known field: the canonical name and accepted aliases.
@@ -557,6 +588,8 @@ pub(crate) struct ServiceDef {
     pub(crate) weights: Option<Weights>,
     pub(crate) enable_tag_override: bool,
     pub(crate) locality: Option<Value>,
+    /// `Connect.SidecarService` was given (unsupported).
+    pub(crate) sidecar: bool,
 }
 
 const SERVICE_FIELDS: &[FieldSpec] = &[
@@ -633,9 +666,16 @@ impl ServiceDef {
             Some(w) => Some(decode_weights(w)?),
             None => None,
         };
-        // Proxy and Connect are accepted for compatibility but mesh features are unsupported.
+        // Proxy and Connect are accepted (clients send them empty); a sidecar request is
+        // remembered so the handler can refuse it clearly: there is no service mesh here.
         f.object("Proxy", "structs.ConnectProxyConfig")?;
-        f.object("Connect", "structs.ServiceConnect")?;
+        let sidecar = f
+            .object("Connect", "structs.ServiceConnect")?
+            .and_then(Value::as_object)
+            .is_some_and(|c| {
+                c.iter()
+                    .any(|(k, v)| k.eq_ignore_ascii_case("SidecarService") && !v.is_null())
+            });
         // The registration's own token is only used by Consul's anti-entropy; unused here.
         f.string("Token")?;
         Ok(ServiceDef {
@@ -652,6 +692,7 @@ impl ServiceDef {
             weights,
             enable_tag_override: f.boolean("EnableTagOverride")?,
             locality: f.object("Locality", "structs.Locality")?.cloned(),
+            sidecar,
         })
     }
 }
@@ -737,6 +778,24 @@ mod tests {
         assert_eq!(go_duration(Duration::from_millis(1500)), "1.5s");
         assert_eq!(go_duration(Duration::from_secs(3600)), "1h0m0s");
         assert_eq!(go_duration(Duration::ZERO), "0s");
+    }
+
+    #[test]
+    fn syntax_errors_read_like_go() {
+        let err = |b: &str| parse_body(b.as_bytes()).expect_err("invalid").0;
+        assert_eq!(
+            err("x"),
+            "invalid character 'x' looking for beginning of value"
+        );
+        assert_eq!(err("{\"a\" 1}"), "invalid character '1' after object key");
+        assert_eq!(
+            err("{1:2}"),
+            "invalid character '1' looking for beginning of object key string"
+        );
+        assert_eq!(err("[1 2]"), "invalid character '2' after array element");
+        assert_eq!(err("{}x"), "invalid character 'x' after top-level value");
+        assert_eq!(err("{"), "unexpected EOF");
+        assert_eq!(err("  "), "EOF");
     }
 
     #[test]

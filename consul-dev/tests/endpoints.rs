@@ -339,3 +339,23 @@ async fn pretty_and_index_headers_on_catalog() {
     assert!(r.index() > before);
     assert!(r.json().get("web").is_some());
 }
+
+#[tokio::test]
+async fn service_mesh_registrations_are_refused_clearly() {
+    let a = Agent::start().await;
+    for body in [
+        json!({"Name": "web-proxy", "Kind": "connect-proxy", "Proxy": {"DestinationServiceName": "web"}}),
+        json!({"Name": "web", "Connect": {"SidecarService": {}}}),
+    ] {
+        let r = a.put_json("/v1/agent/service/register", &body).await;
+        assert_eq!(r.status, 400, "{body}");
+        assert!(
+            r.body.contains("does not support service mesh"),
+            "body {:?}",
+            r.body
+        );
+    }
+    // Empty Proxy/Connect objects, as some clients send them, are fine.
+    a.register(json!({"Name": "web", "Proxy": null, "Connect": {}}))
+        .await;
+}
