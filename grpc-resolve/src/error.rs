@@ -15,10 +15,11 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// No endpoint of the service became ready within the channel's empty timeout.
+    /// No endpoint of the service became ready within the channel's empty timeout (or the
+    /// call's own deadline, if shorter).
     ///
-    /// The source is a `tonic::Status` with code `Unavailable`, which tonic clients return
-    /// as is.
+    /// The source is a `tonic::Status` with code `Unavailable` (`DeadlineExceeded` when
+    /// the call's deadline ended the wait), which tonic clients return as is.
     #[error("no endpoints for service {service:?} after {waited:?}")]
     NoEndpoints {
         /// The service the channel discovers.
@@ -50,16 +51,24 @@ pub enum Error {
 }
 
 impl Error {
-    pub(crate) fn no_endpoints(service: &str, waited: Duration, detail: Option<&str>) -> Self {
-        let mut message = format!("no endpoints for service {service:?} after {waited:?}");
-        if let Some(detail) = detail {
-            message.push_str(": ");
-            message.push_str(detail);
-        }
+    /// No endpoint within the wait; `deadline_exceeded` when the caller's own deadline
+    /// ended the wait (gRPC says `DeadlineExceeded` then), not the channel's empty timeout.
+    pub(crate) fn no_endpoints(
+        service: &str,
+        waited: Duration,
+        detail: &str,
+        deadline_exceeded: bool,
+    ) -> Self {
+        let message = format!("no endpoints for service {service:?} after {waited:?}: {detail}");
+        let status = if deadline_exceeded {
+            tonic::Status::deadline_exceeded(message)
+        } else {
+            tonic::Status::unavailable(message)
+        };
         Error::NoEndpoints {
             service: service.to_owned(),
             waited,
-            status: tonic::Status::unavailable(message),
+            status,
         }
     }
 
@@ -80,7 +89,12 @@ mod tests {
 
     #[test]
     fn no_endpoints_becomes_an_unavailable_status_naming_the_service() {
-        let err: BoxError = Box::new(Error::no_endpoints("adder", Duration::from_secs(10), None));
+        let err: BoxError = Box::new(Error::no_endpoints(
+            "adder",
+            Duration::from_secs(10),
+            "the service does not exist",
+            false,
+        ));
         let status = tonic::Status::from_error(err);
         assert_eq!(
             status.code(),

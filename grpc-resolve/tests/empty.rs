@@ -100,3 +100,34 @@ async fn a_waiting_call_succeeds_when_endpoints_arrive() {
     assert_eq!(status, ServingStatus::Serving, "the backend says it serves");
     assert_eq!(backend.calls(), 1, "the call reached the late backend");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_shorter_call_deadline_ends_the_wait_first() {
+    let (resolver, handle) = channel_resolver();
+    handle.set(Vec::new());
+    let channel = DiscoveredChannel::builder(resolver, SERVICE)
+        .empty_timeout(Duration::from_secs(10))
+        .build();
+
+    let mut client = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+    let mut request = tonic::Request::new(tonic_health::pb::HealthCheckRequest {
+        service: String::new(),
+    });
+    request.set_timeout(Duration::from_secs(2));
+    let started = tokio::time::Instant::now();
+    let status = client
+        .check(request)
+        .await
+        .expect_err("no endpoint, so the call fails");
+    let waited = started.elapsed();
+
+    assert_eq!(
+        status.code(),
+        tonic::Code::DeadlineExceeded,
+        "expected the caller's deadline to end the wait, got {status:?}"
+    );
+    assert!(
+        waited >= Duration::from_secs(2) && waited < Duration::from_secs(3),
+        "expected a 2 s wait (virtual time), waited {waited:?}"
+    );
+}

@@ -185,9 +185,9 @@ impl Shared {
     ) -> Result<http::Response<Body>, Error> {
         let pool = &self.pool;
         pool.counters.calls.inc();
-        let deadline = Instant::now() + self.empty_timeout;
         let mut rng = fastrand::Rng::new();
         let (parts, body) = request.into_parts();
+        let deadline = Deadline::for_call(self.empty_timeout, &parts.headers);
         let (body, replay) = ReplayBody::new(body, MAX_REPLAY_BYTES);
         let mut body = Some(body);
         let mut avoid: Option<String> = None;
@@ -228,7 +228,9 @@ impl Shared {
                         call.judge(verdict);
                         if verdict == Verdict::Unavailable
                             && may_retry
-                            && let Some(again) = replay.replay()
+                            && let Ok(Some(again)) =
+                                tokio::time::timeout_at(deadline.at, replay.replay_when_released())
+                                    .await
                         {
                             tracing::debug!(service = %pool.service, %endpoint, "endpoint answered unavailable; trying another");
                             pool.counters.retries.inc();
@@ -247,7 +249,9 @@ impl Shared {
                     let error: BoxError = error.into();
                     if may_retry
                         && never_sent(&*error)
-                        && let Some(again) = replay.replay()
+                        && let Ok(Some(again)) =
+                            tokio::time::timeout_at(deadline.at, replay.replay_when_released())
+                                .await
                     {
                         tracing::debug!(service = %pool.service, %endpoint, error = %DisplayChain(&*error), "request not sent; trying another endpoint");
                         pool.counters.retries.inc();
@@ -269,7 +273,7 @@ impl Shared {
     async fn ready_endpoint(
         &self,
         avoid: Option<&str>,
-        deadline: Instant,
+        deadline: Deadline,
         rng: &mut fastrand::Rng,
     ) -> Result<Picked, Error> {
         let pool = &self.pool;
@@ -279,27 +283,81 @@ impl Shared {
             if let Some(picked) = pool.pick(avoid, rng) {
                 return Ok(picked);
             }
-            match tokio::time::timeout_at(deadline, changes.changed()).await {
-                Ok(_) => {}
-                Err(_elapsed) => {
-                    pool.counters.no_endpoints.inc();
-                    let known = pool.infos().len();
-                    let detail = if known > 0 {
-                        Some(format!("{known} known endpoint(s), none connected"))
-                    } else {
-                        pool.resolver_state()
-                            .or_else(|| Some("discovery has not answered yet".to_owned()))
-                    };
-                    tracing::debug!(service = %pool.service, ?detail, "no endpoint became ready in time");
-                    return Err(Error::no_endpoints(
-                        &pool.service,
-                        self.empty_timeout,
-                        detail.as_deref(),
-                    ));
-                }
+            if tokio::time::timeout_at(deadline.at, changes.changed())
+                .await
+                .is_err()
+            {
+                pool.counters.no_endpoints.inc();
+                let known = pool.infos().len();
+                let detail = if known > 0 {
+                    format!("{known} known endpoint(s), none connected")
+                } else {
+                    pool.resolver_state()
+                        .unwrap_or_else(|| "discovery has not answered yet".to_owned())
+                };
+                let waited = deadline.started.elapsed();
+                tracing::debug!(service = %pool.service, %detail, ?waited, "no endpoint became ready in time");
+                return Err(Error::no_endpoints(
+                    &pool.service,
+                    waited,
+                    &detail,
+                    deadline.callers,
+                ));
             }
         }
     }
+}
+
+/// When a call stops waiting for an endpoint: after the channel's empty timeout, or at
+/// the caller's own deadline (`grpc-timeout`) if that comes first.
+#[derive(Debug, Clone, Copy)]
+struct Deadline {
+    at: Instant,
+    started: Instant,
+    /// Whether `at` is the caller's deadline.
+    callers: bool,
+}
+
+// === impl Deadline ===
+
+impl Deadline {
+    fn for_call(empty_timeout: Duration, headers: &http::HeaderMap) -> Self {
+        let started = Instant::now();
+        let empty = started + empty_timeout;
+        match headers
+            .get("grpc-timeout")
+            .and_then(|v| grpc_timeout(v.as_bytes()))
+        {
+            Some(timeout) if started + timeout < empty => Deadline {
+                at: started + timeout,
+                started,
+                callers: true,
+            },
+            _ => Deadline {
+                at: empty,
+                started,
+                callers: false,
+            },
+        }
+    }
+}
+
+/// Parses a `grpc-timeout` value: up to 8 digits and a unit (`H`, `M`, `S`, `m`, `u`, `n`).
+fn grpc_timeout(value: &[u8]) -> Option<Duration> {
+    let (unit, digits) = value.split_last()?;
+    if digits.is_empty() || digits.len() > 8 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let n: u64 = std::str::from_utf8(digits).ok()?.parse().ok()?;
+    Some(match unit {
+        b'H' => Duration::from_secs(n * 3600),
+        b'M' => Duration::from_secs(n * 60),
+        b'S' => Duration::from_secs(n),
+        b'm' => Duration::from_millis(n),
+        b'u' => Duration::from_micros(n),
+        b'n' => Duration::from_nanos(n),
+        _ => return None,
+    })
 }
 
 /// A copy of a request's head for another attempt.
@@ -355,6 +413,34 @@ mod tests {
             !never_sent(&reset),
             "a reset may come after the request was sent"
         );
+    }
+
+    #[test]
+    fn grpc_timeouts_parse() {
+        assert_eq!(grpc_timeout(b"5S"), Some(Duration::from_secs(5)), "seconds");
+        assert_eq!(
+            grpc_timeout(b"250m"),
+            Some(Duration::from_millis(250)),
+            "millis"
+        );
+        assert_eq!(
+            grpc_timeout(b"2H"),
+            Some(Duration::from_secs(7200)),
+            "hours"
+        );
+        assert_eq!(
+            grpc_timeout(b"99999999n"),
+            Some(Duration::from_nanos(99_999_999)),
+            "nanos"
+        );
+        for bad in [&b""[..], b"S", b"5", b"5s", b"123456789S", b"-1S", b"1.5S"] {
+            assert_eq!(
+                grpc_timeout(bad),
+                None,
+                "{:?} is not a grpc-timeout",
+                String::from_utf8_lossy(bad)
+            );
+        }
     }
 
     #[test]

@@ -16,6 +16,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http::HeaderMap;
 use http_body::{Body as HttpBody, Frame};
+use tokio::sync::Notify;
 use tonic::body::Body;
 
 /// How many request bytes a call keeps to be able to send them again.
@@ -23,7 +24,7 @@ pub(crate) const MAX_REPLAY_BYTES: usize = 64 * 1024;
 
 /// One attempt's view of the request body.
 pub(crate) struct ReplayBody {
-    shared: Arc<Mutex<Shared>>,
+    shared: Arc<Inner>,
     /// The next copied frame this attempt has not sent yet.
     next: usize,
 }
@@ -31,7 +32,13 @@ pub(crate) struct ReplayBody {
 /// What decides whether, and lets, a request body be sent again.
 #[derive(Clone)]
 pub(crate) struct Replay {
-    shared: Arc<Mutex<Shared>>,
+    shared: Arc<Inner>,
+}
+
+struct Inner {
+    state: Mutex<Shared>,
+    /// Woken when an attempt lets go of the body or the body ends.
+    released: Notify,
 }
 
 struct Shared {
@@ -51,8 +58,8 @@ enum Copy {
     Trailers(HeaderMap),
 }
 
-fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
-    shared.lock().unwrap_or_else(PoisonError::into_inner)
+fn lock(shared: &Inner) -> MutexGuard<'_, Shared> {
+    shared.state.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 // === impl ReplayBody ===
@@ -60,15 +67,18 @@ fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
 impl ReplayBody {
     /// Wraps a request body, keeping up to `cap` bytes for a replay.
     pub(crate) fn new(body: Body, cap: usize) -> (ReplayBody, Replay) {
-        let shared = Arc::new(Mutex::new(Shared {
-            rest: body,
-            copies: Vec::new(),
-            copied: 0,
-            cap,
-            spoiled: false,
-            ended: false,
-            readers: 1,
-        }));
+        let shared = Arc::new(Inner {
+            state: Mutex::new(Shared {
+                rest: body,
+                copies: Vec::new(),
+                copied: 0,
+                cap,
+                spoiled: false,
+                ended: false,
+                readers: 1,
+            }),
+            released: Notify::new(),
+        });
         (
             ReplayBody {
                 shared: shared.clone(),
@@ -116,7 +126,11 @@ impl HttpBody for ReplayBody {
                 this.next = shared.copies.len();
             }
             Poll::Ready(Some(Err(_))) => shared.spoiled = true,
-            Poll::Ready(None) => shared.ended = true,
+            Poll::Ready(None) => {
+                shared.ended = true;
+                drop(shared);
+                this.shared.released.notify_waiters();
+            }
             Poll::Pending => {}
         }
         polled
@@ -131,28 +145,60 @@ impl HttpBody for ReplayBody {
 impl Drop for ReplayBody {
     fn drop(&mut self) {
         lock(&self.shared).readers -= 1;
+        self.shared.released.notify_waiters();
     }
 }
 
 // === impl Replay ===
 
 impl Replay {
+    /// A body for another attempt, if the request can be sent again now.
+    #[cfg(test)]
+    fn replay(&self) -> Option<ReplayBody> {
+        self.try_replay().ok().flatten()
+    }
+
     /// A body for another attempt, if the request can be sent again: it was small enough
     /// to copy, and the previous attempt is done with it (so two attempts never read the
-    /// original at once).
-    pub(crate) fn replay(&self) -> Option<ReplayBody> {
+    /// original at once). Waits while the previous attempt still holds the body.
+    ///
+    /// A server may answer before the client has sent (or hyper has dropped) the request
+    /// body; hyper lets go of it as soon as the stream is closed, which comes right after
+    /// such an answer. The caller bounds the wait.
+    pub(crate) async fn replay_when_released(&self) -> Option<ReplayBody> {
+        loop {
+            let released = self.shared.released.notified();
+            let mut released = std::pin::pin!(released);
+            // Registered before looking, so a release between the look and the wait counts.
+            released.as_mut().enable();
+            match self.try_replay() {
+                Ok(Some(body)) => return Some(body),
+                Err(Spoiled) => return None,
+                Ok(None) => released.await,
+            }
+        }
+    }
+
+    /// `Ok(None)` while another attempt still holds the body.
+    fn try_replay(&self) -> Result<Option<ReplayBody>, Spoiled> {
         let mut shared = lock(&self.shared);
+        if shared.spoiled {
+            return Err(Spoiled);
+        }
         let read_whole = shared.ended || shared.rest.is_end_stream();
-        if shared.spoiled || !(read_whole || shared.readers == 0) {
-            return None;
+        if !(read_whole || shared.readers == 0) {
+            return Ok(None);
         }
         shared.readers += 1;
-        Some(ReplayBody {
+        Ok(Some(ReplayBody {
             shared: self.shared.clone(),
             next: 0,
-        })
+        }))
     }
 }
+
+/// The body cannot be sent again: too big to copy, or it failed.
+struct Spoiled;
 
 #[cfg(test)]
 mod tests {
