@@ -222,17 +222,7 @@ async fn run_http(state: &AppState, def: &CheckDef) -> (Status, String) {
     }
     let mut resp = match req.send().await {
         Ok(r) => r,
-        Err(e) => {
-            let title: String = method
-                .chars()
-                .take(1)
-                .chain(method.chars().skip(1).flat_map(char::to_lowercase))
-                .collect();
-            return (
-                Status::Critical,
-                format!("{title} \"{}\": {}", def.http, error_chain(&e)),
-            );
-        }
+        Err(e) => return (Status::Critical, go_http_error(method, &def.http, &e)),
     };
     let code = resp.status();
     let mut body = Vec::new();
@@ -262,6 +252,43 @@ async fn run_http(state: &AppState, def: &CheckDef) -> (Status, String) {
         Status::Critical
     };
     (status, output)
+}
+
+/// Go's `net/http` wording for a failed check request:
+/// `Get "<url>": dial tcp <addr>: connect: connection refused`.
+fn go_http_error(method: &str, url: &str, e: &reqwest::Error) -> String {
+    let verb: String = method
+        .chars()
+        .take(1)
+        .chain(method.chars().skip(1).flat_map(char::to_lowercase))
+        .collect();
+    let mut io = None;
+    let mut cur: Option<&dyn std::error::Error> = Some(e);
+    while let Some(c) = cur {
+        if let Some(ioe) = c.downcast_ref::<std::io::Error>() {
+            io = Some(ioe);
+            break;
+        }
+        cur = c.source();
+    }
+    let detail = if e.is_timeout() {
+        "context deadline exceeded (Client.Timeout exceeded while awaiting headers)".to_owned()
+    } else if let (true, Some(ioe)) = (e.is_connect(), io) {
+        let addr = reqwest::Url::parse(url)
+            .ok()
+            .and_then(|u| {
+                Some(format!(
+                    "{}:{}",
+                    u.host_str()?.to_owned(),
+                    u.port_or_known_default()?
+                ))
+            })
+            .unwrap_or_default();
+        format!("dial tcp {addr}: {}", go_dial_error(ioe))
+    } else {
+        error_chain(e)
+    };
+    format!("{verb} \"{url}\": {detail}")
 }
 
 /// An error and its causes, like Go's wrapped error strings.

@@ -359,3 +359,72 @@ async fn service_mesh_registrations_are_refused_clearly() {
     a.register(json!({"Name": "web", "Proxy": null, "Connect": {}}))
         .await;
 }
+
+#[tokio::test]
+async fn failures_before_warning_gives_warning_with_the_failure_output() {
+    let a = Agent::start().await;
+    a.register(
+        json!({"Name": "web", "Check": {"TTL": "60s", "Status": "passing",
+        "FailuresBeforeWarning": 1, "FailuresBeforeCritical": 3}}),
+    )
+    .await;
+    // The first-ever result applies at once; a pass resets the counters.
+    assert_eq!(a.put("/v1/agent/check/pass/service:web").await.status, 200);
+    assert_eq!(
+        a.put("/v1/agent/check/fail/service:web?note=f1")
+            .await
+            .status,
+        200
+    );
+    let c = a.agent_check("service:web").await;
+    assert_eq!(
+        (c["Status"].clone(), c["Output"].clone()),
+        (json!("warning"), json!("f1"))
+    );
+    assert_eq!(
+        a.put("/v1/agent/check/fail/service:web?note=f2")
+            .await
+            .status,
+        200
+    );
+    assert_eq!(a.agent_check("service:web").await["Status"], "warning");
+    assert_eq!(
+        a.put("/v1/agent/check/fail/service:web?note=f3")
+            .await
+            .status,
+        200
+    );
+    let c = a.agent_check("service:web").await;
+    assert_eq!(
+        (c["Status"].clone(), c["Output"].clone()),
+        (json!("critical"), json!("f3"))
+    );
+}
+
+#[tokio::test]
+async fn failed_http_and_tcp_checks_explain_like_go() {
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind")
+        .local_addr()
+        .expect("addr");
+    let a = Agent::start().await;
+    a.register(json!({"Name": "web", "Checks": [
+        {"CheckID": "h", "HTTP": format!("http://{closed}/health"), "Interval": "1s", "Status": "passing"},
+        {"CheckID": "t", "TCP": closed.to_string(), "Interval": "1s", "Status": "passing"}]}))
+        .await;
+    let h = a
+        .wait_check("web", "h", "critical", Duration::from_secs(30))
+        .await;
+    assert_eq!(
+        h["Output"],
+        format!("Get \"http://{closed}/health\": dial tcp {closed}: connect: connection refused")
+    );
+    let t = a
+        .wait_check("web", "t", "critical", Duration::from_secs(30))
+        .await;
+    assert_eq!(
+        t["Output"],
+        format!("dial tcp {closed}: connect: connection refused")
+    );
+}
