@@ -404,3 +404,21 @@ pub(crate) async fn reaper(state: AppState) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_is_capped_with_consul_suffix() {
+        assert_eq!(truncate_output("short".to_owned(), 4096), "short");
+        let out = truncate_output("a".repeat(5000), 4096);
+        assert_eq!(
+            out,
+            format!("{} ... (captured 4096 of 5000 bytes)", "a".repeat(4096))
+        );
+        // Never splits a UTF-8 character.
+        let out = truncate_output("é".repeat(3), 3);
+        assert_eq!(out, "é ... (captured 3 of 6 bytes)");
+    }
+}

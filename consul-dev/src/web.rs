@@ -521,3 +521,46 @@ pub(crate) async fn not_found(uri: http::Uri) -> Response {
         text(StatusCode::NOT_FOUND, "404 page not found\n")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(s: &str) -> Query {
+        Query::parse(Some(s))
+    }
+
+    #[test]
+    fn wait_defaults_caps_and_jitter() {
+        let b = blocking(&q("index=5")).expect("valid");
+        assert_eq!(b.index, 5);
+        assert!(b.wait >= DEFAULT_WAIT && b.wait < DEFAULT_WAIT + DEFAULT_WAIT / 16);
+        let b = blocking(&q("index=5&wait=20m")).expect("valid");
+        assert!(
+            b.wait >= MAX_WAIT && b.wait < MAX_WAIT + MAX_WAIT / 16,
+            "capped at 10m"
+        );
+        let b = blocking(&q("index=5&wait=1600ms")).expect("valid");
+        assert!(b.wait >= Duration::from_millis(1600) && b.wait < Duration::from_millis(1700));
+        assert_eq!(
+            blocking(&q("index=x")).expect_err("bad").body,
+            "Invalid index"
+        );
+        assert_eq!(
+            blocking(&q("wait=10")).expect_err("bad").body,
+            "Invalid wait time"
+        );
+    }
+
+    #[test]
+    fn flags_and_repeats() {
+        let query = q("stale&tag=a&tag=b&passing=");
+        assert!(query.has("stale"));
+        assert_eq!(query.get("stale"), Some(""));
+        assert_eq!(query.all("tag").collect::<Vec<_>>(), ["a", "b"]);
+        assert!(matches!(consistency(&query), Ok(Consistency::Stale)));
+        assert!(consistency(&q("stale&consistent")).is_err());
+        assert_eq!(parse_go_bool("T"), Some(true));
+        assert_eq!(parse_go_bool("yes"), None);
+    }
+}

@@ -428,3 +428,31 @@ async fn failed_http_and_tcp_checks_explain_like_go() {
         format!("dial tcp {closed}: connect: connection refused")
     );
 }
+
+#[tokio::test]
+async fn ipv6_and_hostname_addresses() {
+    let a = Agent::start().await;
+    a.register(json!({"Name": "v6", "Address": "2001:db8::1", "Port": 7}))
+        .await;
+    a.register(json!({"Name": "named", "Address": "db.internal", "Port": 7}))
+        .await;
+    let s = a.get_json("/v1/agent/services").await;
+    let want = json!({"Address": "2001:db8::1", "Port": 7});
+    assert_eq!(s["v6"]["TaggedAddresses"]["lan_ipv6"], want);
+    assert_eq!(s["v6"]["TaggedAddresses"]["wan_ipv6"], want);
+    assert!(
+        s["named"].get("TaggedAddresses").is_none(),
+        "a host name adds none: {}",
+        s["named"]
+    );
+    let r = a
+        .put_json(
+            "/v1/agent/service/register",
+            &json!({"Name": "x", "Address": "::"}),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (400, "Invalid service address")
+    );
+}
