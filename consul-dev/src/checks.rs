@@ -186,6 +186,7 @@ async fn run_http(state: &AppState, def: &CheckDef) -> (Status, String) {
         // Rare in development; a client per run keeps the shared ones strict.
         insecure = reqwest::Client::builder()
             .user_agent("Consul Health Check")
+            .no_proxy()
             .pool_max_idle_per_host(0)
             .danger_accept_invalid_certs(true)
             .redirect(if def.disable_redirects {

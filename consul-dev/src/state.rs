@@ -483,11 +483,13 @@ impl Shared {
         store.touch_service("consul", idx);
         let http_follow = reqwest::Client::builder()
             .user_agent("Consul Health Check")
+            .no_proxy()
             .pool_max_idle_per_host(0)
             .build()
             .map_err(|e| crate::Error::Client(Box::new(e)))?;
         let http_no_redirect = reqwest::Client::builder()
             .user_agent("Consul Health Check")
+            .no_proxy()
             .pool_max_idle_per_host(0)
             .redirect(reqwest::redirect::Policy::none())
             .build()
