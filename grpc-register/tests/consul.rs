@@ -1,5 +1,5 @@
-//! grpc-register against a live agent: in-process consul-dev, which can be restarted, or
-//! (for the tests that need no restart) whatever `CONSUL_HTTP_ADDR` names.
+//! grpc-register against a live agent: an in-process consul-dev per test, which these tests
+//! stop and restart at will (so they do not run against a shared real Consul).
 
 use std::convert::Infallible;
 use std::net::{SocketAddr, TcpStream};
@@ -78,6 +78,7 @@ async fn registered_with_a_passing_grpc_check_on_the_bound_port_and_a_real_addre
         )
         .await
         .unwrap();
+    let started = tokio::time::Instant::now();
     let instance = &running.registrations()[0].instance;
     assert_eq!(
         instance.port,
@@ -89,6 +90,14 @@ async fn registered_with_a_passing_grpc_check_on_the_bound_port_and_a_real_addre
         c.status == CheckStatus::Passing
     })
     .await;
+    let took = started.elapsed();
+    println!("passing {took:?} after start (check interval 1s)");
+    // The agent's first run comes at a random offset within one interval; the bound is
+    // generous for a loaded machine.
+    assert!(
+        took < Duration::from_secs(3),
+        "passing within about one interval: {took:?}"
+    );
     assert_eq!(check.kind, "grpc");
     assert!(check.output.contains("success"), "{check:?}");
     running.stop().await.unwrap();
@@ -145,6 +154,22 @@ async fn an_agent_restarted_empty_learns_the_servers_again() {
         .await
         .expect("same port again");
     let restarted = tokio::time::Instant::now();
+    for server in &servers {
+        let deadline = restarted + Duration::from_secs(30);
+        while !registered(&registry, server.id()).await {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "never registered again"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    let took = restarted.elapsed();
+    println!("both servers registered again {took:?} after the restart (interval 1s)");
+    assert!(
+        took < Duration::from_secs(3),
+        "within about one check interval: {took:?}"
+    );
     for server in &servers {
         check_until(
             &registry,
