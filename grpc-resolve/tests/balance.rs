@@ -99,3 +99,32 @@ async fn under_concurrency_the_heavier_endpoint_still_gets_more() {
         "nothing stays in flight once all calls are done: {endpoints:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_weight_change_applies_in_place() {
+    let a = Backend::start().await;
+    let b = Backend::start().await;
+    let (resolver, handle) = channel_resolver();
+    handle.set(vec![a.weighted("a", 1), b.weighted("b", 1)]);
+    let channel = DiscoveredChannel::builder(resolver, SERVICE).build();
+    wait_ready(&channel, 2).await;
+
+    handle.set(vec![a.weighted("a", 3), b.weighted("b", 1)]);
+    let endpoints = channel
+        .wait_for(|eps| eps.iter().any(|e| e.id == "a" && e.weight == 3))
+        .await;
+    assert!(
+        endpoints.iter().all(|e| e.ready),
+        "a weight change keeps the connections: {endpoints:?}"
+    );
+    for _ in 0..2_000 {
+        check(&channel).await.expect("every call succeeds");
+    }
+    let ratio = a.calls() as f64 / b.calls() as f64;
+    assert!(
+        (2.0..4.5).contains(&ratio),
+        "expected a (now weight 3) to get 2x to 4.5x the calls of b, got {} vs {}",
+        a.calls(),
+        b.calls()
+    );
+}

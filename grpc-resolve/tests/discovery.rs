@@ -248,3 +248,21 @@ async fn a_watch_that_ends_keeps_the_last_endpoints() {
     }
     assert_eq!(backend.calls(), 20, "all calls reached it");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changed_wakes_on_the_next_discovery_change() {
+    let (resolver, handle) = channel_resolver();
+    handle.set(Vec::new());
+    let channel = DiscoveredChannel::builder(resolver, SERVICE).build();
+    channel.wait_for(|_| channel.stats().updates == 1).await;
+
+    // Subscribed when called, so the change below cannot slip by.
+    let next = channel.changed();
+    handle.set(vec![dead_instance("d")]);
+    next.await;
+    assert_eq!(
+        channel.endpoints().len(),
+        1,
+        "the change was the new endpoint"
+    );
+}

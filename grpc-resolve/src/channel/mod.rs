@@ -20,6 +20,7 @@ mod future;
 mod replay;
 
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -127,16 +128,19 @@ impl DiscoveredChannel {
         self.shared.pool.stats()
     }
 
-    /// Waits for the next change after this call to the endpoint set, or to an endpoint's
-    /// readiness or ejection (not to its load).
-    pub async fn changed(&self) {
+    /// Resolves at the first change after this call (not after the first poll) to the
+    /// endpoint set or to an endpoint's readiness or ejection (not its load), and at every
+    /// resolver update, even one that changes nothing. Also resolves once the channel is
+    /// gone.
+    pub fn changed(&self) -> impl Future<Output = ()> + Send + 'static {
         let mut changes = self.shared.pool.subscribe();
-        // The sender lives as long as the pool, which `self` holds.
-        let _ = changes.changed().await;
+        async move {
+            let _ = changes.changed().await;
+        }
     }
 
-    /// Waits until `done` holds for the endpoints (checked now and after every change), and
-    /// returns them.
+    /// Waits until `done` holds for the endpoints (checked now and at every event that
+    /// [`DiscoveredChannel::changed`] sees), and returns them.
     pub async fn wait_for(
         &self,
         mut done: impl FnMut(&[EndpointInfo]) -> bool,

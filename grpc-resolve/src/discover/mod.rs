@@ -64,6 +64,8 @@ pub(crate) async fn run(resolver: Arc<dyn Resolver>, query: Query, pool: Arc<Poo
         pool.counters.updates.inc();
         let changes = diff(&current, snapshot);
         if changes.is_empty() {
+            // Nothing to pick changed, but watchers of the channel learn of the update.
+            pool.changed();
             continue;
         }
         tracing::debug!(
