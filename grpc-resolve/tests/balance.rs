@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{Backend, SERVICE, check, wait_ready};
+use common::{Backend, SERVICE, check, settle, wait_ready};
 use discovery_core::mock::channel_resolver;
 use grpc_resolve::DiscoveredChannel;
 
@@ -110,9 +110,8 @@ async fn a_weight_change_applies_in_place() {
     wait_ready(&channel, 2).await;
 
     handle.set(vec![a.weighted("a", 3), b.weighted("b", 1)]);
-    let endpoints = channel
-        .wait_for(|eps| eps.iter().any(|e| e.id == "a" && e.weight == 3))
-        .await;
+    let endpoints =
+        settle(channel.wait_for(|eps| eps.iter().any(|e| e.id == "a" && e.weight == 3))).await;
     assert!(
         endpoints.iter().all(|e| e.ready),
         "a weight change keeps the connections: {endpoints:?}"

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{Backend, SERVICE, check, dead_instance, wait_ready};
+use common::{Backend, SERVICE, check, dead_instance, settle, wait_ready};
 use discovery_core::mock::channel_resolver;
 use std::sync::Arc;
 
@@ -33,8 +33,7 @@ async fn a_removed_backend_gets_no_new_calls_and_its_stream_finishes() {
         .await
         .expect("the watch starts")
         .into_inner();
-    let first = watch
-        .next()
+    let first = settle(watch.next())
         .await
         .expect("a first status")
         .expect("no error");
@@ -61,7 +60,7 @@ async fn a_removed_backend_gets_no_new_calls_and_its_stream_finishes() {
 
     // Discovery drops the backend that carries the stream.
     handle.set(vec![other.instance(other_id)]);
-    channel.wait_for(|eps| eps.len() == 1).await;
+    settle(channel.wait_for(|eps| eps.len() == 1)).await;
     for _ in 0..200 {
         check(&channel).await.expect("the remaining backend serves");
     }
@@ -76,8 +75,7 @@ async fn a_removed_backend_gets_no_new_calls_and_its_stream_finishes() {
     on.reporter
         .set_service_status("", tonic_health::ServingStatus::NotServing)
         .await;
-    let next = watch
-        .next()
+    let next = settle(watch.next())
         .await
         .expect("the stream goes on")
         .expect("no error");
@@ -112,14 +110,13 @@ async fn an_idle_channel_applies_every_update() {
 
     let mut expected: Vec<String> = registry.instances().into_iter().map(|i| i.id).collect();
     expected.sort();
-    let endpoints = channel
-        .wait_for(|eps| {
-            eps.iter()
-                .map(|e| e.id.as_str())
-                .eq(expected.iter().map(String::as_str))
-                && eps.iter().any(|e| e.id == "live" && e.ready)
-        })
-        .await;
+    let endpoints = settle(channel.wait_for(|eps| {
+        eps.iter()
+            .map(|e| e.id.as_str())
+            .eq(expected.iter().map(String::as_str))
+            && eps.iter().any(|e| e.id == "live" && e.ready)
+    }))
+    .await;
     assert_eq!(
         endpoints.len(),
         14,
@@ -140,9 +137,7 @@ async fn a_resolver_error_keeps_the_last_known_endpoints() {
     let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "registry down");
     handle.send(Update::Error(Error::unavailable(io)));
     let stats = channel.clone();
-    channel
-        .wait_for(|_| stats.stats().resolver_errors == 1)
-        .await;
+    settle(channel.wait_for(|_| stats.stats().resolver_errors == 1)).await;
 
     let endpoints = channel.endpoints();
     assert_eq!(endpoints.len(), 1, "the last good set stays: {endpoints:?}");
@@ -161,7 +156,7 @@ async fn a_service_that_disappears_empties_the_set() {
     let channel = DiscoveredChannel::builder(resolver, SERVICE).build();
     wait_ready(&channel, 1).await;
     handle.send(Update::DoesNotExist);
-    let endpoints = channel.wait_for(|eps| eps.is_empty()).await;
+    let endpoints = settle(channel.wait_for(|eps| eps.is_empty())).await;
     assert!(
         endpoints.is_empty(),
         "DoesNotExist is an answer, not an error"
@@ -189,7 +184,7 @@ async fn a_critical_instance_leaves_rotation() {
         registry.set_status("b", HealthStatus::Critical),
         "b is registered"
     );
-    channel.wait_for(|eps| eps.len() == 1).await;
+    settle(channel.wait_for(|eps| eps.len() == 1)).await;
     let before = b.calls();
     for _ in 0..100 {
         check(&channel).await.expect("a serves");
@@ -215,18 +210,14 @@ async fn without_passing_only_a_critical_instance_is_a_last_resort() {
     wait_ready(&channel, 2).await;
 
     registry.set_status("b", HealthStatus::Critical);
-    channel
-        .wait_for(|eps| eps.iter().any(|e| e.id == "b" && e.weight == 0))
-        .await;
+    settle(channel.wait_for(|eps| eps.iter().any(|e| e.id == "b" && e.weight == 0))).await;
     for _ in 0..100 {
         check(&channel).await.expect("a serves");
     }
     assert_eq!(b.calls(), 0, "weight 0 is not picked while a is ready");
 
     registry.set_status("a", HealthStatus::Critical);
-    channel
-        .wait_for(|eps| eps.iter().all(|e| e.weight == 0))
-        .await;
+    settle(channel.wait_for(|eps| eps.iter().all(|e| e.weight == 0))).await;
     check(&channel)
         .await
         .expect("with only critical instances left, they still serve");
@@ -254,12 +245,12 @@ async fn changed_wakes_on_the_next_discovery_change() {
     let (resolver, handle) = channel_resolver();
     handle.set(Vec::new());
     let channel = DiscoveredChannel::builder(resolver, SERVICE).build();
-    channel.wait_for(|_| channel.stats().updates == 1).await;
+    settle(channel.wait_for(|_| channel.stats().updates == 1)).await;
 
     // Subscribed when called, so the change below cannot slip by.
     let next = channel.changed();
     handle.set(vec![dead_instance("d")]);
-    next.await;
+    settle(next).await;
     assert_eq!(
         channel.endpoints().len(),
         1,

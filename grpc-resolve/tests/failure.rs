@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{Backend, SERVICE, check, dead_instance, wait_ready};
+use common::{Backend, SERVICE, check, dead_instance, settle, wait_ready};
 use discovery_core::mock::channel_resolver;
 use grpc_resolve::DiscoveredChannel;
 
@@ -67,9 +67,7 @@ async fn a_backend_that_stops_leaves_rotation_without_failed_calls() {
 
     // Discovery still lists it; its closed connection alone takes it out.
     going.stop().await;
-    channel
-        .wait_for(|eps| eps.iter().any(|e| e.id == "going" && !e.ready))
-        .await;
+    settle(channel.wait_for(|eps| eps.iter().any(|e| e.id == "going" && !e.ready))).await;
     let before = going.calls();
     for _ in 0..500 {
         check(&channel)
@@ -146,12 +144,10 @@ async fn a_restarted_backend_comes_back_without_calls() {
     wait_ready(&channel, 2).await;
 
     restarting.stop().await;
-    channel
-        .wait_for(|eps| eps.iter().any(|e| e.id == "r" && !e.ready))
-        .await;
+    settle(channel.wait_for(|eps| eps.iter().any(|e| e.id == "r" && !e.ready))).await;
     let restarted = Backend::start_on(addr).await;
     // No call is needed: the endpoint reconnects by itself.
-    channel.wait_for(|eps| eps.iter().all(|e| e.ready)).await;
+    settle(channel.wait_for(|eps| eps.iter().all(|e| e.ready))).await;
     assert_eq!(channel.stats().calls, 0, "no call was made so far");
 
     for _ in 0..200 {
@@ -176,16 +172,22 @@ async fn an_ejected_endpoint_comes_back_once_healthy() {
         .build();
     wait_ready(&channel, 2).await;
 
-    while channel.stats().ejections == 0 {
+    for _ in 0..1_000 {
+        if channel.stats().ejections > 0 {
+            break;
+        }
         check(&channel)
             .await
             .expect("Unavailable answers are retried on steady");
     }
+    assert_eq!(
+        channel.stats().ejections,
+        1,
+        "expected flaky ejected after 2 Unavailable answers"
+    );
     flaky.answer_unavailable(false);
     // The ejection ends by itself; the endpoint reconnects (the probe) and is ready again.
-    channel
-        .wait_for(|eps| eps.iter().all(|e| e.ready && !e.ejected))
-        .await;
+    settle(channel.wait_for(|eps| eps.iter().all(|e| e.ready && !e.ejected))).await;
     let before = flaky.calls();
     for _ in 0..200 {
         check(&channel).await.expect("both serve");

@@ -149,9 +149,15 @@ pub async fn check(channel: &DiscoveredChannel) -> Result<ServingStatus, tonic::
 
 /// Waits until the channel lists exactly `ready` endpoints as ready.
 pub async fn wait_ready(channel: &DiscoveredChannel, ready: usize) {
-    channel
-        .wait_for(|eps| eps.iter().filter(|e| e.ready).count() == ready)
-        .await;
+    settle(channel.wait_for(|eps| eps.iter().filter(|e| e.ready).count() == ready)).await;
+}
+
+/// Awaits an event, guarding against a hang: a state that never comes fails the test after
+/// a minute instead of stalling the whole run. Not for paused-time tests.
+pub async fn settle<F: Future>(event: F) -> F::Output {
+    tokio::time::timeout(std::time::Duration::from_secs(60), event)
+        .await
+        .expect("expected the channel to reach the awaited state; still waiting after 60 s")
 }
 
 #[derive(Clone)]
