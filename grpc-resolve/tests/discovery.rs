@@ -84,6 +84,16 @@ async fn a_removed_backend_gets_no_new_calls_and_its_stream_finishes() {
         ServingStatus::NotServing as i32,
         "the in-flight stream got the new status"
     );
+
+    // Once the stream ends, the removed endpoint's connection closes.
+    drop(watch);
+    drop(client);
+    on.wait_connections(0).await;
+    assert_eq!(
+        other.connections(),
+        1,
+        "the remaining backend keeps its one connection"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -256,4 +266,23 @@ async fn changed_wakes_on_the_next_discovery_change() {
         1,
         "the change was the new endpoint"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_channel_closes_its_connections() {
+    let backend = Backend::start().await;
+    let (resolver, handle) = channel_resolver();
+    handle.set(vec![backend.instance("a")]);
+    let channel = DiscoveredChannel::builder(resolver, SERVICE).build();
+    wait_ready(&channel, 1).await;
+    check(&channel).await.expect("the backend serves");
+    assert_eq!(backend.connections(), 1, "one connection per endpoint");
+
+    let clone = channel.clone();
+    drop(channel);
+    check(&clone)
+        .await
+        .expect("a clone keeps the channel alive");
+    drop(clone);
+    backend.wait_connections(0).await;
 }

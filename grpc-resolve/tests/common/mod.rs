@@ -12,11 +12,14 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
 use discovery_core::{ServiceInstance, Weights};
-use tokio::sync::oneshot;
+use futures_util::StreamExt;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::{oneshot, watch};
 use tonic::body::Body;
 use tonic::server::NamedService;
 use tonic::transport::Server;
-use tonic::transport::server::TcpIncoming;
+use tonic::transport::server::{Connected, TcpConnectInfo, TcpIncoming};
 use tonic_health::ServingStatus;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
@@ -32,6 +35,7 @@ pub const SERVICE: &str = "adder";
 pub struct Backend {
     pub addr: SocketAddr,
     pub reporter: HealthReporter,
+    connections: Arc<watch::Sender<usize>>,
     calls: Arc<AtomicUsize>,
     unavailable: Arc<AtomicBool>,
     shutdown: Option<oneshot::Sender<()>>,
@@ -53,6 +57,19 @@ impl Backend {
         let listener = socket.listen(128).expect("listen");
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         let addr = incoming.local_addr().expect("a local address");
+        let connections = Arc::new(watch::Sender::new(0usize));
+        let incoming = incoming.map({
+            let connections = connections.clone();
+            move |accepted| {
+                accepted.map(|io| {
+                    connections.send_modify(|n| *n += 1);
+                    CountedIo {
+                        io,
+                        connections: connections.clone(),
+                    }
+                })
+            }
+        });
         let (reporter, health) = tonic_health::server::health_reporter();
         let calls = Arc::new(AtomicUsize::new(0));
         let unavailable = Arc::new(AtomicBool::new(false));
@@ -74,6 +91,7 @@ impl Backend {
         Backend {
             addr,
             reporter,
+            connections,
             calls,
             unavailable,
             shutdown: Some(shutdown),
@@ -97,6 +115,19 @@ impl Backend {
     /// Calls that reached this backend.
     pub fn calls(&self) -> usize {
         self.calls.load(Ordering::SeqCst)
+    }
+
+    /// Open client connections.
+    pub fn connections(&self) -> usize {
+        *self.connections.borrow()
+    }
+
+    /// Waits until exactly `n` client connections are open.
+    pub async fn wait_connections(&self, n: usize) {
+        let mut open = self.connections.subscribe();
+        settle(open.wait_for(|open| *open == n))
+            .await
+            .expect("the backend lives");
     }
 
     /// Makes every call answer `Unavailable` (as a draining or overloaded server does).
@@ -192,4 +223,64 @@ where
 
 impl<S: NamedService> NamedService for Counted<S> {
     const NAME: &'static str = S::NAME;
+}
+
+/// A server-side connection that counts itself open until dropped.
+struct CountedIo {
+    io: TcpStream,
+    connections: Arc<watch::Sender<usize>>,
+}
+
+impl Drop for CountedIo {
+    fn drop(&mut self) {
+        self.connections.send_modify(|n| *n -= 1);
+    }
+}
+
+impl Connected for CountedIo {
+    type ConnectInfo = TcpConnectInfo;
+
+    fn connect_info(&self) -> TcpConnectInfo {
+        self.io.connect_info()
+    }
+}
+
+impl AsyncRead for CountedIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for CountedIo {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
 }
