@@ -42,7 +42,9 @@ impl Changes {
 ///
 /// Instances are keyed by id. A snapshot that lists an id twice is malformed: the first
 /// entry wins and the others are logged and skipped, so one bad entry cannot flap an
-/// endpoint between two addresses.
+/// endpoint between two addresses. (Consul only keeps ids unique per node: two nodes that
+/// register the same id for one service lose all but one of them here, so registrars
+/// should make ids globally unique, as `grpc-register` does with host and port.)
 ///
 /// # Examples
 ///
