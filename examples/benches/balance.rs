@@ -101,7 +101,7 @@ async fn run(addrs: Vec<SocketAddr>, rounds: usize) {
             .expect("balance_channel insert");
     }
 
-    let variants: [(&str, Box<dyn Fn() -> Client>); 3] = [
+    let variants: [(&str, MakeClient); 3] = [
         ("DiscoveredChannel (3 backends)", {
             let c = ours.clone();
             Box::new(move || Client::Ours(AdderClient::new(c.clone())))
@@ -154,6 +154,9 @@ async fn run(addrs: Vec<SocketAddr>, rounds: usize) {
     let stats = ours.stats();
     println!("\nDiscoveredChannel stats after the run: {stats:?}");
 }
+
+/// Makes one client of a variant per caller.
+type MakeClient = Box<dyn Fn() -> Client>;
 
 /// A client over either channel type.
 enum Client {
