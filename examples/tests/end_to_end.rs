@@ -57,7 +57,7 @@ async fn three_servers_pass_their_grpc_checks_and_one_leaves_without_failed_call
     let (_agent, registry) = consul().await;
     let opts = ServerOptions {
         service: unique("adder"),
-        drain: Duration::from_millis(500),
+        drain: Duration::from_secs(1),
         ..Default::default()
     };
     let mut servers = Vec::new();
@@ -130,9 +130,33 @@ async fn three_servers_pass_their_grpc_checks_and_one_leaves_without_failed_call
     })
     .await;
 
+    // The shutdown signal to one server, while the calls go on: it must leave Consul while
+    // its listener still accepts, then close, with no failed call.
     let leaving = servers.remove(0);
     let leaving_id = leaving.id().to_owned();
-    leaving.stop().await.expect("graceful stop");
+    let leaving_addr = leaving.local_addr();
+    let (signal, on_signal) = tokio::sync::oneshot::channel::<()>();
+    let stopping = tokio::spawn(leaving.run_until(async {
+        let _ = on_signal.await;
+    }));
+    signal.send(()).unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while registry
+        .client()
+        .agent()
+        .services()
+        .await
+        .unwrap()
+        .contains_key(&leaving_id)
+    {
+        assert!(tokio::time::Instant::now() < deadline, "never deregistered");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        std::net::TcpStream::connect_timeout(&leaving_addr, Duration::from_secs(1)).is_ok(),
+        "gone from Consul while its listener still accepts"
+    );
+    stopping.await.unwrap().expect("graceful stop");
     let at_stop = stats.per_backend().get(&leaving_id).copied().unwrap_or(0);
     let ok_at_stop = stats.ok();
     eventually("500 more calls after the stop", || {
