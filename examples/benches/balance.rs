@@ -7,7 +7,8 @@
 //! The three variants are measured in interleaved rounds (timings on a shared 2-core machine
 //! move ±20% run to run, so only ratios within one run mean anything); medians over the
 //! rounds and the ratios are printed. Run: `cargo bench -p examples --bench balance`
-//! (or `cargo xtask bench`); `ROUNDS=n` changes the number of rounds (default 7).
+//! (or `cargo xtask bench`); `ROUNDS=n` changes the number of rounds (default 7), and
+//! `ONLY=0|1|2` measures one variant alone (for a profiler).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -121,10 +122,14 @@ async fn run(addrs: Vec<SocketAddr>, rounds: usize) {
         throughput(make, Duration::from_millis(300)).await;
     }
 
+    let only: Option<usize> = std::env::var("ONLY").ok().and_then(|v| v.parse().ok());
     let mut rps: Vec<Vec<f64>> = vec![Vec::new(); 3];
     let mut p50: Vec<Vec<f64>> = vec![Vec::new(); 3];
     for round in 0..rounds {
         for (i, (_, make)) in variants.iter().enumerate() {
+            if only.is_some_and(|o| o != i) {
+                continue;
+            }
             rps[i].push(throughput(make, MEASURE).await);
             p50[i].push(latency_p50(make).await);
         }
