@@ -45,6 +45,7 @@ impl Builder {
                     base_ejection: Duration::from_secs(1),
                     max_ejection: Duration::from_secs(60),
                 },
+                locality: None,
             },
         }
     }
@@ -147,6 +148,22 @@ impl Builder {
         self
     }
 
+    /// Prefers endpoints whose instance is in `locality` (a zone or region, as
+    /// `ServiceInstance::locality` carries it): while any of them is ready, calls go only to
+    /// those, balanced as usual; when none is, calls go to every ready endpoint. Instances
+    /// whose registry reports no locality are never preferred.
+    ///
+    /// ```
+    /// # use discovery_core::MemoryRegistry;
+    /// # use grpc_resolve::DiscoveredChannel;
+    /// # let builder = DiscoveredChannel::builder(MemoryRegistry::new(), "adder");
+    /// let builder = builder.prefer_locality("eu-west-1a");
+    /// ```
+    pub fn prefer_locality(mut self, locality: impl Into<String>) -> Self {
+        self.config.locality = Some(locality.into());
+        self
+    }
+
     /// Starts discovery and returns the channel at once; endpoints connect in the
     /// background.
     ///
@@ -165,6 +182,7 @@ impl fmt::Debug for Builder {
             .field("empty_timeout", &self.empty_timeout)
             .field("connect_timeout", &self.config.connect_timeout)
             .field("scheme", &self.config.scheme)
+            .field("locality", &self.config.locality)
             .finish_non_exhaustive()
     }
 }

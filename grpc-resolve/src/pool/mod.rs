@@ -10,6 +10,11 @@
 //! [`connect`]). A removed endpoint leaves the pool at once, so no new call picks it, but
 //! calls already in flight hold their own clone of its channel and finish normally.
 //!
+//! Locality preference: with a preferred locality configured, a pick considers only the
+//! usable endpoints in that locality while there is at least one, and all usable endpoints
+//! otherwise. Only readiness decides the fallback, not load: a zone's last ready endpoint
+//! takes all of its zone's calls, which is what keeping traffic in the zone means.
+//!
 //! Passive outlier detection: after `consecutive_failures` transport failures or
 //! `Unavailable` answers in a row, an endpoint is ejected for a time that doubles with each
 //! ejection in a row (up to a cap); its connection is dropped and it comes back by
@@ -43,6 +48,8 @@ pub(crate) struct PoolConfig {
     pub(crate) configure: Option<ConfigureEndpoint>,
     pub(crate) backoff: connect::Backoff,
     pub(crate) outlier: Outlier,
+    /// The locality to prefer: when any usable endpoint is in it, calls go only there.
+    pub(crate) locality: Option<String>,
 }
 
 /// Passive outlier detection settings.
@@ -70,6 +77,8 @@ pub(crate) struct Endpoint {
     pub(crate) authority: String,
     instance: Mutex<ServiceInstance>,
     weight: AtomicU32,
+    /// Whether the instance is in the preferred locality.
+    local: AtomicBool,
     connected: AtomicBool,
     removed: AtomicBool,
     channel: Mutex<Option<Channel>>,
@@ -107,6 +116,8 @@ pub struct EndpointInfo {
     pub weight: u32,
     /// Its health status as discovery reported it.
     pub status: HealthStatus,
+    /// Its locality (zone or region) as discovery reported it.
+    pub locality: Option<String>,
     /// Failed calls in a row.
     pub consecutive_failures: u32,
 }
@@ -233,7 +244,10 @@ impl Pool {
                     continue;
                 }
             };
-            let endpoint = Arc::new(Endpoint::new(instance.clone()));
+            let endpoint = Arc::new(Endpoint::new(
+                instance.clone(),
+                self.config.locality.as_deref(),
+            ));
             let task = tokio::spawn(connect::run(self.clone(), endpoint.clone(), target));
             *lock(&endpoint.task) = Some(task.abort_handle());
             tracing::info!(service = %self.service, endpoint = %endpoint.id, %authority, weight = instance.effective_weight(), "endpoint added");
@@ -242,7 +256,7 @@ impl Pool {
         for instance in &changes.update {
             if let Some(endpoint) = endpoints.iter().find(|e| e.id == instance.id) {
                 tracing::debug!(service = %self.service, endpoint = %instance.id, status = %instance.status, weight = instance.effective_weight(), "endpoint updated");
-                endpoint.update(instance.clone());
+                endpoint.update(instance.clone(), self.config.locality.as_deref());
             }
         }
         drop(endpoints);
@@ -268,7 +282,8 @@ impl Pool {
     }
 
     /// Picks a ready endpoint by power of two choices, avoiding `avoid` when another is
-    /// ready, and counts the call in flight on it.
+    /// ready and keeping to the preferred locality when an endpoint there is ready, and
+    /// counts the call in flight on it.
     pub(crate) fn pick(&self, avoid: Option<&str>, rng: &mut fastrand::Rng) -> Option<Picked> {
         let now = Instant::now();
         let endpoints = self.read();
@@ -282,6 +297,11 @@ impl Pool {
             && candidates.iter().any(|(i, _)| endpoints[*i].id != avoid)
         {
             candidates.retain(|(i, _)| endpoints[*i].id != avoid);
+        }
+        if self.config.locality.is_some()
+            && candidates.iter().any(|(i, _)| endpoints[*i].is_local())
+        {
+            candidates.retain(|(i, _)| endpoints[*i].is_local());
         }
         let loads: Vec<Candidate> = candidates.iter().map(|(_, c)| *c).collect();
         let chosen = balance::pick(&loads, rng)?;
@@ -381,11 +401,13 @@ impl std::fmt::Debug for Pool {
 // === impl Endpoint ===
 
 impl Endpoint {
-    fn new(instance: ServiceInstance) -> Self {
+    /// An endpoint for `instance`; `prefer` is the preferred locality, if any.
+    fn new(instance: ServiceInstance, prefer: Option<&str>) -> Self {
         Endpoint {
             id: instance.id.clone(),
             authority: instance.authority(),
             weight: AtomicU32::new(instance.effective_weight()),
+            local: AtomicBool::new(in_locality(&instance, prefer)),
             instance: Mutex::new(instance),
             connected: AtomicBool::new(false),
             removed: AtomicBool::new(false),
@@ -399,9 +421,11 @@ impl Endpoint {
         }
     }
 
-    fn update(&self, instance: ServiceInstance) {
+    fn update(&self, instance: ServiceInstance, prefer: Option<&str>) {
         self.weight
             .store(instance.effective_weight(), Ordering::Relaxed);
+        self.local
+            .store(in_locality(&instance, prefer), Ordering::Relaxed);
         *lock(&self.instance) = instance;
     }
 
@@ -427,6 +451,10 @@ impl Endpoint {
     fn is_usable(&self, now: Instant) -> bool {
         self.connected.load(Ordering::Acquire)
             && lock(&self.ejected_until).is_none_or(|until| until <= now)
+    }
+
+    fn is_local(&self) -> bool {
+        self.local.load(Ordering::Relaxed)
     }
 
     fn candidate(&self) -> Candidate {
@@ -464,9 +492,15 @@ impl Endpoint {
             ejected: lock(&self.ejected_until).is_some_and(|until| until > now),
             weight: instance.effective_weight(),
             status: instance.status,
+            locality: instance.locality.clone(),
             consecutive_failures: self.failures.load(Ordering::Relaxed),
         }
     }
+}
+
+/// Whether `instance` is in the preferred locality `prefer` (never, without a preference).
+fn in_locality(instance: &ServiceInstance, prefer: Option<&str>) -> bool {
+    prefer.is_some() && instance.locality.as_deref() == prefer
 }
 
 #[cfg(test)]
@@ -489,18 +523,21 @@ mod tests {
                     base_ejection: Duration::from_secs(1),
                     max_ejection: Duration::from_secs(3),
                 },
+                locality: None,
             },
         ))
     }
 
     /// An endpoint that looks connected, with no connection task behind it.
     fn connected(pool: &Pool, id: &str) -> Arc<Endpoint> {
-        let endpoint = Arc::new(Endpoint::new(ServiceInstance::new(
-            id,
-            "adder",
-            "127.0.0.1",
-            1,
-        )));
+        connected_in(pool, id, None)
+    }
+
+    /// A connected-looking endpoint in `locality`.
+    fn connected_in(pool: &Pool, id: &str, locality: Option<&str>) -> Arc<Endpoint> {
+        let mut instance = ServiceInstance::new(id, "adder", "127.0.0.1", 1);
+        instance.locality = locality.map(str::to_owned);
+        let endpoint = Arc::new(Endpoint::new(instance, pool.config.locality.as_deref()));
         let lazy = tonic::transport::Endpoint::from_static("http://127.0.0.1:1").connect_lazy();
         endpoint.set_channel(Some(lazy));
         pool.endpoints
@@ -618,6 +655,88 @@ mod tests {
             pool.stats().ejections,
             0,
             "failures == 0 turns ejection off"
+        );
+    }
+
+    /// Which endpoints 300 picks reach, by id, avoiding `avoid`.
+    fn picked_ids(pool: &Pool, avoid: Option<&str>) -> std::collections::BTreeSet<String> {
+        let mut rng = fastrand::Rng::with_seed(5);
+        (0..300)
+            .map(|_| {
+                let picked = pool.pick(avoid, &mut rng).expect("an endpoint is usable");
+                picked.endpoint.release();
+                picked.endpoint.id.clone()
+            })
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_preferred_locality_takes_every_pick_while_it_has_a_usable_endpoint() {
+        let mut config = pool(0).config.clone();
+        config.locality = Some("zone-b".to_owned());
+        let pool = Arc::new(Pool::new("adder".to_owned(), config));
+        let _a = connected_in(&pool, "a", Some("zone-a"));
+        let b1 = connected_in(&pool, "b1", Some("zone-b"));
+        let b2 = connected_in(&pool, "b2", Some("zone-b"));
+        let _none = connected_in(&pool, "none", None);
+
+        assert_eq!(
+            picked_ids(&pool, None),
+            ["b1", "b2"].map(str::to_owned).into(),
+            "expected picks only in zone-b, over both of its endpoints"
+        );
+        assert_eq!(
+            picked_ids(&pool, Some("b1")),
+            ["b2"].map(str::to_owned).into(),
+            "a retry avoiding b1 stays in zone-b while b2 is usable"
+        );
+
+        b1.set_channel(None);
+        assert_eq!(
+            picked_ids(&pool, Some("b2")),
+            ["a", "none"].map(str::to_owned).into(),
+            "a retry avoiding zone-b's last usable endpoint leaves the zone"
+        );
+        b2.set_channel(None);
+        assert_eq!(
+            picked_ids(&pool, None),
+            ["a", "none"].map(str::to_owned).into(),
+            "with nothing usable in zone-b, every endpoint is a candidate"
+        );
+        let infos = pool.infos();
+        assert_eq!(
+            infos[0].locality.as_deref(),
+            Some("zone-a"),
+            "endpoint info reports the locality: {infos:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_a_preference_locality_changes_nothing() {
+        let pool = pool(0);
+        let _a = connected_in(&pool, "a", Some("zone-a"));
+        let _b = connected_in(&pool, "b", Some("zone-b"));
+        assert_eq!(
+            picked_ids(&pool, None),
+            ["a", "b"].map(str::to_owned).into(),
+            "expected picks over both zones"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_locality_change_in_discovery_moves_the_endpoint_in_or_out_of_preference() {
+        let mut config = pool(0).config.clone();
+        config.locality = Some("zone-b".to_owned());
+        let pool = Arc::new(Pool::new("adder".to_owned(), config));
+        let a = connected_in(&pool, "a", Some("zone-a"));
+        let _b = connected_in(&pool, "b", Some("zone-b"));
+        let mut moved = ServiceInstance::new("a", "adder", "127.0.0.1", 1);
+        moved.locality = Some("zone-b".to_owned());
+        a.update(moved, pool.config.locality.as_deref());
+        assert_eq!(
+            picked_ids(&pool, None),
+            ["a", "b"].map(str::to_owned).into(),
+            "a moved into zone-b and shares its picks"
         );
     }
 }
