@@ -1,0 +1,101 @@
+//! Against an in-process consul-dev agent: an idle channel follows a long run of changes.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use common::{Backend, SERVICE, dead_instance, settle};
+use consul_api::{CheckStatus, Client, Config, ConsulRegistry, QueryOptions};
+use discovery_core::{CheckSpec, Registration};
+use grpc_resolve::DiscoveredChannel;
+
+/// Registrations and deregistrations in all.
+const CHANGES: usize = 1_000;
+/// Instance ids the changes draw from: each change registers an absent id or deregisters a
+/// present one.
+const IDS: usize = 100;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_channel_applies_1000_consul_changes_and_matches_consul() {
+    let agent = consul_dev::DevAgent::start("127.0.0.1:0".parse().expect("an address"))
+        .await
+        .expect("consul-dev starts");
+    let client = Client::new(Config::new(&agent.http_addr()).expect("a consul config"))
+        .expect("a consul client");
+    let registry = ConsulRegistry::new(client.clone());
+    let backends = [Backend::start().await, Backend::start().await];
+    let channel = DiscoveredChannel::builder(registry, SERVICE).build();
+
+    // Endpoints need not be ready for the set to match, so most instances point at a port
+    // nothing listens on and the rest at the two live backends.
+    let mut rng = fastrand::Rng::with_seed(1_000);
+    let mut registered = BTreeSet::new();
+    for _ in 0..CHANGES {
+        let id = format!("i{:03}", rng.usize(0..IDS));
+        if registered.remove(&id) {
+            client
+                .agent()
+                .deregister_service(&id)
+                .await
+                .expect("deregister");
+            continue;
+        }
+        let instance = match rng.usize(0..4) {
+            0 => backends[0].instance(&id),
+            1 => backends[1].instance(&id),
+            _ => dead_instance(&id),
+        };
+        let mut registration = consul_api::to_service_registration(
+            &Registration::new(instance).with_check(CheckSpec::ttl(Duration::from_secs(600))),
+        );
+        // Passing from the start: one request per change instead of register-then-report.
+        registration
+            .check
+            .as_mut()
+            .expect("the TTL check maps to a check")
+            .status = Some(CheckStatus::Passing);
+        client
+            .agent()
+            .register_service(&registration)
+            .await
+            .expect("register");
+        registered.insert(id);
+    }
+
+    let (entries, _) = client
+        .health()
+        .service(SERVICE, &QueryOptions::default().with_passing(true))
+        .await
+        .expect("consul answers");
+    let mut in_consul: Vec<String> = entries.iter().map(|e| e.service.id.clone()).collect();
+    in_consul.sort();
+    assert_eq!(
+        in_consul,
+        registered.iter().cloned().collect::<Vec<_>>(),
+        "expected consul to list as passing exactly the instances still registered"
+    );
+    assert!(
+        !in_consul.is_empty(),
+        "the seed leaves some instances registered"
+    );
+
+    let endpoints = settle(channel.wait_for(|eps| {
+        eps.iter()
+            .map(|e| e.id.as_str())
+            .eq(in_consul.iter().map(String::as_str))
+    }))
+    .await;
+    println!(
+        "after {CHANGES} consul changes: {} endpoints, {} discovery updates applied",
+        endpoints.len(),
+        channel.stats().updates
+    );
+    let stats = channel.stats();
+    assert_eq!(stats.calls, 0, "expected no call to be needed: {stats:?}");
+    assert_eq!(
+        backends.iter().map(Backend::calls).sum::<usize>(),
+        0,
+        "expected no call to reach a backend"
+    );
+}
