@@ -93,6 +93,26 @@ async fn run(addrs: Vec<SocketAddr>, rounds: usize) {
     .await
     .expect("three ready endpoints within 10s");
 
+    // The same channel over the direct variant's one backend: separates the channel's own
+    // per-call cost from the effect of spreading over three connections.
+    let single = MemoryRegistry::new();
+    single
+        .register(&Registration::new(ServiceInstance::new(
+            "adder-0",
+            "adder",
+            addrs[0].ip().to_string(),
+            addrs[0].port(),
+        )))
+        .await
+        .expect("register");
+    let ours_one = DiscoveredChannel::builder(single, "adder").build();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        ours_one.wait_for(|endpoints| endpoints.iter().any(|e| e.ready)),
+    )
+    .await
+    .expect("a ready endpoint within 10s");
+
     let direct = endpoint(addrs[0]).connect().await.expect("direct connect");
 
     let (balanced, tx) = Channel::balance_channel::<usize>(1024);
@@ -102,7 +122,7 @@ async fn run(addrs: Vec<SocketAddr>, rounds: usize) {
             .expect("balance_channel insert");
     }
 
-    let variants: [(&str, MakeClient); 3] = [
+    let variants: [(&str, MakeClient); 4] = [
         ("DiscoveredChannel (3 backends)", {
             let c = ours.clone();
             Box::new(move || Client::Ours(AdderClient::new(c.clone())))
@@ -115,6 +135,10 @@ async fn run(addrs: Vec<SocketAddr>, rounds: usize) {
             let c = balanced.clone();
             Box::new(move || Client::Direct(AdderClient::new(c.clone())))
         }),
+        ("DiscoveredChannel (1 backend)", {
+            let c = ours_one.clone();
+            Box::new(move || Client::Ours(AdderClient::new(c.clone())))
+        }),
     ];
 
     // Warm every path up (connections, HTTP/2 windows, allocator).
@@ -123,8 +147,8 @@ async fn run(addrs: Vec<SocketAddr>, rounds: usize) {
     }
 
     let only: Option<usize> = std::env::var("ONLY").ok().and_then(|v| v.parse().ok());
-    let mut rps: Vec<Vec<f64>> = vec![Vec::new(); 3];
-    let mut p50: Vec<Vec<f64>> = vec![Vec::new(); 3];
+    let mut rps: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
+    let mut p50: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
     for round in 0..rounds {
         for (i, (_, make)) in variants.iter().enumerate() {
             if only.is_some_and(|o| o != i) {
