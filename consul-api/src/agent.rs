@@ -35,6 +35,9 @@ pub struct ServiceRegistration {
     /// Traffic weights.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub weights: Option<Weights>,
+    /// Where the instance runs (Consul 1.17+).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub locality: Option<Locality>,
     /// One check.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub check: Option<CheckDefinition>,
@@ -174,6 +177,22 @@ pub struct AgentService {
     /// Datacenter of the agent.
     #[serde(default)]
     pub datacenter: String,
+    /// Where the instance runs (Consul 1.17+), for locality-aware routing.
+    #[serde(default)]
+    pub locality: Option<Locality>,
+}
+
+/// A service's `Locality`: the cloud region and zone it runs in.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+#[non_exhaustive]
+pub struct Locality {
+    /// The region.
+    #[serde(default)]
+    pub region: String,
+    /// The zone within the region.
+    #[serde(default)]
+    pub zone: String,
 }
 
 /// The body of `PUT /v1/agent/check/register`: a check on its own, for the node or for an

@@ -112,6 +112,13 @@ pub fn to_service_registration(registration: &Registration) -> ServiceRegistrati
         passing: instance.weights.passing,
         warning: instance.weights.warning,
     });
+    out.locality = instance
+        .locality
+        .as_ref()
+        .map(|zone| crate::agent::Locality {
+            region: String::new(),
+            zone: zone.clone(),
+        });
     out.check = check;
     out
 }
@@ -132,7 +139,23 @@ pub fn to_instance(entry: &ServiceEntry) -> ServiceInstance {
     .with_status(entry.aggregated_status().into());
     instance.meta = entry.service.meta.clone();
     instance.node = Some(entry.node.node.clone());
+    instance.locality = locality(entry);
     instance
+}
+
+/// The instance's zone: the service's `Locality.Zone` (Consul 1.17+), else a `zone` entry in
+/// the service's or its node's metadata, the common convention before that field existed.
+fn locality(entry: &ServiceEntry) -> Option<String> {
+    let from_field = entry
+        .service
+        .locality
+        .as_ref()
+        .map(|l| l.zone.clone())
+        .filter(|z| !z.is_empty());
+    from_field
+        .or_else(|| entry.service.meta.get("zone").cloned())
+        .or_else(|| entry.node.meta.get("zone").cloned())
+        .filter(|z| !z.is_empty())
 }
 
 pub(crate) fn query_options(query: &Query) -> QueryOptions {

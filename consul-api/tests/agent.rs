@@ -168,12 +168,13 @@ async fn consul_registry_implements_the_core_traits() {
         other => panic!("expected an empty snapshot, got {other:?}"),
     }
 
-    let instance = ServiceInstance::new(format!("{name}-1"), &name, "127.0.0.1", 7000)
+    let mut instance = ServiceInstance::new(format!("{name}-1"), &name, "127.0.0.1", 7000)
         .with_tags(["blue"])
         .with_weights(discovery_core::Weights {
             passing: 3,
             warning: 1,
         });
+    instance.locality = Some("zone-a".into());
     let reg = Registration::new(instance).with_check(CheckSpec::ttl(Duration::from_secs(30)));
     registry.register(&reg).await.unwrap();
     registry
@@ -198,6 +199,11 @@ async fn consul_registry_implements_the_core_traits() {
     );
     assert_eq!(found[0].status, HealthStatus::Passing);
     assert_eq!(found[0].tags, ["blue"]);
+    assert_eq!(
+        found[0].locality.as_deref(),
+        Some("zone-a"),
+        "Locality round-trips"
+    );
 
     let resolved = registry
         .resolve(&Query::new(&name).with_tag("BLUE"))

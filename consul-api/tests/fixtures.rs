@@ -72,3 +72,31 @@ fn unknown_statuses_decode_and_count_as_critical() {
     assert_eq!(check.status, CheckStatus::Unknown);
     assert_eq!(HealthStatus::from(check.status), HealthStatus::Critical);
 }
+
+#[test]
+fn locality_comes_from_the_field_then_service_then_node_meta() {
+    let mut entries: Vec<ServiceEntry> = fixture("health_service.json");
+    assert_eq!(
+        to_instance(&entries[0]).locality,
+        None,
+        "the docs' entry has no zone"
+    );
+    let node_zone =
+        serde_json::json!({"Node": "n", "Address": "10.0.0.1", "Meta": {"zone": "z-node"}});
+    entries[0].node = serde_json::from_value(node_zone).unwrap();
+    assert_eq!(to_instance(&entries[0]).locality.as_deref(), Some("z-node"));
+    entries[0]
+        .service
+        .meta
+        .insert("zone".into(), "z-meta".into());
+    assert_eq!(to_instance(&entries[0]).locality.as_deref(), Some("z-meta"));
+    let svc = serde_json::json!({
+        "ID": "redis", "Service": "redis", "Port": 1,
+        "Locality": {"Region": "eu-west-1", "Zone": "eu-west-1a"}
+    });
+    entries[0].service = serde_json::from_value(svc).unwrap();
+    assert_eq!(
+        to_instance(&entries[0]).locality.as_deref(),
+        Some("eu-west-1a")
+    );
+}
