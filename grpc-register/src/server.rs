@@ -63,6 +63,7 @@ pub struct Builder {
     tags: Vec<String>,
     meta: BTreeMap<String, String>,
     weights: Weights,
+    locality: Option<String>,
     check: CheckKind,
     interval: Duration,
     timeout: Duration,
@@ -89,6 +90,7 @@ impl Builder {
             tags: Vec::new(),
             meta: BTreeMap::new(),
             weights: Weights::default(),
+            locality: None,
             check: CheckKind::Grpc {
                 service: health::SERVER.to_owned(),
             },
@@ -126,6 +128,12 @@ impl Builder {
     /// Sets the traffic weights.
     pub fn weights(mut self, weights: Weights) -> Self {
         self.weights = weights;
+        self
+    }
+
+    /// Sets the zone the instance runs in, for callers that prefer their own zone.
+    pub fn locality(mut self, zone: impl Into<String>) -> Self {
+        self.locality = Some(zone.into());
         self
     }
 
@@ -331,6 +339,7 @@ impl Builder {
             .with_tags(self.tags.iter().cloned())
             .with_weights(self.weights);
         instance.meta = self.meta.clone();
+        instance.locality = self.locality.clone();
         let authority = instance.authority();
         let check = match &self.check {
             CheckKind::Grpc { .. } => Some(CheckSpec::grpc(if health_service.is_empty() {
