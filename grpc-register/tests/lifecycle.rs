@@ -226,6 +226,11 @@ async fn several_services_on_one_server_register_under_their_own_names() {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let s = seen.clone();
     registry.expect_register().returning(move |reg| {
+        assert_eq!(
+            reg.instance.locality.as_deref(),
+            Some("zone-b"),
+            "locality is registered"
+        );
         s.lock()
             .unwrap()
             .push((reg.instance.service.clone(), reg.check.clone()));
@@ -240,6 +245,7 @@ async fn several_services_on_one_server_register_under_their_own_names() {
     });
     let builder = Registered::builder(registry, "adder")
         .also_register("multiplier", "calc.Multiplier")
+        .locality("zone-b")
         .drain(Duration::ZERO);
     let health = builder.health();
     let running = builder
