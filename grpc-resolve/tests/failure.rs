@@ -4,6 +4,7 @@ mod common;
 
 use common::{Backend, SERVICE, check, dead_instance, settle, wait_ready};
 use discovery_core::mock::channel_resolver;
+use futures_util::StreamExt;
 use grpc_resolve::DiscoveredChannel;
 use tonic::body::Body;
 use tonic::client::GrpcService;
@@ -313,4 +314,137 @@ async fn the_last_endpoint_is_never_ejected() {
         "every call reached it, none was retried on itself"
     );
     assert_eq!(channel.stats().ejections, 0, "no ejection");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_refused_by_a_server_shutting_down_are_retried_elsewhere() {
+    let mut draining = Backend::start().await;
+    let steady = Backend::start().await;
+    let (resolver, handle) = channel_resolver();
+    handle.set(vec![draining.weighted("draining", 10)]);
+    let channel = DiscoveredChannel::builder(resolver, SERVICE)
+        .eject_after(0, std::time::Duration::from_secs(1))
+        .build();
+    wait_ready(&channel, 1).await;
+
+    // A stream in flight keeps the draining server's connection open through its graceful
+    // shutdown, so the channel still has it connected after the GOAWAY.
+    let mut client = HealthClient::new(channel.clone());
+    let mut watch = client
+        .watch(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .expect("the watch starts")
+        .into_inner();
+    settle(watch.next())
+        .await
+        .expect("a first status")
+        .expect("no error");
+    handle.set(vec![
+        draining.weighted("draining", 10),
+        steady.weighted("steady", 1),
+    ]);
+    wait_ready(&channel, 2).await;
+
+    // The watch counts as a call in flight on the draining endpoint, so calls go there only
+    // while the steady one is busy too: calls go four at a time, and the draining endpoint's
+    // weight of 10 makes it the lighter of the two as soon as steady has one.
+    let batch = || futures_util::future::join_all((0..4).map(|_| check(&channel)));
+    let before = draining.calls();
+    settle(async {
+        while draining.calls() == before {
+            for answer in batch().await {
+                answer.expect("both backends serve");
+            }
+        }
+    })
+    .await;
+
+    draining.begin_stop();
+    // After its GOAWAY the draining connection takes no new stream: calls that still pick
+    // it come back unsent (hyper cancels them, or tonic's reconnect is refused) and go to
+    // steady. Every call succeeds; wait (by calling) until one was retried, which shows
+    // the GOAWAY arrived, then keep calling.
+    let mut batches = 0;
+    settle(async {
+        while channel.stats().retries == 0 {
+            batches += 1;
+            for answer in batch().await {
+                answer.expect("a call refused by the draining server is retried on steady");
+            }
+        }
+    })
+    .await;
+    for _ in 0..50 {
+        for answer in batch().await {
+            answer.expect("calls refused by the draining server are retried on steady");
+        }
+    }
+    let stats = channel.stats();
+    println!("draining: {batches} batches of 4 calls until the first refusal; {stats:?}");
+    assert!(
+        stats.retries >= 1,
+        "expected refused calls retried: {stats:?}"
+    );
+    drop(watch);
+}
+
+/// An HTTP/2 server that resets every stream with `REFUSED_STREAM`, as an overloaded or
+/// stopping server may; returns its port and a count of the streams it refused.
+async fn refusing_server() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind 127.0.0.1:0");
+    let port = listener.local_addr().expect("a local address").port();
+    let refused = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = refused.clone();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            let count = count.clone();
+            tokio::spawn(async move {
+                let Ok(mut connection) = h2::server::handshake(socket).await else {
+                    return;
+                };
+                while let Some(Ok((_request, mut respond))) = connection.accept().await {
+                    count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    respond.send_reset(h2::Reason::REFUSED_STREAM);
+                }
+            });
+        }
+    });
+    (port, refused)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_refused_by_the_server_is_retried_elsewhere() {
+    let (port, refused) = refusing_server().await;
+    let steady = Backend::start().await;
+    let (resolver, handle) = channel_resolver();
+    handle.set(vec![
+        discovery_core::ServiceInstance::new("refusing", SERVICE, "127.0.0.1", port),
+        steady.instance("steady"),
+    ]);
+    // No ejection: every call that picks the refusing server must be retried.
+    let channel = DiscoveredChannel::builder(resolver, SERVICE)
+        .eject_after(0, std::time::Duration::from_secs(1))
+        .build();
+    wait_ready(&channel, 2).await;
+
+    for _ in 0..200 {
+        check(&channel)
+            .await
+            .expect("a stream the server refused is retried on steady");
+    }
+    let refused = refused.load(std::sync::atomic::Ordering::SeqCst);
+    let stats = channel.stats();
+    assert!(
+        refused > 0,
+        "expected some of 200 calls to pick the refusing server: {stats:?}"
+    );
+    assert_eq!(
+        stats.retries as usize, refused,
+        "expected each refused stream retried once: {stats:?}"
+    );
+    assert_eq!(steady.calls(), 200, "expected steady to answer every call");
 }

@@ -375,8 +375,9 @@ fn copy_parts(parts: &http::request::Parts) -> http::request::Parts {
     request.into_parts().0
 }
 
-/// Whether a transport error proves the request never reached the server: the connection
-/// could not be made, or hyper gave the request back before dispatching it.
+/// Whether a transport error proves the request never reached the server's application:
+/// the connection could not be made, hyper gave the request back before dispatching it, or
+/// the server's HTTP/2 layer said it did not process the stream.
 fn never_sent(error: &(dyn std::error::Error + 'static)) -> bool {
     let mut cause = Some(error);
     while let Some(error) = cause {
@@ -384,12 +385,27 @@ fn never_sent(error: &(dyn std::error::Error + 'static)) -> bool {
             || error
                 .downcast_ref::<hyper::Error>()
                 .is_some_and(hyper::Error::is_canceled)
+            || error.downcast_ref::<h2::Error>().is_some_and(unprocessed)
         {
             return true;
         }
         cause = error.source();
     }
     false
+}
+
+/// Whether an HTTP/2 error says the server did not process the stream (RFC 9113 §8.7):
+/// it reset the stream with `REFUSED_STREAM` (overloaded, or shutting down), or its
+/// graceful `GOAWAY` came before the stream (h2 gives that error only to streams above the
+/// GOAWAY's last stream id and to streams opened after it; streams the server did accept
+/// see the connection close instead).
+fn unprocessed(error: &h2::Error) -> bool {
+    error.is_remote()
+        && match error.reason() {
+            Some(h2::Reason::REFUSED_STREAM) => error.is_reset(),
+            Some(h2::Reason::NO_ERROR) => error.is_go_away(),
+            _ => false,
+        }
 }
 
 impl Drop for Shared {
@@ -416,6 +432,21 @@ mod tests {
         assert!(
             !never_sent(&reset),
             "a reset may come after the request was sent"
+        );
+    }
+
+    #[test]
+    fn only_a_refusal_from_the_server_means_unprocessed() {
+        // Made here, not received from the server: it says nothing about what the server
+        // did.
+        let local = h2::Error::from(h2::Reason::REFUSED_STREAM);
+        assert!(
+            !unprocessed(&local),
+            "a locally made REFUSED_STREAM proves nothing"
+        );
+        assert!(
+            !never_sent(&local),
+            "nor does it mean never sent when it is the cause"
         );
     }
 

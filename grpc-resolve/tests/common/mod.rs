@@ -135,6 +135,15 @@ impl Backend {
         self.unavailable.store(yes, Ordering::SeqCst);
     }
 
+    /// Starts a graceful shutdown without waiting for it: the server sends GOAWAY on every
+    /// connection, takes no new calls, and closes each connection once its calls and
+    /// streams have ended.
+    pub fn begin_stop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+
     /// Stops the server gracefully and waits until it has stopped.
     pub async fn stop(&mut self) {
         if let Some(shutdown) = self.shutdown.take() {
