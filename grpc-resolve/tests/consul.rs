@@ -1,13 +1,14 @@
-//! Against an in-process consul-dev agent: an idle channel follows a long run of changes.
+//! Against an in-process consul-dev agent: an idle channel follows a long run of changes,
+//! and zones registered in Consul steer calls.
 
 mod common;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::{Backend, SERVICE, dead_instance, settle};
+use common::{Backend, SERVICE, check, dead_instance, settle};
 use consul_api::{CheckStatus, Client, Config, ConsulRegistry, QueryOptions};
-use discovery_core::{CheckSpec, Registration};
+use discovery_core::{CheckSpec, Registration, Registry};
 use grpc_resolve::DiscoveredChannel;
 
 /// Registrations and deregistrations in all.
@@ -98,4 +99,44 @@ async fn an_idle_channel_applies_1000_consul_changes_and_matches_consul() {
         0,
         "expected no call to reach a backend"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zone_registered_in_consul_steers_calls_to_the_preferred_locality() {
+    let agent = consul_dev::DevAgent::start("127.0.0.1:0".parse().expect("an address"))
+        .await
+        .expect("consul-dev starts");
+    let registry = ConsulRegistry::new(
+        Client::new(Config::new(&agent.http_addr()).expect("a consul config"))
+            .expect("a consul client"),
+    );
+    let near = Backend::start().await;
+    let far = Backend::start().await;
+    for (backend, id, zone) in [(&near, "near", "zone-b"), (&far, "far", "zone-a")] {
+        let mut instance = backend.instance(id);
+        instance.locality = Some(zone.to_owned());
+        registry
+            .register(&Registration::new(instance))
+            .await
+            .expect("register");
+    }
+    let channel = DiscoveredChannel::builder(registry, SERVICE)
+        .prefer_locality("zone-b")
+        .build();
+    let endpoints =
+        settle(channel.wait_for(|eps| eps.len() == 2 && eps.iter().all(|e| e.ready))).await;
+    let zones: Vec<_> = endpoints
+        .iter()
+        .map(|e| (e.id.as_str(), e.locality.as_deref()))
+        .collect();
+    assert_eq!(
+        zones,
+        [("far", Some("zone-a")), ("near", Some("zone-b"))],
+        "expected each instance's zone to come back from Consul"
+    );
+    for _ in 0..100 {
+        check(&channel).await.expect("near serves");
+    }
+    assert_eq!(near.calls(), 100, "expected every call in zone-b");
+    assert_eq!(far.calls(), 0, "expected no call to leave zone-b");
 }
