@@ -109,8 +109,10 @@ fn build_check(
         .ok()
         .filter(|m| *m > 0)
         .unwrap_or(checks::DEFAULT_OUTPUT_MAX_SIZE);
-    let dereg = nanos_to_duration(def.deregister_critical_service_after);
-    c.deregister_after = (!dereg.is_zero()).then(|| dereg.max(state.config.min_deregister_after));
+    c.deregister_after = checks::deregister_after(
+        nanos_to_duration(def.deregister_critical_service_after),
+        &state.config,
+    );
     c.def = Some(def.clone());
     c.create_index = idx;
     c.modify_index = idx;
@@ -275,10 +277,9 @@ fn add_service(state: &AppState, store: &mut Store, def: ServiceDef, replace: bo
     }
     // Checks not in the new definition: refresh their service tags, or drop them on request.
     let others: Vec<Key> = store
-        .checks
-        .iter()
-        .filter(|(k, c)| k.0 == node && c.service_id == id && !new_ids.contains(&k.1))
-        .map(|(k, _)| k.clone())
+        .service_checks(&node, &id)
+        .filter(|c| !new_ids.contains(&c.check_id))
+        .map(|c| (c.node.clone(), c.check_id.clone()))
         .collect();
     for k in others {
         if replace && !k.1.starts_with(SERVICE_MAINT_PREFIX) {

@@ -42,6 +42,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::State;
 use axum::response::Response;
+use axum::serve::ListenerExt;
 use http::HeaderValue;
 use tokio::sync::watch;
 use tokio::task::{AbortHandle, JoinHandle};
@@ -209,6 +210,13 @@ impl DevAgent {
         let shared = Arc::new(Shared::new(config, shutdown_rx.clone())?);
         let app = router(Arc::clone(&shared));
         let mut stop = shutdown_rx;
+        // Go sets TCP_NODELAY on every connection, and so does Consul's HTTP server; without
+        // it a large answer's last segment can wait for a delayed ACK (tens of ms).
+        let listener = listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "failed to set TCP_NODELAY");
+            }
+        });
         let server = tokio::spawn(async move {
             let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
                 // An error means the agent handle is gone: stop too.
@@ -237,6 +245,35 @@ impl DevAgent {
     /// `"127.0.0.1:PORT"`, usable as `CONSUL_HTTP_ADDR`.
     pub fn http_addr(&self) -> String {
         self.addr.to_string()
+    }
+
+    /// How many blocking queries are waiting for a change right now.
+    ///
+    /// A query counts once it has read the state it answers from, so a change made after it
+    /// is counted is certain to wake it. Tests use this (or
+    /// [`DevAgent::wait_for_blocked_queries`]) instead of sleeping before a change.
+    pub fn blocked_queries(&self) -> usize {
+        self.shared.blocked.get()
+    }
+
+    /// Waits until at least `n` blocking queries are waiting for a change.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), consul_dev::Error> {
+    /// let agent = consul_dev::DevAgent::start("127.0.0.1:0".parse().expect("valid address")).await?;
+    /// // Start a blocking query elsewhere, then:
+    /// // agent.wait_for_blocked_queries(1).await;
+    /// // ...and only now make the change it should see.
+    /// assert_eq!(agent.blocked_queries(), 0);
+    /// agent.wait_for_blocked_queries(0).await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn wait_for_blocked_queries(&self, n: usize) {
+        self.shared.blocked.wait_for_at_least(n).await;
     }
 
     /// Stops the server and all check runners, waiting (up to a few seconds) for open

@@ -404,6 +404,8 @@ pub(crate) struct Shared {
     pub(crate) http_no_redirect: reqwest::Client,
     /// Shared answers for identical blocking reads.
     pub(crate) cache: crate::web::ResponseCache,
+    /// How many blocking queries are waiting for a change (see `DevAgent::blocked_queries`).
+    pub(crate) blocked: crate::web::BlockedCount,
 }
 
 impl Shared {
@@ -501,6 +503,7 @@ impl Shared {
             http_follow,
             http_no_redirect,
             cache: crate::web::ResponseCache::default(),
+            blocked: crate::web::BlockedCount::default(),
         })
     }
 

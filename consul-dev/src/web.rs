@@ -2,6 +2,7 @@
 //! JSON answers with Consul's headers, method routing with Consul's 405s, blocking waits.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -11,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::MethodRouter;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use serde::Serialize;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 use crate::acl::Authz;
 use crate::state::{Shared, Store};
@@ -378,6 +379,7 @@ pub(crate) async fn block<T>(
         if b.index == 0 || result.0 > b.index || *shutdown.borrow() {
             return result;
         }
+        let _blocked = BlockedGuard::enter(&state.blocked);
         tokio::select! {
             changed = rx.changed() => {
                 if changed.is_err() {
@@ -418,6 +420,7 @@ pub(crate) async fn block_hash<T>(
             Some(want) if !want.is_empty() && want == h && !*shutdown.borrow() => {}
             _ => return Some((h, value)),
         }
+        let _blocked = BlockedGuard::enter(&state.blocked);
         tokio::select! {
             changed = rx.changed() => {
                 if changed.is_err() {
@@ -433,6 +436,83 @@ pub(crate) async fn block_hash<T>(
                 return compute(&store);
             }
         }
+    }
+}
+
+/// How many blocking queries wait for a change, for tests that must change something only
+/// once a query is blocked.
+///
+/// A counter plus a `Notify`, not a `watch` channel: a thousand queries woken by one change
+/// each leave and re-enter, and nobody is usually waiting on the count, so the common path
+/// is two atomic operations.
+#[derive(Debug, Default)]
+pub(crate) struct BlockedCount {
+    count: AtomicUsize,
+    waiters: AtomicUsize,
+    changed: Notify,
+}
+
+impl BlockedCount {
+    /// The current count.
+    pub(crate) fn get(&self) -> usize {
+        self.count.load(Ordering::SeqCst)
+    }
+
+    /// Waits until the count is at least `n`.
+    pub(crate) async fn wait_for_at_least(&self, n: usize) {
+        struct Waiting<'a>(&'a AtomicUsize);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        self.waiters.fetch_add(1, Ordering::SeqCst);
+        // Also when the wait is given up: then counting goes back to notifying nobody.
+        let _waiting = Waiting(&self.waiters);
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            // Registered before the check, so a change in between is not missed.
+            changed.as_mut().enable();
+            if self.get() >= n {
+                break;
+            }
+            changed.await;
+        }
+    }
+
+    fn enter(&self) {
+        self.count.fetch_add(1, Ordering::SeqCst);
+        self.announce();
+    }
+
+    fn leave(&self) {
+        self.count.fetch_sub(1, Ordering::SeqCst);
+        self.announce();
+    }
+
+    fn announce(&self) {
+        if self.waiters.load(Ordering::SeqCst) > 0 {
+            self.changed.notify_waiters();
+        }
+    }
+}
+
+/// Counts a query as blocked while it waits for a change. It is entered after the query
+/// subscribed, so a change made once the count shows it is sure to wake it; dropping it
+/// (wake, timeout, or the client going away) leaves.
+struct BlockedGuard<'a>(&'a BlockedCount);
+
+impl<'a> BlockedGuard<'a> {
+    fn enter(count: &'a BlockedCount) -> BlockedGuard<'a> {
+        count.enter();
+        BlockedGuard(count)
+    }
+}
+
+impl Drop for BlockedGuard<'_> {
+    fn drop(&mut self) {
+        self.0.leave();
     }
 }
 

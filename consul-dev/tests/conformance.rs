@@ -789,7 +789,7 @@ async fn case_44_blocking_wakes_on_change() {
     let url = a.url(&format!("/v1/health/service/web?index={h}&wait=60s"));
     let http = a.http.clone();
     let waiter = tokio::spawn(async move { http.get(url).send().await });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    a.agent.wait_for_blocked_queries(1).await;
     let start = Instant::now();
     a.register(json!({"Name": "web", "ID": "w2"})).await;
     let r = waiter.await.expect("join").expect("response");
@@ -805,7 +805,7 @@ async fn case_44_blocking_wakes_on_change() {
     let url = a.url(&format!("/v1/health/service/web?index={h2}&wait=60s"));
     let http = a.http.clone();
     let waiter = tokio::spawn(async move { http.get(url).send().await });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    a.agent.wait_for_blocked_queries(1).await;
     let start = Instant::now();
     assert_eq!(a.put("/v1/agent/check/pass/service:w1").await.status, 200);
     let r = waiter.await.expect("join").expect("response");
@@ -827,7 +827,7 @@ async fn case_45_unrelated_change_does_not_wake() {
     let http = a.http.clone();
     let start = Instant::now();
     let waiter = tokio::spawn(async move { http.get(url).send().await });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    a.agent.wait_for_blocked_queries(1).await;
     a.register(json!({"Name": "db", "Check": {"TTL": "30s"}}))
         .await;
     assert_eq!(a.put("/v1/agent/check/pass/service:db").await.status, 200);
@@ -877,7 +877,7 @@ async fn case_47_not_yet_existing_service() {
     let url = a.url(&format!("/v1/health/service/later?index={h}&wait=60s"));
     let http = a.http.clone();
     let waiter = tokio::spawn(async move { http.get(url).send().await });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    a.agent.wait_for_blocked_queries(1).await;
     let start = Instant::now();
     a.register(json!({"Name": "later"})).await;
     let r = waiter.await.expect("join").expect("response");
@@ -932,7 +932,7 @@ async fn case_49_hash_blocking() {
     let url = a.url(&format!("/v1/agent/service/web?hash={hash}&wait=60s"));
     let http = a.http.clone();
     let waiter = tokio::spawn(async move { http.get(url).send().await });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    a.agent.wait_for_blocked_queries(1).await;
     let start = Instant::now();
     a.register(json!({"Name": "web", "Tags": ["v2"]})).await;
     let r = waiter.await.expect("join").expect("response");
@@ -1165,22 +1165,81 @@ async fn case_54_thresholds() {
 
 #[tokio::test]
 async fn case_55_deregister_critical_service_after() {
-    let a = Agent::start().await;
-    a.register(
-        json!({"Name": "web", "Check": {"TTL": "1s", "Status": "passing",
-        "DeregisterCriticalServiceAfter": "10s"}}),
+    // Consul's 1m floor and 30s reaper, scaled down with the agent's test-only flags
+    // (checked to default to Consul's values in unit tests). Only lower bounds that hold by
+    // construction are asserted; "gone at the first reaper run past the timeout" is checked
+    // exactly with paused time in the unit tests.
+    let floor = Duration::from_secs(2);
+    let a = Agent::start_with(
+        consul_dev::Config::default()
+            .node_name("dev-node")
+            .reaper_interval(Duration::from_millis(200))
+            .min_deregister_after(floor),
     )
     .await;
-    a.wait_check("web", "service:web", "critical", LONG).await;
-    let expired = Instant::now();
-    a.wait_health("web", Duration::from_secs(150), |v| v == &json!([]))
+    // Registered critical: its clock never starts, so it outlives everything below.
+    a.register(json!({"Name": "stuck", "Check": {"TTL": "10m",
+        "DeregisterCriticalServiceAfter": "100ms"}}))
         .await;
-    let took = expired.elapsed();
+    // Taken before registering, so it is no later than the TTL expiry it precedes.
+    let registered = Instant::now();
+    a.register(
+        json!({"Name": "web", "Check": {"TTL": "1s", "Status": "passing",
+        "DeregisterCriticalServiceAfter": "100ms"}}),
+    )
+    .await;
+    let c = a.wait_check("web", "service:web", "critical", LONG).await;
+    assert_eq!(
+        c["Output"], "TTL expired",
+        "the TTL expiry is the transition"
+    );
+    a.wait_health("web", LONG, |v| v == &json!([])).await;
+    let took = registered.elapsed();
     assert!(
-        took >= Duration::from_secs(55) && took <= Duration::from_secs(100),
-        "10s is raised to 1m and the 30s reaper removes it within 60-90s; took {took:?}"
+        took >= Duration::from_secs(1) + floor,
+        "100ms is raised to the {floor:?} floor, counted from the TTL expiry (1s after \
+         registering); reaped after {took:?}"
+    );
+    let services = a.get_json("/v1/agent/services").await;
+    assert!(
+        services.get("web").is_none(),
+        "web is deregistered: {services}"
+    );
+    let checks = a.agent_checks().await;
+    assert!(
+        checks.get("service:web").is_none(),
+        "its check went too: {checks}"
+    );
+    // `stuck` has been critical since before web registered and is past any timeout, but
+    // registered-as-critical does not start the clock.
+    assert!(
+        services.get("stuck").is_some(),
+        "stuck is still there: {services}"
+    );
+    assert_eq!(checks["service:stuck"]["Status"], "critical");
+
+    // A transition does start it: pass, then fail at a known time.
+    assert_eq!(
+        a.put("/v1/agent/check/pass/service:stuck").await.status,
+        200
+    );
+    let before_fail = Instant::now();
+    assert_eq!(
+        a.put("/v1/agent/check/fail/service:stuck").await.status,
+        200
+    );
+    a.wait_health("stuck", LONG, |v| v == &json!([])).await;
+    let took = before_fail.elapsed();
+    assert!(
+        took >= floor,
+        "reaped no sooner than the floor after turning critical; took {took:?}"
     );
     assert_eq!(a.get_json("/v1/agent/services").await, json!({}));
+    assert_eq!(
+        a.agent_checks().await,
+        json!({}),
+        "no service checks are left behind"
+    );
 }
 
 #[tokio::test]

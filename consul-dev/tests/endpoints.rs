@@ -277,7 +277,7 @@ async fn shutdown_ends_blocking_queries() {
     let url = a.url(&format!("/v1/health/service/web?index={h}&wait=5m"));
     let http = a.http.clone();
     let waiter = tokio::spawn(async move { http.get(url).send().await });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    a.agent.wait_for_blocked_queries(1).await;
     tokio::time::timeout(Duration::from_secs(20), a.agent.shutdown())
         .await
         .expect("shutdown does not wait for the 5m query");
