@@ -41,7 +41,8 @@
 //! - the pool: each endpoint connects eagerly in its own task, is *ready* only while its
 //!   connection is up, and is ejected for a while after consecutive failures.
 //! - the balancer: weighted power of two choices over ready endpoints, by in-flight calls
-//!   per unit of weight.
+//!   per unit of weight; with [`Builder::prefer_locality`], only over those in the preferred
+//!   zone while any of them is ready.
 //! - [`DiscoveredChannel`]: the tower service tonic calls; a call waits a bounded time
 //!   for a ready endpoint, then fails `Unavailable` naming the service.
 
