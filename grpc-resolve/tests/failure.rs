@@ -376,16 +376,26 @@ async fn calls_refused_by_a_server_shutting_down_are_retried_elsewhere() {
         }
     })
     .await;
+    // The refusal told the channel that connection takes no new calls, though the watch
+    // keeps its socket open: the endpoint leaves rotation and reconnects, which the
+    // draining server refuses.
+    settle(channel.wait_for(|eps| eps.iter().any(|e| e.id == "draining" && !e.ready))).await;
+    let after_refusal = channel.stats();
     for _ in 0..50 {
         for answer in batch().await {
-            answer.expect("calls refused by the draining server are retried on steady");
+            answer.expect("steady serves");
         }
     }
     let stats = channel.stats();
     println!("draining: {batches} batches of 4 calls until the first refusal; {stats:?}");
+    assert_eq!(
+        stats.retries, after_refusal.retries,
+        "expected no call to pick the draining endpoint once it was out of rotation: {stats:?}"
+    );
+    let endpoints = channel.endpoints();
     assert!(
-        stats.retries >= 1,
-        "expected refused calls retried: {stats:?}"
+        endpoints.iter().any(|e| e.id == "draining" && !e.ready),
+        "expected the draining endpoint still out of rotation: {endpoints:?}"
     );
     drop(watch);
 }

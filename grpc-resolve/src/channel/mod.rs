@@ -202,6 +202,7 @@ impl Shared {
                 .ready_endpoint(avoid.as_deref(), deadline, &mut rng)
                 .await?;
             let mut channel = picked.channel.clone();
+            let generation = picked.generation;
             let mut call = InFlight::new(pool.clone(), picked);
             let endpoint = call.endpoint().id.clone();
             let may_retry = attempt < MAX_ATTEMPTS && pool.has_other_usable(&endpoint);
@@ -209,6 +210,7 @@ impl Shared {
             // is still ours, so another endpoint can take it.
             if let Err(error) = channel.ready().await {
                 call.judge(Verdict::Unavailable);
+                pool.connection_stale(call.endpoint(), generation);
                 if may_retry {
                     tracing::debug!(service = %pool.service, %endpoint, %error, "endpoint channel closed; trying another");
                     pool.counters.retries.inc();
@@ -251,6 +253,9 @@ impl Shared {
                 Err(error) => {
                     call.judge(Verdict::Unavailable);
                     let error: BoxError = error.into();
+                    if connection_done(&*error) {
+                        pool.connection_stale(call.endpoint(), generation);
+                    }
                     if may_retry
                         && never_sent(&*error)
                         && let Ok(Some(again)) =
@@ -386,6 +391,27 @@ fn never_sent(error: &(dyn std::error::Error + 'static)) -> bool {
                 .downcast_ref::<hyper::Error>()
                 .is_some_and(hyper::Error::is_canceled)
             || error.downcast_ref::<h2::Error>().is_some_and(unprocessed)
+        {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
+}
+
+/// Whether a transport error shows the endpoint's connection takes no new calls, though
+/// streams still in flight may keep its socket open: hyper says the connection closed, the
+/// server's GOAWAY came, or tonic is already connecting again (and failed).
+fn connection_done(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(error) = cause {
+        if error.is::<tonic::ConnectError>()
+            || error
+                .downcast_ref::<hyper::Error>()
+                .is_some_and(hyper::Error::is_canceled)
+            || error
+                .downcast_ref::<h2::Error>()
+                .is_some_and(|e| e.is_go_away() && e.is_remote())
         {
             return true;
         }

@@ -74,6 +74,7 @@ pub(super) async fn run(
                         tracing::debug!(endpoint = %endpoint.id, "connection closed; reconnecting");
                     }
                     () = endpoint.ejected.notified() => {}
+                    () = endpoint.stale.notified() => {}
                 }
                 endpoint.set_channel(None);
                 pool.changed();

@@ -82,6 +82,11 @@ pub(crate) struct Endpoint {
     connected: AtomicBool,
     removed: AtomicBool,
     channel: Mutex<Option<Channel>>,
+    /// Bumped with every new connection, so that news about one connection (it takes no
+    /// new calls) is not applied to the next.
+    generation: AtomicU64,
+    /// Tells the connection task that the current connection takes no new calls.
+    stale: Notify,
     in_flight: AtomicUsize,
     failures: AtomicU32,
     ejections: AtomicU32,
@@ -94,6 +99,8 @@ pub(crate) struct Endpoint {
 pub(crate) struct Picked {
     pub(crate) endpoint: Arc<Endpoint>,
     pub(crate) channel: Channel,
+    /// Which of the endpoint's connections the channel belongs to.
+    pub(crate) generation: u64,
 }
 
 /// What one endpoint looks like now; see [`DiscoveredChannel::endpoints`].
@@ -308,9 +315,33 @@ impl Pool {
         let endpoint = endpoints[candidates[chosen].0].clone();
         drop(endpoints);
         // The connection may have gone since the scan; the caller simply picks again.
-        let channel = lock(&endpoint.channel).clone()?;
+        let (channel, generation) = {
+            let slot = lock(&endpoint.channel);
+            (slot.clone()?, endpoint.generation.load(Ordering::Relaxed))
+        };
         endpoint.in_flight.fetch_add(1, Ordering::Relaxed);
-        Some(Picked { endpoint, channel })
+        Some(Picked {
+            endpoint,
+            channel,
+            generation,
+        })
+    }
+
+    /// A call learned that connection `generation` of `endpoint` takes no new calls (the
+    /// server sent GOAWAY, or the connection closed while streams keep its socket open):
+    /// take the endpoint out of rotation now and have its task connect afresh.
+    pub(crate) fn connection_stale(&self, endpoint: &Endpoint, generation: u64) {
+        {
+            let mut slot = lock(&endpoint.channel);
+            if endpoint.generation.load(Ordering::Relaxed) != generation || slot.is_none() {
+                return;
+            }
+            endpoint.connected.store(false, Ordering::Release);
+            *slot = None;
+        }
+        endpoint.stale.notify_one();
+        tracing::debug!(service = %self.service, endpoint = %endpoint.id, "connection takes no new calls; reconnecting");
+        self.changed();
     }
 
     /// Whether an endpoint other than `id` could take a call now.
@@ -412,6 +443,8 @@ impl Endpoint {
             connected: AtomicBool::new(false),
             removed: AtomicBool::new(false),
             channel: Mutex::new(None),
+            generation: AtomicU64::new(0),
+            stale: Notify::new(),
             in_flight: AtomicUsize::new(0),
             failures: AtomicU32::new(0),
             ejections: AtomicU32::new(0),
@@ -433,6 +466,9 @@ impl Endpoint {
         let mut slot = lock(&self.channel);
         if self.is_removed() {
             return;
+        }
+        if channel.is_some() {
+            self.generation.fetch_add(1, Ordering::Relaxed);
         }
         self.connected.store(channel.is_some(), Ordering::Release);
         *slot = channel;
@@ -637,6 +673,40 @@ mod tests {
             !b.is_usable(Instant::now()),
             "a removed endpoint cannot come back"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stale_connection_leaves_rotation_but_news_of_an_older_one_is_ignored() {
+        let pool = pool(0);
+        let a = connected(&pool, "a");
+        let mut rng = fastrand::Rng::with_seed(4);
+        let picked = pool.pick(None, &mut rng).expect("a is usable");
+        let first = picked.generation;
+        picked.endpoint.release();
+
+        // The connection task reconnected in the meantime: news of the first connection
+        // must not take the second one down.
+        a.set_channel(Some(
+            tonic::transport::Endpoint::from_static("http://127.0.0.1:1").connect_lazy(),
+        ));
+        pool.connection_stale(&a, first);
+        assert!(
+            a.is_usable(Instant::now()),
+            "expected news of an older connection ignored"
+        );
+
+        let picked = pool.pick(None, &mut rng).expect("a is usable");
+        assert_ne!(
+            picked.generation, first,
+            "a new connection, a new generation"
+        );
+        pool.connection_stale(&a, picked.generation);
+        picked.endpoint.release();
+        assert!(
+            !a.is_usable(Instant::now()),
+            "expected the current connection's staleness to take a out of rotation"
+        );
+        assert!(pool.pick(None, &mut rng).is_none(), "nothing else to pick");
     }
 
     #[tokio::test(start_paused = true)]
