@@ -210,8 +210,8 @@ impl DevAgent {
         let shared = Arc::new(Shared::new(config, shutdown_rx.clone())?);
         let app = router(Arc::clone(&shared));
         let mut stop = shutdown_rx;
-        // Go sets TCP_NODELAY on every connection, and so does Consul's HTTP server; without
-        // it a large answer's last segment can wait for a delayed ACK (tens of ms).
+        // Go sets TCP_NODELAY on every connection, Consul's HTTP server's included; so do we,
+        // so that no answer is ever held back by Nagle's algorithm.
         let listener = listener.tap_io(|tcp| {
             if let Err(e) = tcp.set_nodelay(true) {
                 tracing::debug!(error = %e, "failed to set TCP_NODELAY");
@@ -261,14 +261,19 @@ impl DevAgent {
     /// # Examples
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), consul_dev::Error> {
-    /// let agent = consul_dev::DevAgent::start("127.0.0.1:0".parse().expect("valid address")).await?;
-    /// // Start a blocking query elsewhere, then:
-    /// // agent.wait_for_blocked_queries(1).await;
-    /// // ...and only now make the change it should see.
-    /// assert_eq!(agent.blocked_queries(), 0);
-    /// agent.wait_for_blocked_queries(0).await;
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let agent = consul_dev::DevAgent::start("127.0.0.1:0".parse()?).await?;
+    /// let http = reqwest::Client::builder().no_proxy().build()?;
+    /// let url = format!("http://{}/v1/health/service/web", agent.http_addr());
+    /// let index = http.get(&url).send().await?.headers()["x-consul-index"].to_str()?.to_owned();
+    /// let query = tokio::spawn(http.get(format!("{url}?index={index}&wait=1m")).send());
+    /// agent.wait_for_blocked_queries(1).await;
+    /// // Only now register `web`: the query is sure to see the change.
+    /// let register = format!("http://{}/v1/agent/service/register", agent.http_addr());
+    /// http.put(register).body(r#"{"Name":"web"}"#).send().await?;
+    /// let answer = query.await??.text().await?;
+    /// assert!(answer.contains(r#""Service":"web""#));
     /// # Ok(())
     /// # }
     /// ```
