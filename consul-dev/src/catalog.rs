@@ -32,7 +32,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/v1/catalog/node/{*node}", get(node))
         .route("/v1/catalog/services", get(services))
         .route("/v1/catalog/service/{*name}", get(service))
-        .route("/v1/catalog/connect/{*name}", get(connect))
+        .route("/v1/catalog/connect/{*name}", get(crate::health::connect))
 }
 
 /// One flat `/v1/catalog/service` entry (Consul's `ServiceNode`).
@@ -234,24 +234,6 @@ async fn service(
             Vec::new()
         };
         (store.service_index(&name), list)
-    })
-    .await;
-    Ok(json_read(&ctx.query, c, index, &out))
-}
-
-async fn connect(
-    State(state): State<AppState>,
-    Path(name): Path<String>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
-) -> Result<Response> {
-    let ctx = Ctx::new(&state, raw.as_deref(), &headers)?;
-    let c = web::consistency(&ctx.query)?;
-    let b = web::blocking(&ctx.query)?;
-    ctx.authz()?;
-    // No service mesh in the dev agent: never any connect-capable instances.
-    let (index, out) = web::block(&state, b, WatchKey::Service(name.clone()), |store| {
-        (store.service_index(&name), Vec::<ServiceNodeOut>::new())
     })
     .await;
     Ok(json_read(&ctx.query, c, index, &out))

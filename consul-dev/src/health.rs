@@ -142,7 +142,10 @@ async fn service(
     Ok(resp)
 }
 
-async fn connect(
+/// `GET /v1/health/connect/:name`, `/v1/health/ingress/:name` and
+/// `/v1/catalog/connect/:name`: always an empty list, whose blocking and headers follow the
+/// service's index like any other read.
+pub(crate) async fn connect(
     State(state): State<AppState>,
     Path(name): Path<String>,
     RawQuery(raw): RawQuery,
@@ -152,7 +155,8 @@ async fn connect(
     let consistency = web::consistency(&ctx.query)?;
     let b = web::blocking(&ctx.query)?;
     ctx.authz()?;
-    // The dev agent has no service mesh: there are never connect-capable instances.
+    // The dev agent has no service mesh: there are never connect-capable instances, and an
+    // empty list is `[]` whichever endpoint's element type it stands for.
     let (index, entries) = web::block(&state, b, WatchKey::Service(name.clone()), |store| {
         (store.service_index(&name), Vec::<ServiceEntryOut>::new())
     })
