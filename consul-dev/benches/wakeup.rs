@@ -11,6 +11,17 @@
 //! - `clustered`: ten watchers on each of 100 services; one of those services changes.
 //! - `hot`: all 1,000 watchers on one 10-instance service, which changes.
 //!
+//! The `hot` shape also measures a *floor*, in the same run, one floor round after each hot
+//! round: the least this machine and kernel take to wake the same 1,000 watchers with the
+//! same answer. A minimal tokio server (no HTTP framework, see [`floor`]) holds a pending
+//! request on each of 1,000 other keep-alive connections, made by the same watcher code, and
+//! on a trigger writes one real, pre-encoded hot answer of the agent (taken from it at the
+//! start of the shape; later answers differ only in a check output of a few more bytes) to
+//! all of them at once. Its figure runs from the trigger until the last watcher has read the
+//! whole answer. The hot figure also includes the change's own `PUT` round trip, about the
+//! `spread` figure, which is small next to it. `hot / floor` is then how many times the
+//! minimum the agent's wake-up of a hot service costs.
+//!
 //! Run with `cargo bench -p consul-dev --bench wakeup`; `WAKEUP_ROUNDS=N` sets the rounds per
 //! shape (default 7) and `WAKEUP_SHAPES=hot,spread` picks shapes. Watchers speak minimal
 //! HTTP/1.1 on their own keep-alive connections (a full client would dominate the figures);
@@ -22,6 +33,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use consul_dev::{Config, DevAgent};
 use futures_util::stream::{self, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -110,7 +122,14 @@ async fn run() {
         if !only.is_empty() && !only.split(',').any(|s| s == name) {
             continue;
         }
-        shape(&agent, &http, &base, title, services, rounds).await;
+        let floor = if name == "hot" {
+            let answer = hot_answer(agent.addr(), services[0]).await;
+            println!("floor answer: {} bytes, head and body", answer.len());
+            Some(floor::Floor::start(answer, services.len()).await)
+        } else {
+            None
+        };
+        shape(&agent, &http, &base, title, services, rounds, floor).await;
     }
     if let Ok(agent) = Arc::try_unwrap(agent) {
         agent.shutdown().await;
@@ -120,7 +139,8 @@ async fn run() {
 /// A wake reported by a watcher: its service and when its answer was fully read.
 type Wake = (usize, Instant);
 
-/// Runs `rounds` rounds with one watcher per entry of `services` (a service number each).
+/// Runs `rounds` rounds with one watcher per entry of `services` (a service number each);
+/// with a `floor`, each round is followed by a floor round.
 async fn shape(
     agent: &DevAgent,
     http: &reqwest::Client,
@@ -128,6 +148,7 @@ async fn shape(
     title: &str,
     services: &[usize],
     rounds: usize,
+    floor: Option<floor::Floor>,
 ) {
     let (tx, mut rx) = mpsc::unbounded_channel::<Wake>();
     let watchers: Vec<_> = services
@@ -136,10 +157,15 @@ async fn shape(
         .collect();
     drop(tx);
     let mut lasts = Vec::new();
+    let mut floors = Vec::new();
     let mut unrelated = 0;
     for round in 0..rounds {
-        // Setup, not measured: every watcher is back in its blocking query.
+        // Setup, not measured: every watcher is back in its blocking query, and the floor's
+        // watchers are idle too.
         agent.wait_for_blocked_queries(services.len()).await;
+        if let Some(floor) = &floor {
+            floor.settle().await;
+        }
         while rx.try_recv().is_ok() {}
         // A different service each round; in the hot shape always the watched one.
         let changed = services[(round * 7_919) % services.len()];
@@ -170,8 +196,21 @@ async fn shape(
                 unrelated += 1;
             }
         }
-        println!("  {title} round {round}: {expected} woke, last after {last:?}");
         lasts.push(last);
+        match &floor {
+            None => println!("  {title} round {round}: {expected} woke, last after {last:?}"),
+            Some(floor) => {
+                // Not while the agent still takes the hot watchers' next queries.
+                agent.wait_for_blocked_queries(services.len()).await;
+                let f = floor.round().await;
+                println!(
+                    "  {title} round {round}: {expected} woke, last after {last:?}; \
+                     floor {f:?}, ratio {:.1}",
+                    ratio(last, f)
+                );
+                floors.push(f);
+            }
+        }
     }
     for w in watchers {
         w.abort();
@@ -182,15 +221,60 @@ async fn shape(
         tokio::time::sleep(Duration::from_millis(20)).await;
         left = agent.blocked_queries();
     }
-    lasts.sort();
+    let ratios: Vec<f64> = lasts
+        .iter()
+        .zip(&floors)
+        .map(|(&h, &f)| ratio(h, f))
+        .collect();
+    let last = Summary::of(lasts);
     println!(
         "{title}: last watcher woken after: median {:?}, min {:?}, max {:?} over {} rounds; \
          unrelated wakes: {unrelated}",
-        lasts[lasts.len() / 2],
-        lasts[0],
-        lasts[lasts.len() - 1],
-        lasts.len(),
+        last.median, last.min, last.max, last.rounds,
     );
+    if let Some(floor) = floor {
+        floor.stop();
+        let f = Summary::of(floors);
+        let mut ratios = ratios;
+        ratios.sort_by(f64::total_cmp);
+        println!(
+            "floor     (same 1,000 watchers, same answer, bare tokio server): last watcher \
+             woken after: median {:?}, min {:?}, max {:?} over {} rounds",
+            f.median, f.min, f.max, f.rounds,
+        );
+        println!(
+            "hot / floor: {:.1} (ratio of medians); per-round ratios: median {:.1}, min {:.1}, \
+             max {:.1}",
+            ratio(last.median, f.median),
+            ratios[ratios.len() / 2],
+            ratios[0],
+            ratios[ratios.len() - 1],
+        );
+    }
+}
+
+fn ratio(a: Duration, b: Duration) -> f64 {
+    a.as_secs_f64() / b.as_secs_f64()
+}
+
+/// Median, min and max of a set of round figures.
+struct Summary {
+    median: Duration,
+    min: Duration,
+    max: Duration,
+    rounds: usize,
+}
+
+impl Summary {
+    fn of(mut figures: Vec<Duration>) -> Summary {
+        figures.sort();
+        Summary {
+            median: figures[figures.len() / 2],
+            min: figures[0],
+            max: figures[figures.len() - 1],
+            rounds: figures.len(),
+        }
+    }
 }
 
 /// One client watching service `svc` like a real one: blocking reads on its own keep-alive
@@ -206,18 +290,26 @@ async fn watch(addr: SocketAddr, svc: usize, tx: mpsc::UnboundedSender<Wake>) {
             "GET /v1/health/service/svc-{svc}?index={index}&wait=10m HTTP/1.1\r\nHost: bench\r\n\r\n"
         );
         conn.write_all(request.as_bytes()).await.expect("write");
-        let (new_index, body_len) = read_response(&mut conn, &mut buf).await;
-        assert!(body_len > 2, "the service has instances");
-        index = new_index;
+        let answer = read_response(&mut conn, &mut buf).await;
+        assert!(answer.body_len > 2, "the service has instances");
+        index = answer.index;
         if tx.send((svc, Instant::now())).is_err() {
             return;
         }
     }
 }
 
-/// Reads one `200` response with a `Content-Length` body; returns its `X-Consul-Index` and
-/// body length.
-async fn read_response(conn: &mut TcpStream, buf: &mut Vec<u8>) -> (u64, usize) {
+/// What a watcher needs from an answer.
+struct Answer {
+    /// Its `X-Consul-Index`.
+    index: u64,
+    body_len: usize,
+    /// Head and body: how many bytes of the buffer are this answer.
+    total_len: usize,
+}
+
+/// Reads one `200` response with a `Content-Length` body into `buf`.
+async fn read_response(conn: &mut TcpStream, buf: &mut Vec<u8>) -> Answer {
     buf.clear();
     loop {
         if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -241,9 +333,161 @@ async fn read_response(conn: &mut TcpStream, buf: &mut Vec<u8>) -> (u64, usize) 
                 buf.reserve(total - buf.len());
                 assert!(conn.read_buf(buf).await.expect("read") > 0, "closed");
             }
-            return (index.expect("X-Consul-Index"), length);
+            return Answer {
+                index: index.expect("X-Consul-Index"),
+                body_len: length,
+                total_len: total,
+            };
         }
         buf.reserve(16 * 1024);
         assert!(conn.read_buf(buf).await.expect("read") > 0, "closed");
+    }
+}
+
+/// The agent's whole current answer (head and body, as sent) to a watcher of service `svc`.
+async fn hot_answer(addr: SocketAddr, svc: usize) -> Bytes {
+    let mut conn = TcpStream::connect(addr).await.expect("connect");
+    let request = format!("GET /v1/health/service/svc-{svc} HTTP/1.1\r\nHost: bench\r\n\r\n");
+    conn.write_all(request.as_bytes()).await.expect("write");
+    let mut buf = Vec::new();
+    let answer = read_response(&mut conn, &mut buf).await;
+    buf.truncate(answer.total_len);
+    Bytes::from(buf)
+}
+
+// === floor ===
+
+/// A bare server that answers every pending request with the same bytes on a trigger: the
+/// least work any server can do to wake its watchers, so what is left is the kernel's and the
+/// watchers' share.
+mod floor {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::{Duration, Instant};
+
+    use bytes::Bytes;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio::sync::{mpsc, watch};
+    use tokio::task::JoinHandle;
+
+    use super::Wake;
+
+    /// The floor server and its watchers.
+    pub(super) struct Floor {
+        /// Each send answers every pending request.
+        trigger: watch::Sender<u64>,
+        /// Connections whose request is read and which wait for the trigger.
+        pending: Arc<AtomicUsize>,
+        wakes: tokio::sync::Mutex<mpsc::UnboundedReceiver<Wake>>,
+        watchers: usize,
+        tasks: Vec<JoinHandle<()>>,
+    }
+
+    impl Floor {
+        /// Starts the server and `watchers` watchers on it, each on its own connection.
+        pub(super) async fn start(answer: Bytes, watchers: usize) -> Floor {
+            let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            let (trigger, _) = watch::channel(0);
+            let pending = Arc::new(AtomicUsize::new(0));
+            let mut tasks = vec![tokio::spawn(serve(
+                listener,
+                answer,
+                trigger.subscribe(),
+                Arc::clone(&pending),
+            ))];
+            let (tx, rx) = mpsc::unbounded_channel();
+            // Service 0 for all: the watchers do not care what they watch, only the server.
+            tasks.extend((0..watchers).map(|_| tokio::spawn(super::watch(addr, 0, tx.clone()))));
+            Floor {
+                trigger,
+                pending,
+                wakes: tokio::sync::Mutex::new(rx),
+                watchers,
+                tasks,
+            }
+        }
+
+        /// One round: waits until every watcher's request is pending (not measured), answers
+        /// them all, and returns how long until the last watcher read its whole answer.
+        pub(super) async fn round(&self) -> Duration {
+            self.settle().await;
+            let mut wakes = self.wakes.lock().await;
+            while wakes.try_recv().is_ok() {}
+            let start = Instant::now();
+            self.trigger.send_modify(|n| *n += 1);
+            let mut last = Duration::ZERO;
+            for _ in 0..self.watchers {
+                let (_, at) = wakes.recv().await.expect("watchers run");
+                last = last.max(at.saturating_duration_since(start));
+            }
+            last
+        }
+
+        /// Waits until every watcher's request is pending.
+        pub(super) async fn settle(&self) {
+            while self.pending.load(Ordering::SeqCst) < self.watchers {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+
+        /// Stops the server and its watchers.
+        pub(super) fn stop(self) {
+            for t in self.tasks {
+                t.abort();
+            }
+        }
+    }
+
+    /// Accepts connections (`TCP_NODELAY`, as the agent's) and serves each on its own task.
+    async fn serve(
+        listener: TcpListener,
+        answer: Bytes,
+        trigger: watch::Receiver<u64>,
+        pending: Arc<AtomicUsize>,
+    ) {
+        // The connection tasks end with their connections, when the watchers are aborted.
+        loop {
+            let (conn, _) = listener.accept().await.expect("accept");
+            conn.set_nodelay(true).expect("nodelay");
+            tokio::spawn(connection(
+                conn,
+                answer.clone(),
+                trigger.clone(),
+                Arc::clone(&pending),
+            ));
+        }
+    }
+
+    /// Reads a request head, waits for the trigger, writes `answer`; again until the peer
+    /// closes. The request itself is ignored: every answer is the same.
+    async fn connection(
+        mut conn: TcpStream,
+        answer: Bytes,
+        mut trigger: watch::Receiver<u64>,
+        pending: Arc<AtomicUsize>,
+    ) {
+        let mut buf = Vec::with_capacity(4096);
+        loop {
+            // The watchers send one bodiless GET at a time, so a request ends at its blank
+            // line and nothing follows it until it is answered.
+            while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                match conn.read_buf(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+            buf.clear();
+            // Marked seen before counting, so a trigger once the count shows this request
+            // is sure to answer it.
+            trigger.borrow_and_update();
+            pending.fetch_add(1, Ordering::SeqCst);
+            let triggered = trigger.changed().await;
+            pending.fetch_sub(1, Ordering::SeqCst);
+            if triggered.is_err() || conn.write_all(&answer).await.is_err() {
+                return;
+            }
+        }
     }
 }
