@@ -10,7 +10,7 @@ use axum::body::{Body, Bytes};
 use axum::handler::Handler;
 use axum::response::{IntoResponse, Response};
 use axum::routing::MethodRouter;
-use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use serde::Serialize;
 use tokio::sync::{Notify, watch};
 
@@ -215,12 +215,18 @@ pub(crate) fn encode<T: Serialize>(q: &Query, value: &T) -> Result<Bytes, serde_
     }
 }
 
+/// Room for every header of a JSON read (type, four `X-Consul-*`, the ACL policy,
+/// `Content-Length`), so that the map is allocated once and never regrown.
+const READ_HEADERS: usize = 8;
+
 /// A JSON answer from already encoded bytes.
 pub(crate) fn json_bytes(body: Result<Bytes, String>) -> Response {
     match body {
         Ok(body) => {
             let mut resp = Response::new(Body::from(body));
-            resp.headers_mut().insert(
+            let headers = resp.headers_mut();
+            *headers = HeaderMap::with_capacity(READ_HEADERS);
+            headers.insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/json"),
             );
@@ -284,15 +290,21 @@ pub(crate) fn json_read<T: Serialize>(
     resp
 }
 
+const X_CONSUL_INDEX: HeaderName = HeaderName::from_static("x-consul-index");
+const X_CONSUL_KNOWNLEADER: HeaderName = HeaderName::from_static("x-consul-knownleader");
+const X_CONSUL_LASTCONTACT: HeaderName = HeaderName::from_static("x-consul-lastcontact");
+const X_CONSUL_EFFECTIVE_CONSISTENCY: HeaderName =
+    HeaderName::from_static("x-consul-effective-consistency");
+
 /// Adds `X-Consul-Index` (never 0), `KnownLeader`, `LastContact`, consistency.
 pub(crate) fn add_meta(h: &mut HeaderMap, c: Consistency, index: Option<u64>) {
     if let Some(index) = index {
-        h.insert("x-consul-index", HeaderValue::from(index.max(1)));
+        h.insert(X_CONSUL_INDEX, HeaderValue::from(index.max(1)));
     }
-    h.insert("x-consul-knownleader", HeaderValue::from_static("true"));
-    h.insert("x-consul-lastcontact", HeaderValue::from_static("0"));
+    h.insert(X_CONSUL_KNOWNLEADER, HeaderValue::from_static("true"));
+    h.insert(X_CONSUL_LASTCONTACT, HeaderValue::from_static("0"));
     h.insert(
-        "x-consul-effective-consistency",
+        X_CONSUL_EFFECTIVE_CONSISTENCY,
         HeaderValue::from_static(match c {
             Consistency::Leader => "leader",
             Consistency::Stale => "stale",
@@ -362,6 +374,11 @@ pub(crate) enum WatchKey {
 
 /// Runs `compute` until its index exceeds `b.index`, the wait expires or the agent stops.
 /// Without an index (or index 0) answers at once.
+///
+/// A query subscribes only once it must wait, under the same lock as the `compute` it waits
+/// after, so no change can fall in between; and it keeps that receiver until it answers, so
+/// a woken query that answers (the common case) takes the store's lock once and no new
+/// subscription.
 pub(crate) async fn block<T>(
     state: &AppState,
     b: Blocking,
@@ -370,23 +387,23 @@ pub(crate) async fn block<T>(
 ) -> (u64, T) {
     let deadline = tokio::time::Instant::now() + b.wait;
     let mut shutdown = state.shutdown.clone();
+    let mut subscription: Option<watch::Receiver<u64>> = None;
     loop {
-        let (mut rx, result) = {
+        let rx = {
             let mut store = state.lock();
-            let rx = subscribe(&mut store, &key);
-            (rx, compute(&store))
-        };
-        if b.index == 0 || result.0 > b.index || *shutdown.borrow() {
-            return result;
-        }
-        let _blocked = BlockedGuard::enter(&state.blocked);
-        tokio::select! {
-            changed = rx.changed() => {
-                if changed.is_err() {
-                    // The sender was dropped (watcher cleanup): resubscribe.
-                    tokio::task::yield_now().await;
-                }
+            let result = compute(&store);
+            if b.index == 0 || result.0 > b.index || *shutdown.borrow() {
+                return result;
             }
+            match &mut subscription {
+                Some(rx) => rx,
+                None => subscription.insert(subscribe(&mut store, &key)),
+            }
+        };
+        let _blocked = BlockedGuard::enter(&state.blocked);
+        // Whether the sender was dropped (watcher cleanup): then resubscribe.
+        let lost = tokio::select! {
+            changed = rx.changed() => changed.is_err(),
             () = tokio::time::sleep_until(deadline) => {
                 let store = state.lock();
                 return compute(&store);
@@ -395,6 +412,10 @@ pub(crate) async fn block<T>(
                 let store = state.lock();
                 return compute(&store);
             }
+        };
+        if lost {
+            subscription = None;
+            tokio::task::yield_now().await;
         }
     }
 }
