@@ -27,7 +27,8 @@ pub(crate) enum Verdict {
 
 /// Reads the `grpc-status` of a header or trailer map, if there is one.
 pub(crate) fn verdict(headers: &HeaderMap) -> Option<Verdict> {
-    let status = headers.get("grpc-status")?;
+    const GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
+    let status = headers.get(&GRPC_STATUS)?;
     Some(if status.as_bytes() == b"14" {
         Verdict::Unavailable
     } else {
@@ -39,8 +40,11 @@ pub(crate) fn verdict(headers: &HeaderMap) -> Option<Verdict> {
 pub(crate) struct InFlight {
     pool: Arc<Pool>,
     endpoint: Arc<Endpoint>,
-    // Held for its effect: keeps the connection of a removed endpoint open for this call.
-    _channel: tonic::transport::Channel,
+    /// The call's one handle on the endpoint's connection: it sends the request, then stays
+    /// held so that the connection of a removed endpoint stays open for this call.
+    pub(crate) channel: tonic::transport::Channel,
+    /// Which of the endpoint's connections `channel` belongs to.
+    pub(crate) generation: u64,
     judged: bool,
 }
 
@@ -51,12 +55,13 @@ impl InFlight {
         InFlight {
             pool,
             endpoint: picked.endpoint,
-            _channel: picked.channel,
+            channel: picked.channel,
+            generation: picked.generation,
             judged: false,
         }
     }
 
-    pub(crate) fn endpoint(&self) -> &Endpoint {
+    pub(crate) fn endpoint(&self) -> &Arc<Endpoint> {
         &self.endpoint
     }
 

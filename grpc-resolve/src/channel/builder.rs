@@ -83,7 +83,8 @@ impl Builder {
         self
     }
 
-    /// How long one connection attempt to one endpoint may take (default 5 s).
+    /// How long one connection attempt to one endpoint may take, handshakes included
+    /// (default 5 s).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.config.connect_timeout = Some(timeout);
         self
@@ -98,10 +99,12 @@ impl Builder {
     }
 
     /// Configures every endpoint before it connects: TLS, HTTP/2 keepalive, concurrency
-    /// limits, timeouts. The endpoint arrives with `tcp_nodelay(true)` and the connect
-    /// timeout set. The connection is made by this crate's own TCP connector (so that it
-    /// can tell when it closes), which honours the endpoint's TCP settings, connect
-    /// timeout and TLS but not `local_address`.
+    /// limits, timeouts. The endpoint arrives with `tcp_nodelay(true)`; the builder's
+    /// [`connect_timeout`](Builder::connect_timeout) bounds each whole connection attempt
+    /// without touching the endpoint (tonic's `Endpoint::connect_timeout` would also put a
+    /// timeout layer under every read and write). The connection is made by this crate's
+    /// own TCP connector (so that it can tell when it closes), which honours the endpoint's
+    /// TCP settings, connect timeout and TLS but not `local_address`.
     ///
     /// ```
     /// # use std::time::Duration;

@@ -38,7 +38,7 @@ pub use future::ResponseFuture;
 use self::body::{InFlight, ResponseBody, Verdict};
 use self::replay::{MAX_REPLAY_BYTES, ReplayBody};
 use crate::pool::connect::DisplayChain;
-use crate::pool::{EndpointInfo, Picked, Pool, PoolConfig, Stats};
+use crate::pool::{Endpoint, EndpointInfo, Picked, Pool, PoolConfig, Stats};
 use crate::{BoxError, Error, Target};
 
 /// How many endpoints one call may try.
@@ -191,34 +191,39 @@ impl Shared {
         pool.counters.calls.inc();
         let mut rng = fastrand::Rng::new();
         let (parts, body) = request.into_parts();
-        let deadline = Deadline::for_call(self.empty_timeout, &parts.headers);
+        let mut deadline = LazyDeadline::new(self.empty_timeout, &parts.headers);
         let (body, replay) = ReplayBody::new(body, MAX_REPLAY_BYTES);
         let mut body = Some(body);
-        let mut avoid: Option<String> = None;
+        // The endpoint of the failed attempt, which the next one avoids.
+        let mut avoid: Option<Arc<Endpoint>> = None;
         let mut attempt = 0;
         loop {
             attempt += 1;
             let picked = self
-                .ready_endpoint(avoid.as_deref(), deadline, &mut rng)
+                .ready_endpoint(
+                    avoid.as_deref().map(|e| e.id.as_str()),
+                    &mut deadline,
+                    &mut rng,
+                )
                 .await?;
-            let mut channel = picked.channel.clone();
-            let generation = picked.generation;
             let mut call = InFlight::new(pool.clone(), picked);
-            let endpoint = call.endpoint().id.clone();
-            let may_retry = attempt < MAX_ATTEMPTS && pool.has_other_usable(&endpoint);
+            // Asked only once an attempt failed: whether another endpoint could take it.
+            let may_retry = |call: &InFlight| {
+                attempt < MAX_ATTEMPTS && pool.has_other_usable(&call.endpoint().id)
+            };
             // The channel's buffer fails readiness only when its worker is gone; the request
             // is still ours, so another endpoint can take it.
-            if let Err(error) = channel.ready().await {
+            if let Err(error) = call.channel.ready().await {
                 call.judge(Verdict::Unavailable);
-                pool.connection_stale(call.endpoint(), generation);
-                if may_retry {
-                    tracing::debug!(service = %pool.service, %endpoint, %error, "endpoint channel closed; trying another");
+                pool.connection_stale(call.endpoint(), call.generation);
+                if may_retry(&call) {
+                    tracing::debug!(service = %pool.service, endpoint = %call.endpoint().id, %error, "endpoint channel closed; trying another");
                     pool.counters.retries.inc();
-                    avoid = Some(endpoint);
+                    avoid = Some(call.endpoint().clone());
                     continue;
                 }
                 return Err(Error::Transport {
-                    endpoint,
+                    endpoint: call.endpoint().id.clone(),
                     source: error.into(),
                 });
             }
@@ -226,22 +231,24 @@ impl Shared {
                 unreachable!("every retry puts a body back");
             };
             let request = http::Request::from_parts(copy_parts(&parts), Body::new(this_body));
-            match channel.call(request).await {
+            match call.channel.call(request).await {
                 Ok(response) => {
                     let (head, response_body) = response.into_parts();
                     if let Some(verdict) = body::verdict(&head.headers) {
                         // A trailers-only answer: the status is all there is.
                         call.judge(verdict);
                         if verdict == Verdict::Unavailable
-                            && may_retry
-                            && let Ok(Some(again)) =
-                                tokio::time::timeout_at(deadline.at, replay.replay_when_released())
-                                    .await
+                            && may_retry(&call)
+                            && let Ok(Some(again)) = tokio::time::timeout_at(
+                                deadline.get().at,
+                                replay.replay_when_released(),
+                            )
+                            .await
                         {
-                            tracing::debug!(service = %pool.service, %endpoint, "endpoint answered unavailable; trying another");
+                            tracing::debug!(service = %pool.service, endpoint = %call.endpoint().id, "endpoint answered unavailable; trying another");
                             pool.counters.retries.inc();
                             body = Some(again);
-                            avoid = Some(endpoint);
+                            avoid = Some(call.endpoint().clone());
                             continue;
                         }
                     } else if matches!(head.status.as_u16(), 502..=504) {
@@ -254,23 +261,25 @@ impl Shared {
                     call.judge(Verdict::Unavailable);
                     let error: BoxError = error.into();
                     if connection_done(&*error) {
-                        pool.connection_stale(call.endpoint(), generation);
+                        pool.connection_stale(call.endpoint(), call.generation);
                     }
-                    if may_retry
-                        && never_sent(&*error)
-                        && let Ok(Some(again)) =
-                            tokio::time::timeout_at(deadline.at, replay.replay_when_released())
-                                .await
+                    if never_sent(&*error)
+                        && may_retry(&call)
+                        && let Ok(Some(again)) = tokio::time::timeout_at(
+                            deadline.get().at,
+                            replay.replay_when_released(),
+                        )
+                        .await
                     {
-                        tracing::debug!(service = %pool.service, %endpoint, error = %DisplayChain(&*error), "request not sent; trying another endpoint");
+                        tracing::debug!(service = %pool.service, endpoint = %call.endpoint().id, error = %DisplayChain(&*error), "request not sent; trying another endpoint");
                         pool.counters.retries.inc();
                         body = Some(again);
-                        avoid = Some(endpoint);
+                        avoid = Some(call.endpoint().clone());
                         continue;
                     }
-                    tracing::debug!(service = %pool.service, %endpoint, error = %DisplayChain(&*error), "call failed in transport");
+                    tracing::debug!(service = %pool.service, endpoint = %call.endpoint().id, error = %DisplayChain(&*error), "call failed in transport");
                     return Err(Error::Transport {
-                        endpoint,
+                        endpoint: call.endpoint().id.clone(),
                         source: error,
                     });
                 }
@@ -282,12 +291,17 @@ impl Shared {
     async fn ready_endpoint(
         &self,
         avoid: Option<&str>,
-        deadline: Deadline,
+        deadline: &mut LazyDeadline<'_>,
         rng: &mut fastrand::Rng,
     ) -> Result<Picked, Error> {
         let pool = &self.pool;
-        // Subscribe before looking, so a change between the look and the wait is not lost.
+        if let Some(picked) = pool.pick(avoid, rng) {
+            return Ok(picked);
+        }
+        // Subscribe before looking again, so a change between the look and the wait is not
+        // lost.
         let mut changes = pool.subscribe();
+        let deadline = deadline.get();
         loop {
             if let Some(picked) = pool.pick(avoid, rng) {
                 return Ok(picked);
@@ -317,6 +331,37 @@ impl Shared {
     }
 }
 
+/// A call's [`Deadline`]. Reading the clock is not free on every machine (it traps to the
+/// hypervisor on some virtual ones) and most calls never wait, so without a caller's
+/// deadline it is worked out when the call first has to wait: the empty timeout counts
+/// from then. A caller's `grpc-timeout` counts from the call's start.
+struct LazyDeadline<'a> {
+    empty_timeout: Duration,
+    headers: &'a http::HeaderMap,
+    deadline: Option<Deadline>,
+}
+
+impl<'a> LazyDeadline<'a> {
+    fn new(empty_timeout: Duration, headers: &'a http::HeaderMap) -> Self {
+        let deadline = headers
+            .contains_key(&GRPC_TIMEOUT)
+            .then(|| Deadline::for_call(empty_timeout, headers));
+        LazyDeadline {
+            empty_timeout,
+            headers,
+            deadline,
+        }
+    }
+
+    fn get(&mut self) -> Deadline {
+        *self
+            .deadline
+            .get_or_insert_with(|| Deadline::for_call(self.empty_timeout, self.headers))
+    }
+}
+
+const GRPC_TIMEOUT: http::HeaderName = http::HeaderName::from_static("grpc-timeout");
+
 /// When a call stops waiting for an endpoint: after the channel's empty timeout, or at
 /// the caller's own deadline (`grpc-timeout`) if that comes first.
 #[derive(Debug, Clone, Copy)]
@@ -334,7 +379,7 @@ impl Deadline {
         let started = Instant::now();
         let empty = started + empty_timeout;
         match headers
-            .get("grpc-timeout")
+            .get(&GRPC_TIMEOUT)
             .and_then(|v| grpc_timeout(v.as_bytes()))
         {
             Some(timeout) if started + timeout < empty => Deadline {

@@ -62,7 +62,7 @@ pub(super) async fn run(
             tokio::time::sleep_until(until).await;
         }
         let (connector, live) = Tracked::new(&target);
-        match target.connect_with_connector(connector).await {
+        match connect(&target, connector, pool.config.connect_timeout).await {
             Ok(channel) => {
                 attempt = 0;
                 let mut closed = live.subscribe();
@@ -85,7 +85,7 @@ pub(super) async fn run(
                 tracing::debug!(
                     endpoint = %endpoint.id,
                     authority = %endpoint.authority,
-                    error = %DisplayChain(&error),
+                    error = %DisplayChain(&*error),
                     retry_in = ?delay,
                     "connect failed"
                 );
@@ -93,6 +93,33 @@ pub(super) async fn run(
                 tokio::time::sleep_until(Instant::now() + delay).await;
             }
         }
+    }
+}
+
+/// Makes one connection (TCP, TLS if configured, the HTTP/2 handshake) within `limit`.
+///
+/// The limit is applied here rather than through tonic's `Endpoint::connect_timeout`,
+/// which also wraps the connection's IO in a timeout layer that every read and write of
+/// every call then goes through.
+async fn connect<C>(
+    target: &tonic::transport::Endpoint,
+    connector: C,
+    limit: Option<Duration>,
+) -> Result<tonic::transport::Channel, BoxError>
+where
+    C: Service<Uri, Response = TcpIo, Error = BoxError> + Send + 'static,
+    C::Future: Send,
+{
+    let connecting = target.connect_with_connector(connector);
+    match limit {
+        None => Ok(connecting.await?),
+        Some(limit) => match tokio::time::timeout(limit, connecting).await {
+            Ok(connected) => Ok(connected?),
+            Err(_) => Err(Box::new(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("connecting took longer than {limit:?}"),
+            ))),
+        },
     }
 }
 
@@ -118,6 +145,9 @@ struct Tracked {
     http: HttpConnector,
     live: Arc<watch::Sender<usize>>,
 }
+
+/// A tracked TCP connection.
+type TcpIo = TrackedIo<<HttpConnector as Service<Uri>>::Response>;
 
 /// The IO of one tracked connection; dropping it counts the connection as closed.
 struct TrackedIo<T> {
@@ -147,7 +177,7 @@ impl Tracked {
 }
 
 impl Service<Uri> for Tracked {
-    type Response = TrackedIo<<HttpConnector as Service<Uri>>::Response>;
+    type Response = TcpIo;
     type Error = BoxError;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
 
@@ -217,6 +247,45 @@ impl<T: hyper::rt::Write + Unpin> hyper::rt::Write for TrackedIo<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A connector whose connections never complete, like a SYN to a black hole.
+    #[derive(Clone)]
+    struct Hanging;
+
+    impl Service<Uri> for Hanging {
+        type Response = TcpIo;
+        type Error = BoxError;
+        type Future = std::future::Pending<Result<Self::Response, BoxError>>;
+
+        fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, _uri: Uri) -> Self::Future {
+            std::future::pending()
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_attempt_gives_up_at_the_connect_timeout() {
+        let target = tonic::transport::Endpoint::from_static("http://192.0.2.1:50051");
+        let started = Instant::now();
+        let attempt = connect(&target, Hanging, Some(Duration::from_secs(3)));
+        let error = tokio::time::timeout(Duration::from_secs(60), attempt)
+            .await
+            .expect("the attempt ends by itself")
+            .expect_err("a connection that never completes fails");
+        assert_eq!(
+            started.elapsed(),
+            Duration::from_secs(3),
+            "gave up exactly at the limit"
+        );
+        let error = error
+            .downcast::<io::Error>()
+            .expect("the timeout is an io::Error");
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut, "{error}");
+        assert!(error.to_string().contains("3s"), "names the limit: {error}");
+    }
 
     #[test]
     fn backoff_grows_to_the_cap_and_stays_in_the_upper_half() {

