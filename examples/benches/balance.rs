@@ -4,11 +4,13 @@
 //! - throughput: 64 concurrent callers making unary calls for one second per measurement;
 //! - latency: one caller, p50 of 2,000 sequential calls.
 //!
-//! The three variants are measured in interleaved rounds (timings on a shared 2-core machine
-//! move ±20% run to run, so only ratios within one run mean anything); medians over the
-//! rounds and the ratios are printed. Run: `cargo bench -p examples --bench balance`
-//! (or `cargo xtask bench`); `ROUNDS=n` changes the number of rounds (default 7), and
-//! `ONLY=0|1|2` measures one variant alone (for a profiler).
+//! The four variants (the last is this channel over the direct variant's one backend) are
+//! measured in interleaved rounds (timings on a shared 2-core machine move ±20% run to run,
+//! so only ratios within one run mean anything); printed are each variant's median over the
+//! rounds and the median of each round's own comparison with direct. Run:
+//! `cargo bench -p examples --bench balance` (or `cargo xtask bench`); `ROUNDS=n` changes
+//! the number of rounds (default 7), and `ONLY=0|1|2|3` measures one variant alone (for a
+//! profiler).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -160,24 +162,29 @@ async fn run(addrs: Vec<SocketAddr>, rounds: usize) {
         eprintln!("round {}/{rounds} done", round + 1);
     }
 
+    // Besides the medians of each variant, the median over rounds of each round's own
+    // comparison with direct: a round's variants run back to back, so their comparison is
+    // less exposed to the machine's load drifting between rounds.
     println!(
         "\n{CALLERS} concurrent callers, unary Add, {rounds} interleaved rounds of {MEASURE:?}:"
     );
-    let med_rps: Vec<f64> = rps.iter_mut().map(|v| median(v)).collect();
     for (i, (name, _)) in variants.iter().enumerate() {
+        let ratios = paired(&rps[i], &rps[1], |v, d| v / d);
         println!(
-            "  {name:32} median {:>9.0} calls/s  ({:.3} of direct)",
-            med_rps[i],
-            med_rps[i] / med_rps[1]
+            "  {name:32} median {:>9.0} calls/s  ({:.3} of direct; per round {})",
+            median(&mut rps[i].clone()),
+            median(&mut ratios.clone()),
+            list(&ratios, 3),
         );
     }
     println!("\n1 caller, p50 latency of {LATENCY_CALLS} calls, median over rounds:");
-    let med_p50: Vec<f64> = p50.iter_mut().map(|v| median(v)).collect();
     for (i, (name, _)) in variants.iter().enumerate() {
+        let deltas = paired(&p50[i], &p50[1], |v, d| v - d);
         println!(
-            "  {name:32} p50 {:>7.1} µs  ({:+.1} µs vs direct)",
-            med_p50[i],
-            med_p50[i] - med_p50[1]
+            "  {name:32} p50 {:>7.1} µs  ({:+.1} µs vs direct; per round {})",
+            median(&mut p50[i].clone()),
+            median(&mut deltas.clone()),
+            list(&deltas, 1),
         );
     }
     let stats = ours.stats();
@@ -246,6 +253,22 @@ async fn latency_p50(make: &dyn Fn() -> Client) -> f64 {
         samples.push(start.elapsed().as_secs_f64() * 1e6);
     }
     median(&mut samples)
+}
+
+/// Each round's `compare(variant, direct)`, sorted.
+fn paired(variant: &[f64], direct: &[f64], compare: impl Fn(f64, f64) -> f64) -> Vec<f64> {
+    let mut out: Vec<f64> = variant
+        .iter()
+        .zip(direct)
+        .map(|(v, d)| compare(*v, *d))
+        .collect();
+    out.sort_by(f64::total_cmp);
+    out
+}
+
+fn list(values: &[f64], decimals: usize) -> String {
+    let parts: Vec<String> = values.iter().map(|v| format!("{v:.decimals$}")).collect();
+    format!("[{}]", parts.join(" "))
 }
 
 fn median(values: &mut [f64]) -> f64 {
