@@ -35,6 +35,7 @@ mod ui;
 mod web;
 mod wire;
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -86,8 +87,9 @@ pub enum Error {
 
 /// How the agent presents itself and the timings of its reaper.
 ///
-/// Built with [`Config::default`] and the `#[must_use]` setters.
-#[derive(Debug, Clone)]
+/// Built with [`Config::default`] and the `#[must_use]` setters. Its `Debug` output shows
+/// whether an ACL token is set, never the token.
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct Config {
     /// The local node's name (default: the host name).
@@ -117,6 +119,28 @@ impl Default for Config {
             reaper_interval: Duration::from_secs(30),
             min_deregister_after: Duration::from_secs(60),
         }
+    }
+}
+
+/// By hand so that the management token never reaches a log or a panic message.
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Config {
+            node_name,
+            node_id,
+            datacenter,
+            acl_token,
+            reaper_interval,
+            min_deregister_after,
+        } = self;
+        f.debug_struct("Config")
+            .field("node_name", node_name)
+            .field("node_id", node_id)
+            .field("datacenter", datacenter)
+            .field("acl_token", &acl_token.as_ref().map(|_| "<redacted>"))
+            .field("reaper_interval", reaper_interval)
+            .field("min_deregister_after", min_deregister_after)
+            .finish()
     }
 }
 
@@ -419,3 +443,27 @@ impl Future for PolicyHeaderFuture {
 
 const X_CONSUL_DEFAULT_ACL_POLICY: HeaderName =
     HeaderName::from_static("x-consul-default-acl-policy");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_debug_redacts_the_acl_token() {
+        let config = Config::default().node_name("n1").acl_token("s3cr3t-token");
+        let debug = format!("{config:?}");
+        assert!(
+            !debug.contains("s3cr3t-token"),
+            "the token must not appear in Debug output: {debug}"
+        );
+        assert!(
+            debug.contains("acl_token: Some(\"<redacted>\")") && debug.contains("\"n1\""),
+            "Debug output still shows the other fields and that a token is set: {debug}"
+        );
+        let without = format!("{:?}", Config::default());
+        assert!(
+            without.contains("acl_token: None"),
+            "no token shows as None: {without}"
+        );
+    }
+}

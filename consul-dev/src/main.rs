@@ -1,6 +1,7 @@
 //! The `consul-dev` binary: a single-node, in-memory, Consul-compatible agent.
 #![forbid(unsafe_code)]
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -9,7 +10,7 @@ use clap::Parser;
 use consul_dev::{Config, DevAgent};
 
 /// A single-node, in-memory, Consul-compatible agent for development and tests.
-#[derive(Debug, Parser)]
+#[derive(Parser)]
 #[command(name = "consul-dev", version)]
 struct Args {
     /// Address of the HTTP API.
@@ -21,8 +22,9 @@ struct Args {
     /// Datacenter name.
     #[arg(long, default_value = "dc1")]
     datacenter: String,
-    /// Turn ACLs on (default deny) with this management token.
-    #[arg(long)]
+    /// Turn ACLs on (default deny) with this management token. Prefer the environment
+    /// variable: a command-line argument is visible to every user in process listings.
+    #[arg(long, env = "CONSUL_DEV_ACL_TOKEN", hide_env_values = true)]
     acl_token: Option<String>,
     /// Test flag: reaper period in milliseconds (Consul: 30000).
     #[arg(long, value_name = "MS")]
@@ -30,6 +32,28 @@ struct Args {
     /// Test flag: floor of DeregisterCriticalServiceAfter in milliseconds (Consul: 60000).
     #[arg(long, value_name = "MS")]
     min_deregister_after_ms: Option<u64>,
+}
+
+/// By hand so that the management token never reaches a log or a panic message.
+impl fmt::Debug for Args {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Args {
+            http_addr,
+            node,
+            datacenter,
+            acl_token,
+            reaper_interval_ms,
+            min_deregister_after_ms,
+        } = self;
+        f.debug_struct("Args")
+            .field("http_addr", http_addr)
+            .field("node", node)
+            .field("datacenter", datacenter)
+            .field("acl_token", &acl_token.as_ref().map(|_| "<redacted>"))
+            .field("reaper_interval_ms", reaper_interval_ms)
+            .field("min_deregister_after_ms", min_deregister_after_ms)
+            .finish()
+    }
 }
 
 #[tokio::main]
@@ -79,4 +103,51 @@ async fn wait_for_signal() -> anyhow::Result<()> {
         .await
         .context("waiting for Ctrl-C")?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::*;
+
+    #[test]
+    fn acl_token_names_its_env_var_and_hides_its_value() {
+        let command = Args::command();
+        let arg = command
+            .get_arguments()
+            .find(|a| a.get_id() == "acl_token")
+            .expect("an --acl-token argument");
+        assert_eq!(
+            arg.get_env().and_then(|e| e.to_str()),
+            Some("CONSUL_DEV_ACL_TOKEN"),
+            "--acl-token falls back to CONSUL_DEV_ACL_TOKEN"
+        );
+        assert!(
+            arg.is_hide_env_values_set(),
+            "--help must not print the token taken from the environment"
+        );
+    }
+
+    #[test]
+    fn acl_token_flag_still_parses() {
+        let args = Args::try_parse_from(["consul-dev", "--acl-token", "from-flag"])
+            .expect("--acl-token parses");
+        assert_eq!(args.acl_token.as_deref(), Some("from-flag"));
+    }
+
+    #[test]
+    fn debug_output_redacts_the_token() {
+        let args = Args::try_parse_from(["consul-dev", "--acl-token", "s3cr3t-token"])
+            .expect("--acl-token parses");
+        let debug = format!("{args:?}");
+        assert!(
+            !debug.contains("s3cr3t-token"),
+            "the token must not appear in Debug output: {debug}"
+        );
+        assert!(
+            debug.contains("<redacted>"),
+            "Debug output shows that a token is set: {debug}"
+        );
+    }
 }
