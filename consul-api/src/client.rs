@@ -270,25 +270,34 @@ impl Client {
             .map_err(|e| Error::config("path", format!("{path:?}: {e}")))
     }
 
+    /// A request to `path` with the client's settings, and `opts`' where it has them. No I/O.
     fn request(
         &self,
         method: Method,
         path: &str,
-        token: Option<&Token>,
+        opts: Option<&QueryOptions>,
     ) -> Result<RequestBuilder, Error> {
         let mut req = self.http.request(method, self.url(path)?);
+        let token = opts.and_then(|o| o.token.as_ref());
         if let Some(token) = token.or(self.config.token.as_ref()) {
             req = req.header("X-Consul-Token", token.expose());
         }
         if let Some(auth) = &self.config.basic_auth {
             req = req.basic_auth(&auth.username, auth.password.as_ref().map(Token::expose));
         }
-        // Enterprise scoping; Consul CE refuses the parameters, so only when configured.
-        if let Some(ns) = &self.config.namespace {
+        // Enterprise scoping; Consul CE refuses the parameters, so only when configured. A
+        // request's own namespace or partition (sent with its other pairs) replaces the
+        // client's, as `params.Set` does in Consul's Go client: each is sent at most once.
+        let own_namespace = opts.is_some_and(|o| o.namespace.is_some());
+        if let Some(ns) = self.config.namespace.as_ref().filter(|_| !own_namespace) {
             req = req.query(&[("ns", ns)]);
         }
-        if let Some(partition) = &self.config.partition {
+        let own_partition = opts.is_some_and(|o| o.partition.is_some());
+        if let Some(partition) = self.config.partition.as_ref().filter(|_| !own_partition) {
             req = req.query(&[("partition", partition)]);
+        }
+        if let Some(opts) = opts {
+            req = req.query(&opts.pairs());
         }
         Ok(req)
     }
@@ -308,8 +317,7 @@ impl Client {
             self.config.request_timeout
         };
         let req = self
-            .request(Method::GET, path, opts.token.as_ref())?
-            .query(&opts.pairs())
+            .request(Method::GET, path, Some(opts))?
             .timeout(timeout);
         let resp = send(req).await?;
         let meta = QueryMeta::from_headers(resp.headers());
@@ -325,8 +333,7 @@ impl Client {
         opts: &QueryOptions,
     ) -> Result<(StatusCode, QueryMeta, Vec<u8>), Error> {
         let req = self
-            .request(Method::GET, path, opts.token.as_ref())?
-            .query(&opts.pairs())
+            .request(Method::GET, path, Some(opts))?
             .timeout(self.config.request_timeout);
         let resp = req.send().await.map_err(Error::from_reqwest)?;
         let status = resp.status();
@@ -446,5 +453,77 @@ mod tests {
         );
         assert!(QueryOptions::blocking(1, Duration::from_secs(1)).blocks());
         assert!(QueryOptions::blocking_hash("h", Duration::from_secs(1)).blocks());
+    }
+
+    /// The values of `key` in the query string of a read built with `config` and `opts`.
+    fn sent(config: Config, opts: &QueryOptions, key: &str) -> Vec<String> {
+        let client = Client::new(config).expect("client builds");
+        let req = client
+            .request(Method::GET, "/v1/health/service/web", Some(opts))
+            .expect("request builds")
+            .build()
+            .expect("request is valid");
+        req.url()
+            .query_pairs()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn a_requests_namespace_and_partition_replace_the_clients() {
+        let config = || {
+            Config::new("127.0.0.1:8500")
+                .expect("address parses")
+                .with_namespace("client-ns")
+                .with_partition("client-part")
+        };
+        let mut own = QueryOptions::default().with_passing(true);
+        own.namespace = Some("request-ns".into());
+        own.partition = Some("request-part".into());
+        assert_eq!(
+            sent(config(), &own, "ns"),
+            ["request-ns"],
+            "one ns, the request's"
+        );
+        assert_eq!(
+            sent(config(), &own, "partition"),
+            ["request-part"],
+            "one partition, the request's"
+        );
+        assert_eq!(
+            sent(config(), &own, "passing"),
+            ["true"],
+            "the request's other pairs are still sent"
+        );
+
+        let plain = QueryOptions::default();
+        assert_eq!(
+            sent(config(), &plain, "ns"),
+            ["client-ns"],
+            "without its own, a request has the client's ns"
+        );
+        assert_eq!(
+            sent(config(), &plain, "partition"),
+            ["client-part"],
+            "without its own, a request has the client's partition"
+        );
+
+        let only_ns = QueryOptions {
+            namespace: Some("request-ns".into()),
+            ..QueryOptions::default()
+        };
+        assert_eq!(
+            sent(config(), &only_ns, "partition"),
+            ["client-part"],
+            "a request's ns leaves the client's partition in place"
+        );
+
+        let bare = Config::new("127.0.0.1:8500").expect("address parses");
+        assert!(
+            sent(bare.clone(), &plain, "ns").is_empty()
+                && sent(bare, &plain, "partition").is_empty(),
+            "Consul CE refuses ns and partition, so unset means not sent"
+        );
     }
 }
