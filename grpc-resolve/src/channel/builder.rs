@@ -125,7 +125,9 @@ impl Builder {
     }
 
     /// Connects with `https://` URIs, as tonic needs for the TLS configured through
-    /// [`Builder::endpoint`].
+    /// [`Builder::endpoint`] (`ep.tls_config(..)`, which needs one of tonic's TLS features,
+    /// such as `tls-ring`, enabled in the application's own tonic dependency; this crate's
+    /// `tests/tls.rs` shows the whole setup).
     pub fn https(mut self, yes: bool) -> Self {
         self.config.scheme = if yes { "https" } else { "http" };
         self
