@@ -1,10 +1,7 @@
 //! TLS through the builder's endpoint hook: the channel's own connector (which watches the
 //! connection) carries tonic's TLS, the server's certificate is verified, and an endpoint
-//! whose certificate the client does not trust never becomes ready.
-//!
-//! The certificates in `tests/tls/` are for tests only: a CA and a `localhost`/127.0.0.1
-//! server certificate it signed, valid until 2126 (made with `openssl req -x509` and
-//! `openssl x509 -req`, P-256 keys).
+//! whose certificate the client does not trust never becomes ready. The certificates are
+//! the workspace's test-only ones in `testdata/tls/`.
 
 mod common;
 
@@ -18,9 +15,9 @@ use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, ClientTlsConfig, Identity, Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
 
-const CA: &str = include_str!("tls/ca.pem");
-const SERVER_CERT: &str = include_str!("tls/server.pem");
-const SERVER_KEY: &str = include_str!("tls/server.key");
+const CA: &str = include_str!("../../testdata/tls/ca.pem");
+const SERVER_CERT: &str = include_str!("../../testdata/tls/server.pem");
+const SERVER_KEY: &str = include_str!("../../testdata/tls/server.key");
 
 /// A health server that speaks only TLS.
 async fn tls_backend() -> SocketAddr {
