@@ -10,7 +10,10 @@
 //! rounds and the median of each round's own comparison with direct. Run:
 //! `cargo bench -p examples --bench balance` (or `cargo xtask bench`); `ROUNDS=n` changes
 //! the number of rounds (default 7), and `ONLY=0|1|2|3` measures one variant alone (for a
-//! profiler).
+//! profiler). Besides latency, it prints the CPU time the calling thread spends per call
+//! (Linux), which moves much less than latency and shows the channel's own per-call cost
+//! (for `balance_channel` the balancing runs on its buffer's worker thread, not the
+//! caller's).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -151,13 +154,18 @@ async fn run(addrs: Vec<SocketAddr>, rounds: usize) {
     let only: Option<usize> = std::env::var("ONLY").ok().and_then(|v| v.parse().ok());
     let mut rps: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
     let mut p50: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
+    let mut cpu: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
     for round in 0..rounds {
         for (i, (_, make)) in variants.iter().enumerate() {
             if only.is_some_and(|o| o != i) {
                 continue;
             }
             rps[i].push(throughput(make, MEASURE).await);
-            p50[i].push(latency_p50(make).await);
+            let (latency, caller_cpu) = latency_p50(make).await;
+            p50[i].push(latency);
+            if let Some(caller_cpu) = caller_cpu {
+                cpu[i].push(caller_cpu);
+            }
         }
         eprintln!("round {}/{rounds} done", round + 1);
     }
@@ -186,6 +194,20 @@ async fn run(addrs: Vec<SocketAddr>, rounds: usize) {
             median(&mut deltas.clone()),
             list(&deltas, 1),
         );
+    }
+    if cpu.iter().all(|v| v.len() == rounds) {
+        // Less noisy than latency: the CPU the calling thread spends per call (the caller
+        // runs on this thread; connections and servers run on others).
+        println!("\n1 caller, CPU time of the calling thread per call, median over rounds:");
+        for (i, (name, _)) in variants.iter().enumerate() {
+            let deltas = paired(&cpu[i], &cpu[1], |v, d| v - d);
+            println!(
+                "  {name:32} {:>6.1} µs  ({:+.1} µs vs direct; per round {})",
+                median(&mut cpu[i].clone()),
+                median(&mut deltas.clone()),
+                list(&deltas, 1),
+            );
+        }
     }
     let stats = ours.stats();
     println!("\nDiscoveredChannel stats after the run: {stats:?}");
@@ -244,15 +266,31 @@ async fn throughput(make: &dyn Fn() -> Client, duration: Duration) -> f64 {
     ok.load(Ordering::Relaxed) as f64 / elapsed
 }
 
-async fn latency_p50(make: &dyn Fn() -> Client) -> f64 {
+/// The p50 latency of sequential calls from one caller, and the CPU time the calling
+/// thread spent per call where the platform tells it.
+async fn latency_p50(make: &dyn Fn() -> Client) -> (f64, Option<f64>) {
     let mut client = make();
     let mut samples = Vec::with_capacity(LATENCY_CALLS);
+    let cpu_before = thread_cpu_ns();
     for i in 0..LATENCY_CALLS {
         let start = Instant::now();
         client.add(i as i64).await;
         samples.push(start.elapsed().as_secs_f64() * 1e6);
     }
-    median(&mut samples)
+    let cpu = thread_cpu_ns()
+        .zip(cpu_before)
+        .map(|(after, before)| after.saturating_sub(before) as f64 / 1e3 / LATENCY_CALLS as f64);
+    (median(&mut samples), cpu)
+}
+
+/// CPU time this thread has run, in nanoseconds (Linux's schedstat; `None` elsewhere).
+fn thread_cpu_ns() -> Option<u64> {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// Each round's `compare(variant, direct)`, sorted.
