@@ -374,25 +374,57 @@ pub(crate) enum WatchKey {
 
 /// Runs `compute` until its index exceeds `b.index`, the wait expires or the agent stops.
 /// Without an index (or index 0) answers at once.
+pub(crate) async fn block<T>(
+    state: &AppState,
+    b: Blocking,
+    key: WatchKey,
+    compute: impl FnMut(&Store) -> (u64, T),
+) -> (u64, T) {
+    wait_for(state, b.wait, key, compute, |(index, _)| {
+        b.index == 0 || *index > b.index
+    })
+    .await
+}
+
+/// Like [`block`], but waits for a change in a content hash (agent service hash blocking).
+/// Without a hash (or an empty one) answers at once; `None` from `compute` (the service
+/// is gone) also answers at once.
+pub(crate) async fn block_hash<T>(
+    state: &AppState,
+    hash: Option<&str>,
+    wait: Duration,
+    key: WatchKey,
+    compute: impl FnMut(&Store) -> Option<(String, T)>,
+) -> Option<(String, T)> {
+    wait_for(state, wait, key, compute, |result| match (hash, result) {
+        (Some(want), Some((have, _))) => want.is_empty() || want != have,
+        _ => true,
+    })
+    .await
+}
+
+/// The blocking-query loop: runs `compute` under the store's lock until `answers` accepts
+/// its result, the wait expires or the agent stops, and returns the last result.
 ///
 /// A query subscribes only once it must wait, under the same lock as the `compute` it waits
 /// after, so no change can fall in between; and it keeps that receiver until it answers, so
 /// a woken query that answers (the common case) takes the store's lock once and no new
 /// subscription.
-pub(crate) async fn block<T>(
+async fn wait_for<R>(
     state: &AppState,
-    b: Blocking,
+    wait: Duration,
     key: WatchKey,
-    mut compute: impl FnMut(&Store) -> (u64, T),
-) -> (u64, T) {
-    let deadline = tokio::time::Instant::now() + b.wait;
+    mut compute: impl FnMut(&Store) -> R,
+    answers: impl Fn(&R) -> bool,
+) -> R {
+    let deadline = tokio::time::Instant::now() + wait;
     let mut shutdown = state.shutdown.clone();
     let mut subscription: Option<watch::Receiver<u64>> = None;
     loop {
         let rx = {
             let mut store = state.lock();
             let result = compute(&store);
-            if b.index == 0 || result.0 > b.index || *shutdown.borrow() {
+            if answers(&result) || *shutdown.borrow() {
                 return result;
             }
             match &mut subscription {
@@ -416,46 +448,6 @@ pub(crate) async fn block<T>(
         if lost {
             subscription = None;
             tokio::task::yield_now().await;
-        }
-    }
-}
-
-/// Like [`block`], but waits for a change in a content hash (agent service hash blocking).
-pub(crate) async fn block_hash<T>(
-    state: &AppState,
-    hash: Option<&str>,
-    wait: Duration,
-    key: WatchKey,
-    mut compute: impl FnMut(&Store) -> Option<(String, T)>,
-) -> Option<(String, T)> {
-    let deadline = tokio::time::Instant::now() + wait;
-    let mut shutdown = state.shutdown.clone();
-    loop {
-        let (mut rx, result) = {
-            let mut store = state.lock();
-            let rx = subscribe(&mut store, &key);
-            (rx, compute(&store))
-        };
-        let (h, value) = result?;
-        match hash {
-            Some(want) if !want.is_empty() && want == h && !*shutdown.borrow() => {}
-            _ => return Some((h, value)),
-        }
-        let _blocked = BlockedGuard::enter(&state.blocked);
-        tokio::select! {
-            changed = rx.changed() => {
-                if changed.is_err() {
-                    tokio::task::yield_now().await;
-                }
-            }
-            () = tokio::time::sleep_until(deadline) => {
-                let store = state.lock();
-                return compute(&store);
-            }
-            _ = shutdown.changed() => {
-                let store = state.lock();
-                return compute(&store);
-            }
         }
     }
 }
