@@ -429,40 +429,36 @@ fn copy_parts(parts: &http::request::Parts) -> http::request::Parts {
 /// the connection could not be made, hyper gave the request back before dispatching it, or
 /// the server's HTTP/2 layer said it did not process the stream.
 fn never_sent(error: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cause = Some(error);
-    while let Some(error) = cause {
-        if error.is::<tonic::ConnectError>()
+    any_cause(error, |error| {
+        error.is::<tonic::ConnectError>()
             || error
                 .downcast_ref::<hyper::Error>()
                 .is_some_and(hyper::Error::is_canceled)
             || error.downcast_ref::<h2::Error>().is_some_and(unprocessed)
-        {
-            return true;
-        }
-        cause = error.source();
-    }
-    false
+    })
 }
 
 /// Whether a transport error shows the endpoint's connection takes no new calls, though
 /// streams still in flight may keep its socket open: hyper says the connection closed, the
 /// server's GOAWAY came, or tonic is already connecting again (and failed).
 fn connection_done(error: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cause = Some(error);
-    while let Some(error) = cause {
-        if error.is::<tonic::ConnectError>()
+    any_cause(error, |error| {
+        error.is::<tonic::ConnectError>()
             || error
                 .downcast_ref::<hyper::Error>()
                 .is_some_and(hyper::Error::is_canceled)
             || error
                 .downcast_ref::<h2::Error>()
                 .is_some_and(|e| e.is_go_away() && e.is_remote())
-        {
-            return true;
-        }
-        cause = error.source();
-    }
-    false
+    })
+}
+
+/// Whether `error` or any error in its chain of sources satisfies `test`.
+fn any_cause(
+    error: &(dyn std::error::Error + 'static),
+    test: impl Fn(&(dyn std::error::Error + 'static)) -> bool,
+) -> bool {
+    std::iter::successors(Some(error), |error| error.source()).any(test)
 }
 
 /// Whether an HTTP/2 error says the server did not process the stream (RFC 9113 §8.7):
