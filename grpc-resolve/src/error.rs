@@ -40,6 +40,18 @@ pub enum Error {
         #[source]
         source: BoxError,
     },
+    /// The call took longer than its deadline (`grpc-timeout`) or the channel's own
+    /// [`timeout`](crate::Builder::timeout) allowed, before its response headers came.
+    ///
+    /// The source is a `tonic::Status` with code `DeadlineExceeded`.
+    #[error("call timed out after {after:?}")]
+    Timeout {
+        /// The limit that ran out.
+        after: Duration,
+        /// The status a tonic client reports.
+        #[source]
+        status: tonic::Status,
+    },
     /// A target string could not be parsed.
     #[error("invalid target {target:?}: {reason}")]
     InvalidTarget {
@@ -69,6 +81,14 @@ impl Error {
             service: service.to_owned(),
             waited,
             status,
+        }
+    }
+
+    /// A call ran out of time after `after`.
+    pub(crate) fn timeout(after: Duration) -> Self {
+        Error::Timeout {
+            after,
+            status: tonic::Status::deadline_exceeded(format!("call timed out after {after:?}")),
         }
     }
 

@@ -39,7 +39,10 @@
 //! - [`discover`]: a task follows the resolver's watch and applies each snapshot's diff
 //!   as it arrives, traffic or not; resolver errors keep the last good set.
 //! - the pool: each endpoint connects eagerly in its own task, is *ready* only while its
-//!   connection is up, and is ejected for a while after consecutive failures.
+//!   connection is up, and is ejected for a while after consecutive failures. The
+//!   connection is one hyper HTTP/2 connection (TLS with the `tls` feature, on by default)
+//!   that calls send on directly, without a tonic `Channel`'s buffer task in between;
+//!   endpoint settings (keepalive, windows, concurrency limit, TLS) are the [`Builder`]'s.
 //! - the balancer: weighted power of two choices over ready endpoints, by in-flight calls
 //!   per unit of weight; with [`Builder::prefer_locality`], only over those in the preferred
 //!   zone while any of them is ready.
@@ -59,3 +62,8 @@ pub use channel::{Builder, DiscoveredChannel, ResponseFuture};
 pub use error::{BoxError, Error};
 pub use pool::{EndpointInfo, Stats};
 pub use target::Target;
+
+/// The rustls this crate's TLS is built on (the `tls` feature), for
+/// [`Builder::tls`]'s `ClientConfig`.
+#[cfg(feature = "tls")]
+pub use tokio_rustls::rustls;

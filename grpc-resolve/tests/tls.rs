@@ -1,18 +1,22 @@
-//! TLS through the builder's endpoint hook: the channel's own connector (which watches the
-//! connection) carries tonic's TLS, the server's certificate is verified, and an endpoint
-//! whose certificate the client does not trust never becomes ready. The certificates are
-//! the workspace's test-only ones in `testdata/tls/`.
+//! TLS (the `tls` feature) against a tonic server that speaks only TLS: the server's
+//! certificate is verified under the configured name, and an endpoint whose certificate
+//! the client does not trust, or whose certificate is not valid for the name checked, never
+//! becomes ready. The certificates are the workspace's test-only ones in `testdata/tls/`.
 
 mod common;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::{SERVICE, check, settle};
 use discovery_core::{MemoryRegistry, Registration, Registry, ServiceInstance};
 use grpc_resolve::DiscoveredChannel;
+use grpc_resolve::rustls::pki_types::pem::PemObject;
+use grpc_resolve::rustls::pki_types::{CertificateDer, ServerName};
+use grpc_resolve::rustls::{ClientConfig, RootCertStore};
 use tonic::transport::server::TcpIncoming;
-use tonic::transport::{Certificate, ClientTlsConfig, Identity, Server, ServerTlsConfig};
+use tonic::transport::{Identity, Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
 
 const CA: &str = include_str!("../../testdata/tls/ca.pem");
@@ -58,20 +62,47 @@ async fn registry_with(addr: SocketAddr) -> MemoryRegistry {
     registry
 }
 
-fn channel(registry: MemoryRegistry, ca: &'static str) -> DiscoveredChannel {
+/// A client config trusting the certificates in `roots` (PEM).
+fn trusting(roots: &str) -> Arc<ClientConfig> {
+    let mut store = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(roots.as_bytes()) {
+        store
+            .add(cert.expect("the test certificate parses"))
+            .expect("a usable root");
+    }
+    let provider = Arc::new(grpc_resolve::rustls::crypto::ring::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default versions")
+        .with_root_certificates(store)
+        .with_no_client_auth();
+    Arc::new(config)
+}
+
+/// A channel trusting `roots`, checking certificates against `name` (the instance
+/// registers as 127.0.0.1).
+fn channel_named(registry: MemoryRegistry, roots: &str, name: &'static str) -> DiscoveredChannel {
     DiscoveredChannel::builder(registry, SERVICE)
-        .https(true)
         .empty_timeout(Duration::from_secs(2))
-        .endpoint(move |ep| {
-            ep.tls_config(
-                ClientTlsConfig::new()
-                    .ca_certificate(Certificate::from_pem(ca))
-                    // The name the certificate is checked against (and sent as SNI).
-                    .domain_name("localhost"),
-            )
-            .expect("a valid client TLS config")
-        })
+        .tls(trusting(roots))
+        .tls_server_name(ServerName::try_from(name).expect("a valid name"))
         .build()
+}
+
+fn channel(registry: MemoryRegistry, roots: &str) -> DiscoveredChannel {
+    channel_named(registry, roots, "localhost")
+}
+
+/// Waits until `channel` has failed to connect at least twice.
+async fn connect_failures(channel: &DiscoveredChannel) {
+    // The eager connect loop keeps failing the handshake. A failed attempt changes no
+    // endpoint state, so there is no event to await: look at the counter now and then.
+    settle(async {
+        while channel.stats().connect_failures < 2 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -89,14 +120,7 @@ async fn a_server_the_client_does_not_trust_never_becomes_ready() {
     let addr = tls_backend().await;
     // The server's own certificate as the only root: not a CA, so it vouches for nothing.
     let channel = channel(registry_with(addr).await, SERVER_CERT);
-    // The eager connect loop keeps failing the handshake. A failed attempt changes no
-    // endpoint state, so there is no event to await: look at the counter now and then.
-    settle(async {
-        while channel.stats().connect_failures < 2 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
+    connect_failures(&channel).await;
     assert!(
         channel.endpoints().iter().all(|e| !e.ready),
         "an untrusted endpoint is never ready: {:?}",
@@ -106,4 +130,29 @@ async fn a_server_the_client_does_not_trust_never_becomes_ready() {
         .await
         .expect_err("no trusted endpoint, so the call fails");
     assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_not_valid_for_the_name_checked_is_refused() {
+    let addr = tls_backend().await;
+    // The CA vouches for the certificate, but only for "localhost".
+    let channel = channel_named(registry_with(addr).await, CA, "adder.example");
+    connect_failures(&channel).await;
+    assert!(
+        channel.endpoints().iter().all(|e| !e.ready),
+        "a certificate for another name is refused: {:?}",
+        channel.endpoints()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_server_name_the_endpoint_address_is_checked() {
+    let addr = tls_backend().await;
+    // The certificate also names IP 127.0.0.1, the address the instance registers.
+    let channel = DiscoveredChannel::builder(registry_with(addr).await, SERVICE)
+        .empty_timeout(Duration::from_secs(2))
+        .tls(trusting(CA))
+        .build();
+    let status = check(&channel).await.expect("the call succeeds over TLS");
+    assert_eq!(status, ServingStatus::Serving);
 }

@@ -2,8 +2,8 @@
 //! ends, and reads the gRPC status from the trailers.
 //!
 //! Counting a call until the body ends (not just until the headers) makes a long server
-//! stream count as load, and holding a clone of the endpoint's channel keeps the connection
-//! of a removed endpoint alive until its last stream is done.
+//! stream count as load, and holding a handle on the endpoint's connection keeps the
+//! connection of a removed endpoint open until its last stream is done.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -12,9 +12,9 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http::HeaderMap;
 use http_body::{Body as HttpBody, Frame, SizeHint};
-use tonic::body::Body;
+use hyper::body::Incoming;
 
-use crate::pool::{Endpoint, Picked, Pool};
+use crate::pool::{Connection, Endpoint, Picked, Pool};
 
 /// What a call's answer says about its endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,8 +42,8 @@ pub(crate) struct InFlight {
     endpoint: Arc<Endpoint>,
     /// The call's one handle on the endpoint's connection: it sends the request, then stays
     /// held so that the connection of a removed endpoint stays open for this call.
-    pub(crate) channel: tonic::transport::Channel,
-    /// Which of the endpoint's connections `channel` belongs to.
+    pub(crate) connection: Connection,
+    /// Which of the endpoint's connections `connection` is.
     pub(crate) generation: u64,
     judged: bool,
 }
@@ -55,7 +55,7 @@ impl InFlight {
         InFlight {
             pool,
             endpoint: picked.endpoint,
-            channel: picked.channel,
+            connection: picked.connection,
             generation: picked.generation,
             judged: false,
         }
@@ -79,20 +79,20 @@ impl InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.endpoint.release();
+        self.pool.release(&self.endpoint);
     }
 }
 
 /// A response body that ends its call's in-flight count when it ends or is dropped.
 pub(crate) struct ResponseBody {
-    inner: Body,
+    inner: Incoming,
     call: Option<InFlight>,
 }
 
 // === impl ResponseBody ===
 
 impl ResponseBody {
-    pub(crate) fn new(inner: Body, call: InFlight) -> Self {
+    pub(crate) fn new(inner: Incoming, call: InFlight) -> Self {
         ResponseBody {
             inner,
             call: Some(call),
@@ -108,12 +108,12 @@ impl ResponseBody {
 
 impl HttpBody for ResponseBody {
     type Data = Bytes;
-    type Error = tonic::Status;
+    type Error = hyper::Error;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, tonic::Status>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {

@@ -6,9 +6,11 @@ use std::time::Duration;
 
 use discovery_core::{Query, Resolver};
 
+use http::HeaderValue;
+
 use super::DiscoveredChannel;
 use crate::pool::connect::Backoff;
-use crate::pool::{ConfigureEndpoint, Outlier, PoolConfig};
+use crate::pool::{Outlier, PoolConfig, Settings};
 
 /// Builds a [`DiscoveredChannel`]; made by [`DiscoveredChannel::builder`].
 #[must_use = "a builder does nothing until built"]
@@ -16,7 +18,12 @@ pub struct Builder {
     resolver: Arc<dyn Resolver>,
     query: Query,
     empty_timeout: Duration,
+    timeout: Option<Duration>,
     config: PoolConfig,
+    #[cfg(feature = "tls")]
+    tls: Option<std::sync::Arc<crate::rustls::ClientConfig>>,
+    #[cfg(feature = "tls")]
+    tls_server_name: Option<crate::rustls::pki_types::ServerName<'static>>,
 }
 
 // === impl Builder ===
@@ -32,10 +39,10 @@ impl Builder {
             resolver,
             query,
             empty_timeout: Self::DEFAULT_EMPTY_TIMEOUT,
+            timeout: None,
             config: PoolConfig {
-                scheme: "http",
-                connect_timeout: Some(Self::DEFAULT_CONNECT_TIMEOUT),
-                configure: None,
+                settings: Settings::new(Some(Self::DEFAULT_CONNECT_TIMEOUT)),
+                concurrency_limit: None,
                 backoff: Backoff {
                     base: Duration::from_millis(100),
                     max: Duration::from_secs(5),
@@ -47,6 +54,10 @@ impl Builder {
                 },
                 locality: None,
             },
+            #[cfg(feature = "tls")]
+            tls: None,
+            #[cfg(feature = "tls")]
+            tls_server_name: None,
         }
     }
 
@@ -86,7 +97,7 @@ impl Builder {
     /// How long one connection attempt to one endpoint may take, handshakes included
     /// (default 5 s).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.config.connect_timeout = Some(timeout);
+        self.config.settings.connect_timeout = Some(timeout);
         self
     }
 
@@ -98,38 +109,117 @@ impl Builder {
         self
     }
 
-    /// Configures every endpoint before it connects: TLS, HTTP/2 keepalive, concurrency
-    /// limits, timeouts. The endpoint arrives with `tcp_nodelay(true)`; the builder's
-    /// [`connect_timeout`](Builder::connect_timeout) bounds each whole connection attempt
-    /// without touching the endpoint (tonic's `Endpoint::connect_timeout` would also put a
-    /// timeout layer under every read and write). The connection is made by this crate's
-    /// own TCP connector (so that it can tell when it closes), which honours the endpoint's
-    /// TCP settings, connect timeout and TLS but not `local_address`.
+    /// How long a call may take until its response headers arrive, waiting for an
+    /// endpoint and a retry included (default: no limit of the channel's own). A call's own
+    /// deadline (`grpc-timeout`, from `Request::set_timeout`) applies too; the shorter one
+    /// wins. A call over time fails with `DeadlineExceeded`.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// At most `limit` calls in flight on one endpoint. A full endpoint is not picked; when
+    /// every ready endpoint is full, a call waits for one to finish (up to the empty
+    /// timeout). Default: no limit but the server's own `MAX_CONCURRENT_STREAMS`.
+    pub fn concurrency_limit(mut self, limit: usize) -> Self {
+        self.config.concurrency_limit = Some(limit.max(1));
+        self
+    }
+
+    /// Sends HTTP/2 pings every `interval` to check that each connection is alive; one
+    /// unanswered for the [`keep_alive_timeout`](Builder::keep_alive_timeout) closes it
+    /// (and its endpoint reconnects). Off by default.
     ///
     /// ```
     /// # use std::time::Duration;
     /// # use discovery_core::MemoryRegistry;
     /// # use grpc_resolve::DiscoveredChannel;
     /// # let builder = DiscoveredChannel::builder(MemoryRegistry::new(), "adder");
-    /// let builder = builder.endpoint(|ep| {
-    ///     ep.http2_keep_alive_interval(Duration::from_secs(30))
-    ///         .keep_alive_timeout(Duration::from_secs(10))
-    /// });
+    /// let builder = builder
+    ///     .http2_keep_alive_interval(Duration::from_secs(30))
+    ///     .keep_alive_timeout(Duration::from_secs(10));
     /// ```
-    pub fn endpoint<F>(mut self, configure: F) -> Self
-    where
-        F: Fn(tonic::transport::Endpoint) -> tonic::transport::Endpoint + Send + Sync + 'static,
-    {
-        self.config.configure = Some(Arc::new(configure) as ConfigureEndpoint);
+    pub fn http2_keep_alive_interval(mut self, interval: Duration) -> Self {
+        self.config.settings.keep_alive_interval = Some(interval);
         self
     }
 
-    /// Connects with `https://` URIs, as tonic needs for the TLS configured through
-    /// [`Builder::endpoint`] (`ep.tls_config(..)`, which needs one of tonic's TLS features,
-    /// such as `tls-ring`, enabled in the application's own tonic dependency; this crate's
-    /// `tests/tls.rs` shows the whole setup).
-    pub fn https(mut self, yes: bool) -> Self {
-        self.config.scheme = if yes { "https" } else { "http" };
+    /// How long a keepalive ping may go unanswered (default 20 s).
+    pub fn keep_alive_timeout(mut self, timeout: Duration) -> Self {
+        self.config.settings.keep_alive_timeout = Some(timeout);
+        self
+    }
+
+    /// Pings idle connections too (default: only while calls are in flight).
+    pub fn keep_alive_while_idle(mut self, yes: bool) -> Self {
+        self.config.settings.keep_alive_while_idle = yes;
+        self
+    }
+
+    /// TCP keepalive on every connection, probing after `idle` (default: off).
+    pub fn tcp_keepalive(mut self, idle: Option<Duration>) -> Self {
+        self.config.settings.tcp_keepalive = idle;
+        self
+    }
+
+    /// The HTTP/2 flow-control window of each stream, in bytes (default: hyper's).
+    pub fn initial_stream_window_size(mut self, size: u32) -> Self {
+        self.config.settings.initial_stream_window_size = Some(size);
+        self
+    }
+
+    /// The HTTP/2 flow-control window of each connection, in bytes (default: hyper's).
+    pub fn initial_connection_window_size(mut self, size: u32) -> Self {
+        self.config.settings.initial_connection_window_size = Some(size);
+        self
+    }
+
+    /// Sizes HTTP/2 flow-control windows by measured bandwidth and delay, overriding the
+    /// fixed window sizes (default: off).
+    pub fn http2_adaptive_window(mut self, yes: bool) -> Self {
+        self.config.settings.adaptive_window = yes;
+        self
+    }
+
+    /// The `user-agent` sent with calls that set none (default `grpc-resolve/<version>`).
+    pub fn user_agent(mut self, user_agent: HeaderValue) -> Self {
+        self.config.settings.user_agent = user_agent;
+        self
+    }
+
+    /// Connects to every endpoint over TLS with `config` (the `tls` feature). HTTP/2 is
+    /// offered by ALPN unless the config offers protocols of its own. Certificates are
+    /// checked against the endpoint's host unless [`Builder::tls_server_name`] names
+    /// another.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use discovery_core::MemoryRegistry;
+    /// # use grpc_resolve::DiscoveredChannel;
+    /// use grpc_resolve::rustls::{ClientConfig, RootCertStore};
+    ///
+    /// # let builder = DiscoveredChannel::builder(MemoryRegistry::new(), "adder");
+    /// # let roots = RootCertStore::empty();
+    /// let provider = Arc::new(grpc_resolve::rustls::crypto::ring::default_provider());
+    /// let config = ClientConfig::builder_with_provider(provider)
+    ///     .with_safe_default_protocol_versions()?
+    ///     .with_root_certificates(roots)
+    ///     .with_no_client_auth();
+    /// let builder = builder.tls(Arc::new(config));
+    /// # Ok::<(), grpc_resolve::rustls::Error>(())
+    /// ```
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, config: std::sync::Arc<crate::rustls::ClientConfig>) -> Self {
+        self.tls = Some(config);
+        self
+    }
+
+    /// The name endpoint certificates are checked against (and sent as SNI), for instance
+    /// when instances register by IP address (default: each endpoint's host). Takes effect
+    /// with [`Builder::tls`].
+    #[cfg(feature = "tls")]
+    pub fn tls_server_name(mut self, name: crate::rustls::pki_types::ServerName<'static>) -> Self {
+        self.tls_server_name = Some(name);
         self
     }
 
@@ -176,7 +266,21 @@ impl Builder {
     ///
     /// Outside a tokio runtime, since it spawns the discovery task.
     pub fn build(self) -> DiscoveredChannel {
-        DiscoveredChannel::start(self.resolver, self.query, self.empty_timeout, self.config)
+        #[cfg_attr(not(feature = "tls"), allow(unused_mut))]
+        let mut config = self.config;
+        #[cfg(feature = "tls")]
+        {
+            config.settings.tls = self
+                .tls
+                .map(|tls| crate::pool::tls::Tls::new(tls, self.tls_server_name));
+        }
+        DiscoveredChannel::start(
+            self.resolver,
+            self.query,
+            self.empty_timeout,
+            self.timeout,
+            config,
+        )
     }
 }
 
@@ -185,8 +289,10 @@ impl fmt::Debug for Builder {
         f.debug_struct("Builder")
             .field("query", &self.query)
             .field("empty_timeout", &self.empty_timeout)
-            .field("connect_timeout", &self.config.connect_timeout)
-            .field("scheme", &self.config.scheme)
+            .field("timeout", &self.timeout)
+            .field("connect_timeout", &self.config.settings.connect_timeout)
+            .field("concurrency_limit", &self.config.concurrency_limit)
+            .field("scheme", &self.config.settings.scheme())
             .field("locality", &self.config.locality)
             .finish_non_exhaustive()
     }

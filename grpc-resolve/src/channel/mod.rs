@@ -8,8 +8,8 @@
 //! and stays counted on it until its response body ends.
 //!
 //! A call is sent once more, to another endpoint, when the first attempt provably did not
-//! reach the server (the endpoint's channel had closed, its connection could not be made,
-//! hyper returned the request undispatched) or the server answered `Unavailable` without a
+//! reach the server (the endpoint's connection had closed, hyper returned the request
+//! undispatched, the server refused the stream) or the server answered `Unavailable` without a
 //! body (a draining or overloaded server). Request bodies are streams, consumed as they are
 //! sent; the `replay` module keeps a copy of up to 64 KiB while sending, so unary and small
 //! streaming requests can go again and larger ones simply are not retried.
@@ -29,14 +29,14 @@ use discovery_core::{Query, Resolver};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 use tonic::body::Body;
-use tower::ServiceExt;
 use tower_service::Service;
 
 pub use builder::Builder;
 pub use future::ResponseFuture;
 
 use self::body::{InFlight, ResponseBody, Verdict};
-use self::replay::{MAX_REPLAY_BYTES, ReplayBody};
+use self::replay::MAX_REPLAY_BYTES;
+pub(crate) use self::replay::ReplayBody;
 use crate::pool::connect::DisplayChain;
 use crate::pool::{Endpoint, EndpointInfo, Picked, Pool, PoolConfig, Stats};
 use crate::{BoxError, Error, Target};
@@ -73,6 +73,8 @@ pub struct DiscoveredChannel {
 struct Shared {
     pool: Arc<Pool>,
     empty_timeout: Duration,
+    /// The channel's own limit on a call, up to its response headers.
+    timeout: Option<Duration>,
     discovery: AbortHandle,
 }
 
@@ -100,6 +102,7 @@ impl DiscoveredChannel {
         resolver: Arc<dyn Resolver>,
         query: Query,
         empty_timeout: Duration,
+        timeout: Option<Duration>,
         config: PoolConfig,
     ) -> Self {
         let pool = Arc::new(Pool::new(query.service.clone(), config));
@@ -108,6 +111,7 @@ impl DiscoveredChannel {
             shared: Arc::new(Shared {
                 pool,
                 empty_timeout,
+                timeout,
                 discovery: discovery.abort_handle(),
             }),
         }
@@ -176,22 +180,36 @@ impl Service<http::Request<Body>> for DiscoveredChannel {
     }
 
     fn call(&mut self, request: http::Request<Body>) -> ResponseFuture {
-        ResponseFuture::new(self.shared.clone().call(request))
+        let Some(limit) = call_limit(request.headers(), self.shared.timeout) else {
+            return ResponseFuture::new(self.shared.clone().call(request, None));
+        };
+        let started = Instant::now();
+        let ends = started + limit;
+        let call = self.shared.clone().call(request, Some((started, ends)));
+        // When the wait for an endpoint ends at the same instant, the inner future is
+        // polled first and its more telling `NoEndpoints` error wins.
+        ResponseFuture::new(async move {
+            tokio::time::timeout_at(ends, call)
+                .await
+                .unwrap_or_else(|_| Err(Error::timeout(limit)))
+        })
     }
 }
 
 // === impl Shared ===
 
 impl Shared {
+    /// One call; `limit` is when it started and when it must end, if it has a limit.
     async fn call(
         self: Arc<Self>,
         request: http::Request<Body>,
+        limit: Option<(Instant, Instant)>,
     ) -> Result<http::Response<Body>, Error> {
         let pool = &self.pool;
         pool.counters.calls.inc();
         let mut rng = fastrand::Rng::new();
         let (parts, body) = request.into_parts();
-        let mut deadline = LazyDeadline::new(self.empty_timeout, &parts.headers);
+        let mut deadline = LazyDeadline::new(self.empty_timeout, limit);
         let (body, replay) = ReplayBody::new(body, MAX_REPLAY_BYTES);
         let mut body = Some(body);
         // The endpoint of the failed attempt, which the next one avoids.
@@ -211,13 +229,13 @@ impl Shared {
             let may_retry = |call: &InFlight| {
                 attempt < MAX_ATTEMPTS && pool.has_other_usable(&call.endpoint().id)
             };
-            // The channel's buffer fails readiness only when its worker is gone; the request
-            // is still ours, so another endpoint can take it.
-            if let Err(error) = call.channel.ready().await {
+            // The connection fails readiness only once it has closed; the request is still
+            // ours, so another endpoint can take it.
+            if let Err(error) = call.connection.ready().await {
                 call.judge(Verdict::Unavailable);
                 pool.connection_stale(call.endpoint(), call.generation);
                 if may_retry(&call) {
-                    tracing::debug!(service = %pool.service, endpoint = %call.endpoint().id, %error, "endpoint channel closed; trying another");
+                    tracing::debug!(service = %pool.service, endpoint = %call.endpoint().id, %error, "endpoint connection closed; trying another");
                     pool.counters.retries.inc();
                     avoid = Some(call.endpoint().clone());
                     continue;
@@ -230,8 +248,7 @@ impl Shared {
             let Some(this_body) = body.take() else {
                 unreachable!("every retry puts a body back");
             };
-            let request = http::Request::from_parts(copy_parts(&parts), Body::new(this_body));
-            match call.channel.call(request).await {
+            match call.connection.send(copy_parts(&parts), this_body).await {
                 Ok(response) => {
                     let (head, response_body) = response.into_parts();
                     if let Some(verdict) = body::verdict(&head.headers) {
@@ -291,7 +308,7 @@ impl Shared {
     async fn ready_endpoint(
         &self,
         avoid: Option<&str>,
-        deadline: &mut LazyDeadline<'_>,
+        deadline: &mut LazyDeadline,
         rng: &mut fastrand::Rng,
     ) -> Result<Picked, Error> {
         let pool = &self.pool;
@@ -311,9 +328,12 @@ impl Shared {
                 .is_err()
             {
                 pool.counters.no_endpoints.inc();
-                let known = pool.infos().len();
-                let detail = if known > 0 {
-                    format!("{known} known endpoint(s), none connected")
+                let endpoints = pool.infos();
+                let ready = endpoints.iter().filter(|e| e.ready).count();
+                let detail = if ready > 0 {
+                    format!("{ready} ready endpoint(s), all at their concurrency limit")
+                } else if !endpoints.is_empty() {
+                    format!("{} known endpoint(s), none connected", endpoints.len())
                 } else {
                     pool.resolver_state()
                         .unwrap_or_else(|| "discovery has not answered yet".to_owned())
@@ -331,59 +351,64 @@ impl Shared {
     }
 }
 
+/// A call's time limit, if it has one: the shorter of the caller's deadline
+/// (`grpc-timeout`) and the channel's own timeout.
+fn call_limit(headers: &http::HeaderMap, channel: Option<Duration>) -> Option<Duration> {
+    let callers = headers
+        .get(&GRPC_TIMEOUT)
+        .and_then(|v| grpc_timeout(v.as_bytes()));
+    match (callers, channel) {
+        (Some(callers), Some(channel)) => Some(callers.min(channel)),
+        (callers, channel) => callers.or(channel),
+    }
+}
+
 /// A call's [`Deadline`]. Reading the clock is not free on every machine (it traps to the
-/// hypervisor on some virtual ones) and most calls never wait, so without a caller's
-/// deadline it is worked out when the call first has to wait: the empty timeout counts
-/// from then. A caller's `grpc-timeout` counts from the call's start.
-struct LazyDeadline<'a> {
+/// hypervisor on some virtual ones) and most calls never wait, so for a call without a
+/// time limit it is worked out when the call first has to wait: the empty timeout counts
+/// from then. A call's limit counts from the call's start.
+struct LazyDeadline {
     empty_timeout: Duration,
-    headers: &'a http::HeaderMap,
     deadline: Option<Deadline>,
 }
 
-impl<'a> LazyDeadline<'a> {
-    fn new(empty_timeout: Duration, headers: &'a http::HeaderMap) -> Self {
-        let deadline = headers
-            .contains_key(&GRPC_TIMEOUT)
-            .then(|| Deadline::for_call(empty_timeout, headers));
+impl LazyDeadline {
+    /// `limit`: when the call started and when it must end, if it has a limit.
+    fn new(empty_timeout: Duration, limit: Option<(Instant, Instant)>) -> Self {
         LazyDeadline {
             empty_timeout,
-            headers,
-            deadline,
+            deadline: limit
+                .map(|(started, ends)| Deadline::new(empty_timeout, started, Some(ends))),
         }
     }
 
     fn get(&mut self) -> Deadline {
         *self
             .deadline
-            .get_or_insert_with(|| Deadline::for_call(self.empty_timeout, self.headers))
+            .get_or_insert_with(|| Deadline::new(self.empty_timeout, Instant::now(), None))
     }
 }
 
 const GRPC_TIMEOUT: http::HeaderName = http::HeaderName::from_static("grpc-timeout");
 
-/// When a call stops waiting for an endpoint: after the channel's empty timeout, or at
-/// the caller's own deadline (`grpc-timeout`) if that comes first.
+/// When a call stops waiting for an endpoint: after the channel's empty timeout, or at the
+/// end of the call's own time limit if that comes first.
 #[derive(Debug, Clone, Copy)]
 struct Deadline {
     at: Instant,
     started: Instant,
-    /// Whether `at` is the caller's deadline.
+    /// Whether `at` is the end of the call's own limit (gRPC then says `DeadlineExceeded`).
     callers: bool,
 }
 
 // === impl Deadline ===
 
 impl Deadline {
-    fn for_call(empty_timeout: Duration, headers: &http::HeaderMap) -> Self {
-        let started = Instant::now();
+    fn new(empty_timeout: Duration, started: Instant, call_ends: Option<Instant>) -> Self {
         let empty = started + empty_timeout;
-        match headers
-            .get(&GRPC_TIMEOUT)
-            .and_then(|v| grpc_timeout(v.as_bytes()))
-        {
-            Some(timeout) if started + timeout < empty => Deadline {
-                at: started + timeout,
+        match call_ends {
+            Some(ends) if ends < empty => Deadline {
+                at: ends,
                 started,
                 callers: true,
             },
@@ -426,27 +451,25 @@ fn copy_parts(parts: &http::request::Parts) -> http::request::Parts {
 }
 
 /// Whether a transport error proves the request never reached the server's application:
-/// the connection could not be made, hyper gave the request back before dispatching it, or
-/// the server's HTTP/2 layer said it did not process the stream.
+/// hyper gave the request back before dispatching it, or the server's HTTP/2 layer said it
+/// did not process the stream.
 fn never_sent(error: &(dyn std::error::Error + 'static)) -> bool {
     any_cause(error, |error| {
-        error.is::<tonic::ConnectError>()
-            || error
-                .downcast_ref::<hyper::Error>()
-                .is_some_and(hyper::Error::is_canceled)
+        error
+            .downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_canceled)
             || error.downcast_ref::<h2::Error>().is_some_and(unprocessed)
     })
 }
 
 /// Whether a transport error shows the endpoint's connection takes no new calls, though
-/// streams still in flight may keep its socket open: hyper says the connection closed, the
-/// server's GOAWAY came, or tonic is already connecting again (and failed).
+/// streams still in flight may keep its socket open: hyper says the connection closed, or
+/// the server's GOAWAY came.
 fn connection_done(error: &(dyn std::error::Error + 'static)) -> bool {
     any_cause(error, |error| {
-        error.is::<tonic::ConnectError>()
-            || error
-                .downcast_ref::<hyper::Error>()
-                .is_some_and(hyper::Error::is_canceled)
+        error
+            .downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_canceled)
             || error
                 .downcast_ref::<h2::Error>()
                 .is_some_and(|e| e.is_go_away() && e.is_remote())
@@ -485,22 +508,6 @@ impl Drop for Shared {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[derive(Debug, thiserror::Error)]
-    #[error("outer")]
-    struct Outer(#[source] tonic::ConnectError);
-
-    #[test]
-    fn a_connect_error_anywhere_in_the_chain_means_never_sent() {
-        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
-        let error = Outer(tonic::ConnectError(Box::new(refused)));
-        assert!(never_sent(&error), "a failed connect sent nothing");
-        let reset = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
-        assert!(
-            !never_sent(&reset),
-            "a reset may come after the request was sent"
-        );
-    }
 
     #[test]
     fn only_a_refusal_from_the_server_means_unprocessed() {

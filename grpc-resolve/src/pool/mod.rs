@@ -6,9 +6,13 @@
 //! pick (an endpoint added, removed, connected, disconnected, ejected) bumps a version in a
 //! `watch` channel; waiting calls and tests wait on it instead of polling or sleeping.
 //!
-//! Each endpoint owns one tonic `Channel`, present only while its connection is up (see
-//! [`connect`]). A removed endpoint leaves the pool at once, so no new call picks it, but
-//! calls already in flight hold their own clone of its channel and finish normally.
+//! Each endpoint owns one HTTP/2 [`Connection`], present only while it is up (see
+//! [`connect`] and [`connection`]). A removed endpoint leaves the pool at once, so no new
+//! call picks it, but calls already in flight hold their own handle on its connection and
+//! finish normally.
+//!
+//! With a concurrency limit, an endpoint with that many calls in flight is not picked; when
+//! every ready endpoint is full, calls wait (up to the empty timeout) for one to finish.
 //!
 //! Locality preference: with a preferred locality configured, a pick considers only the
 //! usable endpoints in that locality while there is at least one, and all usable endpoints
@@ -22,31 +26,32 @@
 //! beat every call waiting for nothing.
 
 pub(crate) mod connect;
+pub(crate) mod connection;
+#[cfg(feature = "tls")]
+pub(crate) mod tls;
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use discovery_core::{HealthStatus, ServiceInstance};
+use http::uri::Authority;
 use smallvec::SmallVec;
 use tokio::sync::{Notify, watch};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
-use tonic::transport::Channel;
+
+pub(crate) use self::connection::{Connection, Settings};
 
 use crate::balance::{self, Candidate};
 use crate::discover::Changes;
 
-/// A hook that configures each endpoint (TLS, keepalive, limits).
-pub(crate) type ConfigureEndpoint =
-    Arc<dyn Fn(tonic::transport::Endpoint) -> tonic::transport::Endpoint + Send + Sync>;
-
 /// How the pool connects and ejects.
 #[derive(Clone)]
 pub(crate) struct PoolConfig {
-    pub(crate) scheme: &'static str,
-    pub(crate) connect_timeout: Option<Duration>,
-    pub(crate) configure: Option<ConfigureEndpoint>,
+    pub(crate) settings: Settings,
+    /// At most this many calls in flight on one endpoint.
+    pub(crate) concurrency_limit: Option<usize>,
     pub(crate) backoff: connect::Backoff,
     pub(crate) outlier: Outlier,
     /// The locality to prefer: when any usable endpoint is in it, calls go only there.
@@ -82,7 +87,7 @@ pub(crate) struct Endpoint {
     local: AtomicBool,
     connected: AtomicBool,
     removed: AtomicBool,
-    channel: Mutex<Option<Channel>>,
+    connection: Mutex<Option<Connection>>,
     /// Bumped with every new connection, so that news about one connection (it takes no
     /// new calls) is not applied to the next.
     generation: AtomicU64,
@@ -99,8 +104,8 @@ pub(crate) struct Endpoint {
 /// An endpoint picked for one call, counted in flight until dropped.
 pub(crate) struct Picked {
     pub(crate) endpoint: Arc<Endpoint>,
-    pub(crate) channel: Channel,
-    /// Which of the endpoint's connections the channel belongs to.
+    pub(crate) connection: Connection,
+    /// Which of the endpoint's connections `connection` is.
     pub(crate) generation: u64,
 }
 
@@ -244,7 +249,7 @@ impl Pool {
         }
         for instance in &changes.insert {
             let authority = instance.authority();
-            let target = match self.target(&authority) {
+            let target = match authority.parse::<Authority>() {
                 Ok(target) => target,
                 Err(error) => {
                     // One malformed entry must not cost the rest of the update.
@@ -271,21 +276,6 @@ impl Pool {
         self.changed();
     }
 
-    fn target(
-        &self,
-        authority: &str,
-    ) -> Result<tonic::transport::Endpoint, tonic::transport::Error> {
-        let mut target = tonic::transport::Endpoint::from_shared(format!(
-            "{}://{authority}",
-            self.config.scheme
-        ))?
-        .tcp_nodelay(true);
-        if let Some(configure) = &self.config.configure {
-            target = configure(target);
-        }
-        Ok(target)
-    }
-
     /// Picks a ready endpoint by power of two choices, avoiding `avoid` when another is
     /// ready and keeping to the preferred locality when an endpoint there is ready, and
     /// counts the call in flight on it.
@@ -297,7 +287,7 @@ impl Pool {
         let mut usable: SmallVec<[usize; 16]> = endpoints
             .iter()
             .enumerate()
-            .filter(|(_, e)| e.is_usable(&mut now))
+            .filter(|(_, e)| e.is_usable(&mut now) && e.has_room(self.config.concurrency_limit))
             .map(|(i, _)| i)
             .collect();
         if let Some(avoid) = avoid
@@ -314,14 +304,14 @@ impl Pool {
         let endpoint = endpoints[usable[chosen]].clone();
         drop(endpoints);
         // The connection may have gone since the scan; the caller simply picks again.
-        let (channel, generation) = {
-            let slot = lock(&endpoint.channel);
+        let (connection, generation) = {
+            let slot = lock(&endpoint.connection);
             (slot.clone()?, endpoint.generation.load(Ordering::Relaxed))
         };
         endpoint.in_flight.fetch_add(1, Ordering::Relaxed);
         Some(Picked {
             endpoint,
-            channel,
+            connection,
             generation,
         })
     }
@@ -331,7 +321,7 @@ impl Pool {
     /// take the endpoint out of rotation now and have its task connect afresh.
     pub(crate) fn connection_stale(&self, endpoint: &Endpoint, generation: u64) {
         {
-            let mut slot = lock(&endpoint.channel);
+            let mut slot = lock(&endpoint.connection);
             if endpoint.generation.load(Ordering::Relaxed) != generation || slot.is_none() {
                 return;
             }
@@ -341,6 +331,15 @@ impl Pool {
         endpoint.stale.notify_one();
         tracing::debug!(service = %self.service, endpoint = %endpoint.id, "connection takes no new calls; reconnecting");
         self.changed();
+    }
+
+    /// A call on `endpoint` is over. A call waiting because every endpoint was at its
+    /// concurrency limit learns that one has room again.
+    pub(crate) fn release(&self, endpoint: &Endpoint) {
+        let before = endpoint.release();
+        if self.config.concurrency_limit == Some(before) {
+            self.changed();
+        }
     }
 
     /// Whether an endpoint other than `id` could take a call now.
@@ -444,7 +443,7 @@ impl Endpoint {
             instance: Mutex::new(instance),
             connected: AtomicBool::new(false),
             removed: AtomicBool::new(false),
-            channel: Mutex::new(None),
+            connection: Mutex::new(None),
             generation: AtomicU64::new(0),
             stale: Notify::new(),
             in_flight: AtomicUsize::new(0),
@@ -464,16 +463,17 @@ impl Endpoint {
         *lock(&self.instance) = instance;
     }
 
-    pub(crate) fn set_channel(&self, channel: Option<Channel>) {
-        let mut slot = lock(&self.channel);
+    pub(crate) fn set_connection(&self, connection: Option<Connection>) {
+        let mut slot = lock(&self.connection);
         if self.is_removed() {
             return;
         }
-        if channel.is_some() {
+        if connection.is_some() {
             self.generation.fetch_add(1, Ordering::Relaxed);
         }
-        self.connected.store(channel.is_some(), Ordering::Release);
-        *slot = channel;
+        self.connected
+            .store(connection.is_some(), Ordering::Release);
+        *slot = connection;
     }
 
     pub(crate) fn ejected_until(&self) -> Option<Instant> {
@@ -491,6 +491,11 @@ impl Endpoint {
             && lock(&self.ejected_until).is_none_or(|until| until <= now.get())
     }
 
+    /// Whether it may take one more call under `limit`.
+    fn has_room(&self, limit: Option<usize>) -> bool {
+        limit.is_none_or(|limit| self.in_flight.load(Ordering::Relaxed) < limit)
+    }
+
     fn is_local(&self) -> bool {
         self.local.load(Ordering::Relaxed)
     }
@@ -503,21 +508,21 @@ impl Endpoint {
     }
 
     /// Takes it out of rotation for good: no new calls, no reconnects. In-flight calls hold
-    /// their own channel clones and finish.
+    /// their own handles on its connection and finish.
     fn retire(&self) {
         let task = lock(&self.task).take();
         if let Some(task) = task {
             task.abort();
         }
-        let mut slot = lock(&self.channel);
+        let mut slot = lock(&self.connection);
         self.removed.store(true, Ordering::Release);
         self.connected.store(false, Ordering::Release);
         *slot = None;
     }
 
-    /// The call that picked it is over.
-    pub(crate) fn release(&self) {
-        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+    /// The call that picked it is over; returns how many calls were in flight before.
+    pub(crate) fn release(&self) -> usize {
+        self.in_flight.fetch_sub(1, Ordering::Relaxed)
     }
 
     fn info(&self, now: Instant) -> EndpointInfo {
@@ -567,9 +572,8 @@ mod tests {
         Arc::new(Pool::new(
             "adder".to_owned(),
             PoolConfig {
-                scheme: "http",
-                connect_timeout: None,
-                configure: None,
+                settings: Settings::new(None),
+                concurrency_limit: None,
                 backoff: connect::Backoff {
                     base: Duration::from_millis(100),
                     max: Duration::from_secs(5),
@@ -585,17 +589,16 @@ mod tests {
     }
 
     /// An endpoint that looks connected, with no connection task behind it.
-    fn connected(pool: &Pool, id: &str) -> Arc<Endpoint> {
-        connected_in(pool, id, None)
+    async fn connected(pool: &Pool, id: &str) -> Arc<Endpoint> {
+        connected_in(pool, id, None).await
     }
 
     /// A connected-looking endpoint in `locality`.
-    fn connected_in(pool: &Pool, id: &str, locality: Option<&str>) -> Arc<Endpoint> {
+    async fn connected_in(pool: &Pool, id: &str, locality: Option<&str>) -> Arc<Endpoint> {
         let mut instance = ServiceInstance::new(id, "adder", "127.0.0.1", 1);
         instance.locality = locality.map(str::to_owned);
         let endpoint = Arc::new(Endpoint::new(instance, pool.config.locality.as_deref()));
-        let lazy = tonic::transport::Endpoint::from_static("http://127.0.0.1:1").connect_lazy();
-        endpoint.set_channel(Some(lazy));
+        endpoint.set_connection(Some(Connection::unanswered().await));
         pool.endpoints
             .write()
             .expect("unpoisoned")
@@ -612,8 +615,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn ejection_doubles_up_to_the_cap_and_success_resets_it() {
         let pool = pool(2);
-        let bad = connected(&pool, "bad");
-        let _good = connected(&pool, "good");
+        let bad = connected(&pool, "bad").await;
+        let _good = connected(&pool, "good").await;
 
         pool.record_failure(&bad);
         assert_eq!(ejected_for(&bad), None, "one failure of two is not enough");
@@ -661,8 +664,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_last_usable_endpoint_stays_and_removed_ones_are_not_picked() {
         let pool = pool(1);
-        let a = connected(&pool, "a");
-        let b = connected(&pool, "b");
+        let a = connected(&pool, "a").await;
+        let b = connected(&pool, "b").await;
         pool.record_failure(&a);
         assert!(ejected_for(&a).is_some(), "a is ejected while b is usable");
         pool.record_failure(&b);
@@ -686,9 +689,7 @@ mod tests {
             pool.pick(None, &mut rng).is_none(),
             "a is ejected and b is gone"
         );
-        b.set_channel(Some(
-            tonic::transport::Endpoint::from_static("http://127.0.0.1:1").connect_lazy(),
-        ));
+        b.set_connection(Some(Connection::unanswered().await));
         assert!(
             !b.is_usable(&mut LazyNow::default()),
             "a removed endpoint cannot come back"
@@ -698,7 +699,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_stale_connection_leaves_rotation_but_news_of_an_older_one_is_ignored() {
         let pool = pool(0);
-        let a = connected(&pool, "a");
+        let a = connected(&pool, "a").await;
         let mut rng = fastrand::Rng::with_seed(4);
         let picked = pool.pick(None, &mut rng).expect("a is usable");
         let first = picked.generation;
@@ -706,9 +707,7 @@ mod tests {
 
         // The connection task reconnected in the meantime: news of the first connection
         // must not take the second one down.
-        a.set_channel(Some(
-            tonic::transport::Endpoint::from_static("http://127.0.0.1:1").connect_lazy(),
-        ));
+        a.set_connection(Some(Connection::unanswered().await));
         pool.connection_stale(&a, first);
         assert!(
             a.is_usable(&mut LazyNow::default()),
@@ -732,8 +731,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn pick_avoids_the_endpoint_that_just_failed_when_it_can() {
         let pool = pool(0);
-        let a = connected(&pool, "a");
-        let _b = connected(&pool, "b");
+        let a = connected(&pool, "a").await;
+        let _b = connected(&pool, "b").await;
         let mut rng = fastrand::Rng::with_seed(9);
         for _ in 0..50 {
             let picked = pool.pick(Some("a"), &mut rng).expect("b is usable");
@@ -765,10 +764,10 @@ mod tests {
         let mut config = pool(0).config.clone();
         config.locality = Some("zone-b".to_owned());
         let pool = Arc::new(Pool::new("adder".to_owned(), config));
-        let _a = connected_in(&pool, "a", Some("zone-a"));
-        let b1 = connected_in(&pool, "b1", Some("zone-b"));
-        let b2 = connected_in(&pool, "b2", Some("zone-b"));
-        let _none = connected_in(&pool, "none", None);
+        let _a = connected_in(&pool, "a", Some("zone-a")).await;
+        let b1 = connected_in(&pool, "b1", Some("zone-b")).await;
+        let b2 = connected_in(&pool, "b2", Some("zone-b")).await;
+        let _none = connected_in(&pool, "none", None).await;
 
         assert_eq!(
             picked_ids(&pool, None),
@@ -781,13 +780,13 @@ mod tests {
             "a retry avoiding b1 stays in zone-b while b2 is usable"
         );
 
-        b1.set_channel(None);
+        b1.set_connection(None);
         assert_eq!(
             picked_ids(&pool, Some("b2")),
             ["a", "none"].map(str::to_owned).into(),
             "a retry avoiding zone-b's last usable endpoint leaves the zone"
         );
-        b2.set_channel(None);
+        b2.set_connection(None);
         assert_eq!(
             picked_ids(&pool, None),
             ["a", "none"].map(str::to_owned).into(),
@@ -804,8 +803,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn without_a_preference_locality_changes_nothing() {
         let pool = pool(0);
-        let _a = connected_in(&pool, "a", Some("zone-a"));
-        let _b = connected_in(&pool, "b", Some("zone-b"));
+        let _a = connected_in(&pool, "a", Some("zone-a")).await;
+        let _b = connected_in(&pool, "b", Some("zone-b")).await;
         assert_eq!(
             picked_ids(&pool, None),
             ["a", "b"].map(str::to_owned).into(),
@@ -818,8 +817,8 @@ mod tests {
         let mut config = pool(0).config.clone();
         config.locality = Some("zone-b".to_owned());
         let pool = Arc::new(Pool::new("adder".to_owned(), config));
-        let a = connected_in(&pool, "a", Some("zone-a"));
-        let _b = connected_in(&pool, "b", Some("zone-b"));
+        let a = connected_in(&pool, "a", Some("zone-a")).await;
+        let _b = connected_in(&pool, "b", Some("zone-b")).await;
         let mut moved = ServiceInstance::new("a", "adder", "127.0.0.1", 1);
         moved.locality = Some("zone-b".to_owned());
         a.update(moved, pool.config.locality.as_deref());

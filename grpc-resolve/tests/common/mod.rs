@@ -38,6 +38,7 @@ pub struct Backend {
     connections: Arc<watch::Sender<usize>>,
     calls: Arc<AtomicUsize>,
     unavailable: Arc<AtomicBool>,
+    gate: Arc<Gate>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
 }
@@ -73,10 +74,12 @@ impl Backend {
         let (reporter, health) = tonic_health::server::health_reporter();
         let calls = Arc::new(AtomicUsize::new(0));
         let unavailable = Arc::new(AtomicBool::new(false));
+        let gate = Arc::new(Gate::default());
         let counted = Counted {
             inner: health,
             calls: calls.clone(),
             unavailable: unavailable.clone(),
+            gate: gate.clone(),
         };
         let (shutdown, stop) = oneshot::channel();
         let server = tokio::spawn(async move {
@@ -94,6 +97,7 @@ impl Backend {
             connections,
             calls,
             unavailable,
+            gate,
             shutdown: Some(shutdown),
             server: Some(server),
         }
@@ -128,6 +132,39 @@ impl Backend {
         settle(open.wait_for(|open| *open == n))
             .await
             .expect("the backend lives");
+    }
+
+    /// Holds every call that arrives from now on until [`Backend::release`].
+    pub fn hold(&self) {
+        self.gate.open.send_replace(false);
+    }
+
+    /// Lets held calls (and later ones) through.
+    pub fn release(&self) {
+        self.gate.open.send_replace(true);
+    }
+
+    /// Waits until `n` calls are being held.
+    pub async fn wait_held(&self, n: usize) {
+        let mut held = self.gate.held.subscribe();
+        settle(held.wait_for(|held| *held == n))
+            .await
+            .expect("the backend lives");
+    }
+
+    /// The most calls this backend has had in progress at once.
+    pub fn max_concurrent(&self) -> usize {
+        self.gate.max_concurrent.load(Ordering::SeqCst)
+    }
+
+    /// The `:authority` and `user-agent` of the last call that arrived.
+    pub fn last_head(&self) -> (Option<String>, Option<String>) {
+        self.gate
+            .last_head
+            .lock()
+            .expect("unpoisoned")
+            .clone()
+            .unwrap_or_default()
     }
 
     /// Makes every call answer `Unavailable` (as a draining or overloaded server does).
@@ -205,6 +242,51 @@ struct Counted<S> {
     inner: S,
     calls: Arc<AtomicUsize>,
     unavailable: Arc<AtomicBool>,
+    gate: Arc<Gate>,
+}
+
+/// What a backend's calls pass through: a gate that can hold them, and what it saw.
+struct Gate {
+    open: watch::Sender<bool>,
+    held: watch::Sender<usize>,
+    concurrent: AtomicUsize,
+    max_concurrent: AtomicUsize,
+    last_head: std::sync::Mutex<Option<(Option<String>, Option<String>)>>,
+}
+
+impl Default for Gate {
+    fn default() -> Self {
+        Gate {
+            open: watch::Sender::new(true),
+            held: watch::Sender::new(0),
+            concurrent: AtomicUsize::new(0),
+            max_concurrent: AtomicUsize::new(0),
+            last_head: std::sync::Mutex::new(None),
+        }
+    }
+}
+
+impl Gate {
+    /// Waits while the gate is closed; counts the call in progress until the guard drops.
+    async fn pass(self: Arc<Self>) -> InProgress {
+        let now = self.concurrent.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max_concurrent.fetch_max(now, Ordering::SeqCst);
+        let mut open = self.open.subscribe();
+        if !*open.borrow_and_update() {
+            self.held.send_modify(|n| *n += 1);
+            let _ = open.wait_for(|open| *open).await;
+            self.held.send_modify(|n| *n -= 1);
+        }
+        InProgress(self)
+    }
+}
+
+struct InProgress(Arc<Gate>);
+
+impl Drop for InProgress {
+    fn drop(&mut self) {
+        self.0.concurrent.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl<S> Service<http::Request<Body>> for Counted<S>
@@ -222,11 +304,21 @@ where
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
         self.calls.fetch_add(1, Ordering::SeqCst);
+        let text = |v: &http::HeaderValue| v.to_str().unwrap_or("(not text)").to_owned();
+        *self.gate.last_head.lock().expect("unpoisoned") = Some((
+            request.uri().authority().map(ToString::to_string),
+            request.headers().get(http::header::USER_AGENT).map(text),
+        ));
         if self.unavailable.load(Ordering::SeqCst) {
             let answer = tonic::Status::unavailable("draining").into_http();
             return Box::pin(async move { Ok(answer) });
         }
-        Box::pin(self.inner.call(request))
+        let passing = self.gate.clone().pass();
+        let answer = self.inner.call(request);
+        Box::pin(async move {
+            let _in_progress = passing.await;
+            answer.await
+        })
     }
 }
 

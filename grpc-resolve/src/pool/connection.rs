@@ -1,0 +1,296 @@
+//! One endpoint's HTTP/2 connection, made and driven by this crate rather than by a tonic
+//! `Channel`.
+//!
+//! A tonic `Channel` puts a buffer task in front of its connection: every call is handed to
+//! that task, which hands it to hyper's connection task. The pool already does what the
+//! buffer is for (readiness, load, reconnecting), so a call here goes straight to hyper's
+//! `SendRequest`, one task hop fewer per call. Owning the connection also tells the pool
+//! the moment it ends: hyper's connection future completes when the connection closes
+//! (EOF, reset, GOAWAY with no streams left, keepalive timeout).
+//!
+//! What tonic's channel adds to each request is done here too: the endpoint's scheme and
+//! authority go into the request URI, and a `user-agent` is set when the caller set none.
+
+use std::future::Future;
+use std::io;
+use std::time::Duration;
+
+use http::uri::{Authority, Scheme};
+use http::{HeaderName, HeaderValue, Request, Response, Uri};
+use hyper::body::Incoming;
+use hyper::client::conn::http2;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::task::JoinHandle;
+use tower_service::Service;
+
+use crate::channel::ReplayBody;
+use crate::error::BoxError;
+
+/// How every endpoint's connection is made and configured.
+#[derive(Clone)]
+pub(crate) struct Settings {
+    /// Bounds one whole attempt: TCP, TLS and the HTTP/2 handshake.
+    pub(crate) connect_timeout: Option<Duration>,
+    pub(crate) tcp_keepalive: Option<Duration>,
+    pub(crate) keep_alive_interval: Option<Duration>,
+    pub(crate) keep_alive_timeout: Option<Duration>,
+    pub(crate) keep_alive_while_idle: bool,
+    pub(crate) initial_stream_window_size: Option<u32>,
+    pub(crate) initial_connection_window_size: Option<u32>,
+    pub(crate) adaptive_window: bool,
+    pub(crate) user_agent: HeaderValue,
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<super::tls::Tls>,
+}
+
+/// A handle on one live connection: cheap to clone; the connection stays open while any
+/// handle does or a stream is in flight.
+#[derive(Clone)]
+pub(crate) struct Connection {
+    send: http2::SendRequest<ReplayBody>,
+    scheme: Scheme,
+    authority: Authority,
+    user_agent: HeaderValue,
+}
+
+/// The task driving a connection; it ends when the connection does.
+pub(crate) type Driver = JoinHandle<()>;
+
+const USER_AGENT: HeaderName = http::header::USER_AGENT;
+
+// === impl Settings ===
+
+impl Settings {
+    pub(crate) fn new(connect_timeout: Option<Duration>) -> Self {
+        Settings {
+            connect_timeout,
+            tcp_keepalive: None,
+            keep_alive_interval: None,
+            keep_alive_timeout: None,
+            keep_alive_while_idle: false,
+            initial_stream_window_size: None,
+            initial_connection_window_size: None,
+            adaptive_window: false,
+            user_agent: HeaderValue::from_static(concat!(
+                "grpc-resolve/",
+                env!("CARGO_PKG_VERSION")
+            )),
+            #[cfg(feature = "tls")]
+            tls: None,
+        }
+    }
+
+    /// The scheme calls to every endpoint carry: `https` with TLS.
+    pub(crate) fn scheme(&self) -> Scheme {
+        #[cfg(feature = "tls")]
+        if self.tls.is_some() {
+            return Scheme::HTTPS;
+        }
+        Scheme::HTTP
+    }
+
+    fn http2(&self) -> http2::Builder<TokioExecutor> {
+        let mut builder = http2::Builder::new(TokioExecutor::new());
+        builder
+            .timer(TokioTimer::new())
+            .initial_stream_window_size(self.initial_stream_window_size)
+            .initial_connection_window_size(self.initial_connection_window_size)
+            .adaptive_window(self.adaptive_window)
+            .keep_alive_interval(self.keep_alive_interval)
+            .keep_alive_while_idle(self.keep_alive_while_idle);
+        if let Some(timeout) = self.keep_alive_timeout {
+            builder.keep_alive_timeout(timeout);
+        }
+        builder
+    }
+}
+
+// === impl Connection ===
+
+impl Connection {
+    /// Waits until the connection can take a request; fails once it has closed.
+    pub(crate) async fn ready(&mut self) -> Result<(), hyper::Error> {
+        self.send.ready().await
+    }
+
+    /// Sends one request on the connection, with the endpoint's origin in its URI.
+    pub(crate) fn send(
+        &mut self,
+        mut parts: http::request::Parts,
+        body: ReplayBody,
+    ) -> impl Future<Output = Result<Response<Incoming>, hyper::Error>> + use<> {
+        let mut uri = std::mem::take(&mut parts.uri).into_parts();
+        uri.scheme = Some(self.scheme.clone());
+        uri.authority = Some(self.authority.clone());
+        // Only a URI without a path fails here, and a gRPC request always has one.
+        parts.uri = Uri::from_parts(uri).unwrap_or_default();
+        if !parts.headers.contains_key(&USER_AGENT) {
+            parts.headers.insert(USER_AGENT, self.user_agent.clone());
+        }
+        self.send.send_request(Request::from_parts(parts, body))
+    }
+}
+
+/// Makes one connection to `authority` within the connect timeout: TCP, TLS if configured,
+/// the HTTP/2 handshake. The returned driver ends when the connection does.
+pub(crate) async fn connect(
+    authority: &Authority,
+    settings: &Settings,
+) -> Result<(Connection, Driver), BoxError> {
+    let connecting = connect_with(authority, settings, tcp_connector(settings));
+    within(settings.connect_timeout, connecting).await
+}
+
+/// `attempt`, given up with a `TimedOut` error after `limit`.
+async fn within<T>(
+    limit: Option<Duration>,
+    attempt: impl Future<Output = Result<T, BoxError>>,
+) -> Result<T, BoxError> {
+    let Some(limit) = limit else {
+        return attempt.await;
+    };
+    match tokio::time::timeout(limit, attempt).await {
+        Ok(outcome) => outcome,
+        Err(_) => Err(Box::new(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("connecting took longer than {limit:?}"),
+        ))),
+    }
+}
+
+fn tcp_connector(settings: &Settings) -> HttpConnector {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_keepalive(settings.tcp_keepalive);
+    http
+}
+
+/// [`connect`] with the TCP connector given, without the timeout.
+async fn connect_with<C>(
+    authority: &Authority,
+    settings: &Settings,
+    mut tcp: C,
+) -> Result<(Connection, Driver), BoxError>
+where
+    C: Service<Uri, Response = TokioIo<tokio::net::TcpStream>>,
+    C::Error: Into<BoxError>,
+{
+    let uri = Uri::builder()
+        .scheme(Scheme::HTTP)
+        .authority(authority.clone())
+        .path_and_query("/")
+        .build()?;
+    std::future::poll_fn(|cx| tcp.poll_ready(cx))
+        .await
+        .map_err(Into::into)?;
+    let stream = tcp.call(uri).await.map_err(Into::into)?;
+    #[cfg(feature = "tls")]
+    if let Some(tls) = &settings.tls {
+        let stream = tls.handshake(authority, stream.into_inner()).await?;
+        return handshake(authority, settings, TokioIo::new(stream)).await;
+    }
+    handshake(authority, settings, stream).await
+}
+
+/// The HTTP/2 handshake over an established stream; spawns the connection's driver.
+async fn handshake<T>(
+    authority: &Authority,
+    settings: &Settings,
+    io: T,
+) -> Result<(Connection, Driver), BoxError>
+where
+    T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (send, connection) = settings.http2().handshake(io).await?;
+    let driver = tokio::spawn({
+        let authority = authority.clone();
+        async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%authority, %error, "connection ended with an error");
+            }
+        }
+    });
+    Ok((
+        Connection {
+            send,
+            scheme: settings.scheme(),
+            authority: authority.clone(),
+            user_agent: settings.user_agent.clone(),
+        },
+        driver,
+    ))
+}
+
+#[cfg(test)]
+impl Connection {
+    /// A connection over an in-memory pipe that nothing answers, for tests that need an
+    /// endpoint to look connected.
+    pub(crate) async fn unanswered() -> Connection {
+        let (client, server) = tokio::io::duplex(64 * 1024);
+        // The far end stays open (and unread) for the rest of the test.
+        tokio::spawn(async move {
+            let _server = server;
+            std::future::pending::<()>().await;
+        });
+        let authority = Authority::from_static("127.0.0.1:1");
+        let settings = Settings::new(None);
+        let (connection, _driver) = handshake(&authority, &settings, TokioIo::new(client))
+            .await
+            .expect("the client side of a handshake needs no answer");
+        connection
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use super::*;
+
+    /// A connector whose connections never complete, like a SYN to a black hole.
+    #[derive(Clone)]
+    struct Hanging;
+
+    impl Service<Uri> for Hanging {
+        type Response = TokioIo<tokio::net::TcpStream>;
+        type Error = BoxError;
+        type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+
+        fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, _uri: Uri) -> Self::Future {
+            Box::pin(std::future::pending())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_attempt_gives_up_at_the_connect_timeout() {
+        let settings = Settings::new(Some(Duration::from_secs(3)));
+        let authority = Authority::from_static("192.0.2.1:50051");
+        let started = tokio::time::Instant::now();
+        let attempt = within(
+            settings.connect_timeout,
+            connect_with(&authority, &settings, Hanging),
+        );
+        let error = tokio::time::timeout(Duration::from_secs(60), attempt)
+            .await
+            .expect("the attempt ends by itself")
+            .err()
+            .expect("a connection that never completes fails");
+        assert_eq!(
+            started.elapsed(),
+            Duration::from_secs(3),
+            "gave up exactly at the limit"
+        );
+        let error = error
+            .downcast::<io::Error>()
+            .expect("the timeout is an io::Error");
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut, "{error}");
+        assert!(error.to_string().contains("3s"), "names the limit: {error}");
+    }
+}
