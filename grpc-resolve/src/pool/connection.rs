@@ -123,7 +123,10 @@ impl Connection {
         let mut uri = std::mem::take(&mut parts.uri).into_parts();
         uri.scheme = Some(self.scheme.clone());
         uri.authority = Some(self.authority.clone());
-        // Only a URI without a path fails here, and a gRPC request always has one.
+        // A gRPC request always has a path; one without means the root, as in HTTP.
+        uri.path_and_query
+            .get_or_insert(http::uri::PathAndQuery::from_static("/"));
+        // With scheme, authority and path all present, building the URI cannot fail.
         parts.uri = Uri::from_parts(uri).unwrap_or_default();
         if !parts.headers.contains_key(&USER_AGENT) {
             parts.headers.insert(USER_AGENT, self.user_agent.clone());
