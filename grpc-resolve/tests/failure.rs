@@ -2,7 +2,9 @@
 
 mod common;
 
-use common::{Backend, SERVICE, check, dead_instance, settle, wait_ready};
+use std::time::Duration;
+
+use common::{Backend, SERVICE, check, dead_instance, mute_instance, settle, wait_ready};
 use discovery_core::mock::channel_resolver;
 use futures_util::StreamExt;
 use grpc_resolve::DiscoveredChannel;
@@ -124,6 +126,36 @@ where
         failed += settle(task).await.expect("a caller task ends cleanly");
     }
     failed
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_that_accepts_but_never_speaks_is_never_ready() {
+    // Its kernel completes the TCP handshake, but no HTTP/2 server answers: calls sent
+    // there would hang. It must not count as ready, so no call goes there.
+    let backend = Backend::start().await;
+    let (resolver, handle) = channel_resolver();
+    handle.set(vec![backend.instance("live"), mute_instance("mute").await]);
+    let channel = DiscoveredChannel::builder(resolver, SERVICE)
+        .connect_timeout(Duration::from_millis(200))
+        .build();
+    wait_ready(&channel, 1).await;
+    for _ in 0..200 {
+        settle(check(&channel)).await.expect("the call succeeds");
+    }
+    assert_eq!(backend.calls(), 200, "every call went to the live backend");
+    // Each attempt on the mute one ends at the connect timeout.
+    settle(async {
+        while channel.stats().connect_failures == 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    let mute = channel
+        .endpoints()
+        .into_iter()
+        .find(|e| e.id == "mute")
+        .expect("the mute endpoint is known");
+    assert!(!mute.ready, "never ready: {mute:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

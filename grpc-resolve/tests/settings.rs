@@ -6,11 +6,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Backend, SERVICE, check, settle, wait_ready};
-use discovery_core::{MemoryRegistry, Registration, Registry, ServiceInstance};
+use common::{Backend, SERVICE, check, settle, unanswering_instance, wait_ready};
+use discovery_core::{MemoryRegistry, Registration, Registry};
 use grpc_resolve::DiscoveredChannel;
-use tokio::io::AsyncReadExt;
-use tokio::net::TcpListener;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
@@ -45,29 +43,13 @@ async fn a_call_past_the_channel_timeout_fails_deadline_exceeded() {
     check(&channel).await.expect("an answered call is on time");
 }
 
-/// An instance that accepts connections and reads everything but never answers (a hung
-/// process): only the client's own deadline can end a call to it.
-async fn silent_instance() -> ServiceInstance {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let port = listener.local_addr().expect("a local address").port();
-    tokio::spawn(async move {
-        while let Ok((mut connection, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut sink = vec![0u8; 16 * 1024];
-                while matches!(connection.read(&mut sink).await, Ok(n) if n > 0) {}
-            });
-        }
-    });
-    ServiceInstance::new("silent", SERVICE, "127.0.0.1", port)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_callers_deadline_ends_the_call_without_a_channel_timeout() {
-    // A real server would enforce the deadline too (tonic answers `Cancelled`); this one
+    // A tonic server would enforce the deadline too (answering `Cancelled`); this one
     // leaves it to the client.
     let registry = MemoryRegistry::new();
     registry
-        .register(&Registration::new(silent_instance().await))
+        .register(&Registration::new(unanswering_instance("stuck").await))
         .await
         .expect("register");
     let channel = DiscoveredChannel::builder(registry, SERVICE).build();

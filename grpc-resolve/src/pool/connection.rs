@@ -8,11 +8,18 @@
 //! the moment it ends: hyper's connection future completes when the connection closes
 //! (EOF, reset, GOAWAY with no streams left, keepalive timeout).
 //!
+//! A connection counts as made only once the server has sent its first bytes (an HTTP/2
+//! server opens with SETTINGS). A hung process whose kernel still accepts TCP connections
+//! never gets there, so its endpoint never becomes ready, where tonic's channel would be
+//! ready at once and its calls would hang.
+//!
 //! What tonic's channel adds to each request is done here too: the endpoint's scheme and
 //! authority go into the request URI, and a `user-agent` is set when the caller set none.
 
 use std::future::Future;
 use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::uri::{Authority, Scheme};
@@ -21,6 +28,8 @@ use hyper::body::Incoming;
 use hyper::client::conn::http2;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tower_service::Service;
 
@@ -188,25 +197,44 @@ where
     std::future::poll_fn(|cx| tcp.poll_ready(cx))
         .await
         .map_err(Into::into)?;
-    let stream = tcp.call(uri).await.map_err(Into::into)?;
+    let stream = tcp.call(uri).await.map_err(Into::into)?.into_inner();
     #[cfg(feature = "tls")]
     if let Some(tls) = &settings.tls {
-        let stream = tls.handshake(authority, stream.into_inner()).await?;
-        return handshake(authority, settings, TokioIo::new(stream)).await;
+        let stream = tls.handshake(authority, stream).await?;
+        return handshake(authority, settings, stream).await;
     }
     handshake(authority, settings, stream).await
 }
 
-/// The HTTP/2 handshake over an established stream; spawns the connection's driver.
+/// The HTTP/2 handshake over an established stream, complete once the server has spoken:
+/// a server must open with its SETTINGS frame, so its first bytes prove it is an HTTP/2
+/// server that is running, not a hung process whose kernel still accepts connections.
+/// Then spawns the connection's driver.
 async fn handshake<T>(
     authority: &Authority,
     settings: &Settings,
     io: T,
 ) -> Result<(Connection, Driver), BoxError>
 where
-    T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let (heard, first_bytes) = oneshot::channel();
+    let io = TokioIo::new(Heard {
+        io,
+        heard: Some(heard),
+    });
     let (send, connection) = settings.http2().handshake(io).await?;
+    // Driven here until the server speaks; dropping it (the connect timeout) closes it.
+    let mut connection = Box::pin(connection);
+    tokio::select! {
+        spoke = first_bytes => if spoke.is_err() {
+            return Err("the connection closed before the server spoke".into());
+        },
+        ended = &mut connection => {
+            ended?;
+            return Err("the connection closed before the server spoke".into());
+        }
+    }
     let driver = tokio::spawn({
         let authority = authority.clone();
         async move {
@@ -226,22 +254,79 @@ where
     ))
 }
 
+/// A connection's IO that says when the first bytes arrive from the peer.
+struct Heard<T> {
+    io: T,
+    heard: Option<oneshot::Sender<()>>,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Heard<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut this.io).poll_read(cx, buf);
+        if buf.filled().len() > before
+            && let Some(heard) = this.heard.take()
+        {
+            let _ = heard.send(());
+        }
+        polled
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Heard<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+}
+
 #[cfg(test)]
 impl Connection {
     /// A connection over an in-memory pipe that nothing answers, for tests that need an
     /// endpoint to look connected.
     pub(crate) async fn unanswered() -> Connection {
-        let (client, server) = tokio::io::duplex(64 * 1024);
-        // The far end stays open (and unread) for the rest of the test.
+        let (client, mut server) = tokio::io::duplex(64 * 1024);
+        // The far end opens with an empty SETTINGS frame, as a server must, then stays open
+        // (and unread) for the rest of the test.
         tokio::spawn(async move {
-            let _server = server;
+            use tokio::io::AsyncWriteExt;
+            let settings = [0, 0, 0, 4, 0, 0, 0, 0, 0];
+            server.write_all(&settings).await.expect("the pipe is open");
             std::future::pending::<()>().await;
         });
         let authority = Authority::from_static("127.0.0.1:1");
         let settings = Settings::new(None);
-        let (connection, _driver) = handshake(&authority, &settings, TokioIo::new(client))
+        let (connection, _driver) = handshake(&authority, &settings, client)
             .await
-            .expect("the client side of a handshake needs no answer");
+            .expect("the handshake completes once the far end has spoken");
         connection
     }
 }

@@ -208,6 +208,48 @@ pub fn dead_instance(id: &str) -> ServiceInstance {
     ServiceInstance::new(id, SERVICE, "127.0.0.1", port)
 }
 
+/// An instance whose port accepts connections but never says a word, like a hung process
+/// whose kernel still completes TCP handshakes.
+pub async fn mute_instance(id: &str) -> ServiceInstance {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("a local address").port();
+    tokio::spawn(async move {
+        while let Ok((mut connection, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                use tokio::io::AsyncReadExt;
+                let mut sink = vec![0u8; 16 * 1024];
+                while matches!(connection.read(&mut sink).await, Ok(n) if n > 0) {}
+            });
+        }
+    });
+    ServiceInstance::new(id, SERVICE, "127.0.0.1", port)
+}
+
+/// An instance that speaks HTTP/2 and accepts every call but never answers one, like a
+/// server whose application is stuck: only the client's own deadline ends a call to it.
+pub async fn unanswering_instance(id: &str) -> ServiceInstance {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("a local address").port();
+    tokio::spawn(async move {
+        while let Ok((connection, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut connection) = h2::server::handshake(connection).await else {
+                    return;
+                };
+                let mut held = Vec::new();
+                while let Some(Ok(call)) = connection.accept().await {
+                    held.push(call);
+                }
+            });
+        }
+    });
+    ServiceInstance::new(id, SERVICE, "127.0.0.1", port)
+}
+
 /// One health check through the channel.
 pub async fn check(channel: &DiscoveredChannel) -> Result<ServingStatus, tonic::Status> {
     let mut client = HealthClient::new(channel.clone());
