@@ -63,6 +63,13 @@ async fn three_equal_backends_each_get_a_third_within_ten_percent() {
         );
     }
     assert_eq!(channel.stats().failures, 0, "no failures expected");
+    // The channel's own per-endpoint counts agree with what the backends saw.
+    let counted: Vec<usize> = channel
+        .endpoints()
+        .iter()
+        .map(|e| usize::try_from(e.calls).expect("fits"))
+        .collect();
+    assert_eq!(counted, calls, "per-endpoint call counters, by id");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -94,6 +94,8 @@ pub(crate) struct Endpoint {
     /// Tells the connection task that the current connection takes no new calls.
     stale: Notify,
     in_flight: AtomicUsize,
+    /// Attempts sent to it, ever.
+    calls: AtomicU64,
     failures: AtomicU32,
     ejections: AtomicU32,
     ejected_until: Mutex<Option<Instant>>,
@@ -123,6 +125,9 @@ pub struct EndpointInfo {
     pub ready: bool,
     /// Calls sent to it whose response has not ended.
     pub in_flight: usize,
+    /// Calls sent to it since discovery added it (a call retried elsewhere counts on
+    /// both endpoints).
+    pub calls: u64,
     /// Whether outlier detection took it out of rotation for now.
     pub ejected: bool,
     /// Its balancing weight: the instance's weight for its health status.
@@ -309,6 +314,7 @@ impl Pool {
             (slot.clone()?, endpoint.generation.load(Ordering::Relaxed))
         };
         endpoint.in_flight.fetch_add(1, Ordering::Relaxed);
+        endpoint.calls.fetch_add(1, Ordering::Relaxed);
         Some(Picked {
             endpoint,
             connection,
@@ -447,6 +453,7 @@ impl Endpoint {
             generation: AtomicU64::new(0),
             stale: Notify::new(),
             in_flight: AtomicUsize::new(0),
+            calls: AtomicU64::new(0),
             failures: AtomicU32::new(0),
             ejections: AtomicU32::new(0),
             ejected_until: Mutex::new(None),
@@ -532,6 +539,7 @@ impl Endpoint {
             authority: self.authority.clone(),
             ready: self.is_usable(&mut LazyNow::at(now)),
             in_flight: self.in_flight.load(Ordering::Relaxed),
+            calls: self.calls.load(Ordering::Relaxed),
             ejected: lock(&self.ejected_until).is_some_and(|until| until > now),
             weight: instance.effective_weight(),
             status: instance.status,
