@@ -23,6 +23,19 @@ async fn registry_of(backends: &[&Backend]) -> MemoryRegistry {
     registry
 }
 
+/// Starts `n` concurrent health checks through `channel`.
+fn spawn_checks(
+    channel: &DiscoveredChannel,
+    n: usize,
+) -> Vec<tokio::task::JoinHandle<Result<tonic_health::ServingStatus, tonic::Status>>> {
+    (0..n)
+        .map(|_| {
+            let channel = channel.clone();
+            tokio::spawn(async move { check(&channel).await })
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_past_the_channel_timeout_fails_deadline_exceeded() {
     let backend = Backend::start().await;
@@ -72,12 +85,7 @@ async fn calls_beyond_the_concurrency_limit_wait_for_room() {
         .build();
     wait_ready(&channel, 1).await;
     backend.hold();
-    let calls: Vec<_> = (0..5)
-        .map(|_| {
-            let channel = channel.clone();
-            tokio::spawn(async move { check(&channel).await })
-        })
-        .collect();
+    let calls = spawn_checks(&channel, 5);
     backend.wait_held(2).await;
     // The other three wait in the channel, not on the endpoint.
     assert_eq!(
@@ -110,12 +118,7 @@ async fn a_full_endpoint_is_passed_over_for_one_with_room() {
     held.hold();
     free.hold();
     // Two calls fill both endpoints, one each.
-    let first: Vec<_> = (0..2)
-        .map(|_| {
-            let channel = channel.clone();
-            tokio::spawn(async move { check(&channel).await })
-        })
-        .collect();
+    let first = spawn_checks(&channel, 2);
     held.wait_held(1).await;
     free.wait_held(1).await;
     free.release();

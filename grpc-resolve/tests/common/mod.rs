@@ -211,40 +211,42 @@ pub fn dead_instance(id: &str) -> ServiceInstance {
 /// An instance whose port accepts connections but never says a word, like a hung process
 /// whose kernel still completes TCP handshakes.
 pub async fn mute_instance(id: &str) -> ServiceInstance {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let port = listener.local_addr().expect("a local address").port();
-    tokio::spawn(async move {
-        while let Ok((mut connection, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                use tokio::io::AsyncReadExt;
-                let mut sink = vec![0u8; 16 * 1024];
-                while matches!(connection.read(&mut sink).await, Ok(n) if n > 0) {}
-            });
-        }
-    });
-    ServiceInstance::new(id, SERVICE, "127.0.0.1", port)
+    raw_instance(id, |mut connection| async move {
+        use tokio::io::AsyncReadExt;
+        let mut sink = vec![0u8; 16 * 1024];
+        while matches!(connection.read(&mut sink).await, Ok(n) if n > 0) {}
+    })
+    .await
 }
 
 /// An instance that speaks HTTP/2 and accepts every call but never answers one, like a
 /// server whose application is stuck: only the client's own deadline ends a call to it.
 pub async fn unanswering_instance(id: &str) -> ServiceInstance {
+    raw_instance(id, |connection| async move {
+        let Ok(mut connection) = h2::server::handshake(connection).await else {
+            return;
+        };
+        let mut held = Vec::new();
+        while let Some(Ok(call)) = connection.accept().await {
+            held.push(call);
+        }
+    })
+    .await
+}
+
+/// An instance on a fresh port whose every accepted connection is handed to `serve`.
+async fn raw_instance<F, Fut>(id: &str, serve: F) -> ServiceInstance
+where
+    F: Fn(TcpStream) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let port = listener.local_addr().expect("a local address").port();
     tokio::spawn(async move {
         while let Ok((connection, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let Ok(mut connection) = h2::server::handshake(connection).await else {
-                    return;
-                };
-                let mut held = Vec::new();
-                while let Some(Ok(call)) = connection.accept().await {
-                    held.push(call);
-                }
-            });
+            tokio::spawn(serve(connection));
         }
     });
     ServiceInstance::new(id, SERVICE, "127.0.0.1", port)
