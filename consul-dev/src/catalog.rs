@@ -14,7 +14,7 @@ use serde_json::Value;
 use crate::filter::Filter;
 use crate::health::{has_tags, node_matches, node_meta};
 use crate::state::{Check, Key, Node, Service, Status, Store};
-use crate::web::{self, AppState, Ctx, HttpError, Result, WatchKey, get, json, json_read, put};
+use crate::web::{self, AppState, Ctx, HttpError, Read, Result, WatchKey, get, json, put};
 use crate::wire::{
     CheckDef, DecodeError, Fields, NodeOut, NodeServiceOut, TaggedAddr, Weights, empty_proxy,
     parse_body,
@@ -97,27 +97,15 @@ fn matches(filter: Option<&Filter>, v: &impl Serialize) -> bool {
     filter.is_none_or(|f| f.matches(&serde_json::to_value(v).unwrap_or(Value::Null)))
 }
 
-async fn datacenters(
-    State(state): State<AppState>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
-) -> Result<Response> {
-    let ctx = Ctx::new(&state, raw.as_deref(), &headers)?;
-    Ok(json(&ctx.query, &[state.config.datacenter.as_str()]))
+async fn datacenters(ctx: Ctx) -> Response {
+    json(&ctx.query, &[ctx.state.config.datacenter.as_str()])
 }
 
-async fn nodes(
-    State(state): State<AppState>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
-) -> Result<Response> {
-    let ctx = Ctx::new(&state, raw.as_deref(), &headers)?;
-    let c = web::consistency(&ctx.query)?;
-    let b = web::blocking(&ctx.query)?;
-    let filter = Filter::from_query(&ctx.query)?;
-    let authz = ctx.authz()?;
-    let meta = node_meta(&ctx.query);
-    let (index, out) = web::block(&state, b, WatchKey::Global, |store| {
+async fn nodes(read: Read) -> Result<Response> {
+    let filter = read.ctx.filter()?;
+    let authz = read.ctx.authz()?;
+    let meta = node_meta(&read.ctx.query);
+    let (index, out) = web::block(&read, WatchKey::Global, |store| {
         let list: Vec<NodeOut> = if authz.can_read() {
             store
                 .nodes
@@ -132,7 +120,7 @@ async fn nodes(
         (store.index, list)
     })
     .await;
-    Ok(json_read(&ctx.query, c, index, &out))
+    Ok(read.answer(index, &out))
 }
 
 #[derive(Debug, Serialize)]
@@ -142,17 +130,9 @@ struct NodeServicesOut {
     services: BTreeMap<String, NodeServiceOut>,
 }
 
-async fn node(
-    State(state): State<AppState>,
-    Path(name): Path<String>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
-) -> Result<Response> {
-    let ctx = Ctx::new(&state, raw.as_deref(), &headers)?;
-    let c = web::consistency(&ctx.query)?;
-    let b = web::blocking(&ctx.query)?;
-    let authz = ctx.authz()?;
-    let (index, out) = web::block(&state, b, WatchKey::Global, |store| {
+async fn node(Path(name): Path<String>, read: Read) -> Result<Response> {
+    let authz = read.ctx.authz()?;
+    let (index, out) = web::block(&read, WatchKey::Global, |store| {
         let out = store
             .nodes
             .get(&name)
@@ -169,21 +149,14 @@ async fn node(
         (store.index, out)
     })
     .await;
-    Ok(json_read(&ctx.query, c, index, &out))
+    Ok(read.answer(index, &out))
 }
 
-async fn services(
-    State(state): State<AppState>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
-) -> Result<Response> {
-    let ctx = Ctx::new(&state, raw.as_deref(), &headers)?;
-    let c = web::consistency(&ctx.query)?;
-    let b = web::blocking(&ctx.query)?;
-    let filter = Filter::from_query(&ctx.query)?;
-    let authz = ctx.authz()?;
-    let meta = node_meta(&ctx.query);
-    let (index, out) = web::block(&state, b, WatchKey::Global, |store| {
+async fn services(read: Read) -> Result<Response> {
+    let filter = read.ctx.filter()?;
+    let authz = read.ctx.authz()?;
+    let meta = node_meta(&read.ctx.query);
+    let (index, out) = web::block(&read, WatchKey::Global, |store| {
         let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         if authz.can_read() {
             for s in store.services.values() {
@@ -206,23 +179,15 @@ async fn services(
         (store.index, out)
     })
     .await;
-    Ok(json_read(&ctx.query, c, index, &out))
+    Ok(read.answer(index, &out))
 }
 
-async fn service(
-    State(state): State<AppState>,
-    Path(name): Path<String>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
-) -> Result<Response> {
-    let ctx = Ctx::new(&state, raw.as_deref(), &headers)?;
-    let c = web::consistency(&ctx.query)?;
-    let b = web::blocking(&ctx.query)?;
-    let filter = Filter::from_query(&ctx.query)?;
-    let authz = ctx.authz()?;
-    let tags: Vec<String> = ctx.query.all("tag").map(str::to_owned).collect();
-    let meta = node_meta(&ctx.query);
-    let (index, out) = web::block(&state, b, WatchKey::Service(name.clone()), |store| {
+async fn service(Path(name): Path<String>, read: Read) -> Result<Response> {
+    let filter = read.ctx.filter()?;
+    let authz = read.ctx.authz()?;
+    let tags: Vec<String> = read.ctx.query.all("tag").map(str::to_owned).collect();
+    let meta = node_meta(&read.ctx.query);
+    let (index, out) = web::block(&read, WatchKey::Service(name.clone()), |store| {
         let list: Vec<ServiceNodeOut> = if authz.can_read() {
             store
                 .instances(&name)
@@ -236,7 +201,7 @@ async fn service(
         (store.service_index(&name), list)
     })
     .await;
-    Ok(json_read(&ctx.query, c, index, &out))
+    Ok(read.answer(index, &out))
 }
 
 // === Writes ===

@@ -1,14 +1,13 @@
 //! `/v1/health/*`: service entries with their checks, as the catalog sees them.
 
 use axum::Router;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::Path;
 use axum::response::Response;
-use http::HeaderMap;
 use serde_json::Value;
 
 use crate::filter::Filter;
 use crate::state::{Service, Status, Store};
-use crate::web::{self, AppState, Ctx, HttpError, Query, Result, WatchKey, get, json_read};
+use crate::web::{self, AppState, HttpError, Query, Read, Result, WatchKey, get};
 use crate::wire::{CheckOut, NodeOut, NodeServiceOut, ServiceEntryOut};
 
 /// The health endpoints.
@@ -87,29 +86,21 @@ fn parse_passing(q: &Query) -> Result<bool> {
     }
 }
 
-async fn service(
-    State(state): State<AppState>,
-    Path(name): Path<String>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
-) -> Result<Response> {
-    let ctx = Ctx::new(&state, raw.as_deref(), &headers)?;
-    let consistency = web::consistency(&ctx.query)?;
-    let b = web::blocking(&ctx.query)?;
-    let passing = parse_passing(&ctx.query)?;
-    let filter = Filter::from_query(&ctx.query)?;
-    let authz = ctx.authz()?;
-    let tags: Vec<String> = ctx.query.all("tag").map(str::to_owned).collect();
-    let meta = node_meta(&ctx.query);
+async fn service(Path(name): Path<String>, read: Read) -> Result<Response> {
+    let query = &read.ctx.query;
+    let passing = parse_passing(query)?;
+    let filter = read.ctx.filter()?;
+    let authz = read.ctx.authz()?;
+    let tags: Vec<String> = query.all("tag").map(str::to_owned).collect();
+    let meta = node_meta(query);
     let signature = format!(
         "health/service\0{name}\0{tags:?}\0{passing}\0{meta:?}\0{:?}\0{}\0{}",
-        ctx.query.get("filter"),
-        ctx.query.has("pretty"),
+        query.get("filter"),
+        query.has("pretty"),
         authz.can_read()
     );
-    let cache = &state.cache;
-    let query = &ctx.query;
-    let (index, body) = web::block(&state, b, WatchKey::Service(name.clone()), |store| {
+    let cache = &read.ctx.state.cache;
+    let (index, body) = web::block(&read, WatchKey::Service(name.clone()), |store| {
         let index = store.service_index(&name);
         let body = cache.get_or(&signature, index, || {
             let entries: Vec<ServiceEntryOut> = if authz.can_read() {
@@ -137,46 +128,28 @@ async fn service(
         (index, body)
     })
     .await;
-    let mut resp = web::json_bytes(body);
-    web::add_meta(resp.headers_mut(), consistency, Some(index));
-    Ok(resp)
+    Ok(read.answer_encoded(index, body))
 }
 
 /// `GET /v1/health/connect/:name`, `/v1/health/ingress/:name` and
 /// `/v1/catalog/connect/:name`: always an empty list, whose blocking and headers follow the
 /// service's index like any other read.
-pub(crate) async fn connect(
-    State(state): State<AppState>,
-    Path(name): Path<String>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
-) -> Result<Response> {
-    let ctx = Ctx::new(&state, raw.as_deref(), &headers)?;
-    let consistency = web::consistency(&ctx.query)?;
-    let b = web::blocking(&ctx.query)?;
-    ctx.authz()?;
+pub(crate) async fn connect(Path(name): Path<String>, read: Read) -> Result<Response> {
+    read.ctx.authz()?;
     // The dev agent has no service mesh: there are never connect-capable instances, and an
     // empty list is `[]` whichever endpoint's element type it stands for.
-    let (index, entries) = web::block(&state, b, WatchKey::Service(name.clone()), |store| {
+    let (index, entries) = web::block(&read, WatchKey::Service(name.clone()), |store| {
         (store.service_index(&name), Vec::<ServiceEntryOut>::new())
     })
     .await;
-    Ok(json_read(&ctx.query, consistency, index, &entries))
+    Ok(read.answer(index, &entries))
 }
 
-async fn checks_of_service(
-    State(state): State<AppState>,
-    Path(name): Path<String>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
-) -> Result<Response> {
-    let ctx = Ctx::new(&state, raw.as_deref(), &headers)?;
-    let consistency = web::consistency(&ctx.query)?;
-    let b = web::blocking(&ctx.query)?;
-    let filter = Filter::from_query(&ctx.query)?;
-    let authz = ctx.authz()?;
-    let meta = node_meta(&ctx.query);
-    let (index, checks) = web::block(&state, b, WatchKey::Service(name.clone()), |store| {
+async fn checks_of_service(Path(name): Path<String>, read: Read) -> Result<Response> {
+    let filter = read.ctx.filter()?;
+    let authz = read.ctx.authz()?;
+    let meta = node_meta(&read.ctx.query);
+    let (index, checks) = web::block(&read, WatchKey::Service(name.clone()), |store| {
         let index = store.service_index(&name);
         if !authz.can_read() {
             return (index, Vec::new());
@@ -191,31 +164,23 @@ async fn checks_of_service(
         (index, checks)
     })
     .await;
-    Ok(json_read(&ctx.query, consistency, index, &checks))
+    Ok(read.answer(index, &checks))
 }
 
 fn filter_ok(filter: Option<&Filter>, c: &CheckOut) -> bool {
     filter.is_none_or(|f| f.matches(&serde_json::to_value(c).unwrap_or(Value::Null)))
 }
 
-async fn checks_in_state(
-    State(state): State<AppState>,
-    Path(wanted): Path<String>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
-) -> Result<Response> {
-    let ctx = Ctx::new(&state, raw.as_deref(), &headers)?;
-    let consistency = web::consistency(&ctx.query)?;
-    let b = web::blocking(&ctx.query)?;
+async fn checks_in_state(Path(wanted): Path<String>, read: Read) -> Result<Response> {
     if wanted != "any" && Status::parse(&wanted).is_none() {
         return Err(HttpError::bad_request(format!(
             "Invalid check state: \"{wanted}\""
         )));
     }
-    let filter = Filter::from_query(&ctx.query)?;
-    let authz = ctx.authz()?;
-    let meta = node_meta(&ctx.query);
-    let (index, checks) = web::block(&state, b, WatchKey::Global, |store| {
+    let filter = read.ctx.filter()?;
+    let authz = read.ctx.authz()?;
+    let meta = node_meta(&read.ctx.query);
+    let (index, checks) = web::block(&read, WatchKey::Global, |store| {
         let index = store.index;
         if !authz.can_read() {
             return (index, Vec::new());
@@ -231,21 +196,13 @@ async fn checks_in_state(
         (index, checks)
     })
     .await;
-    Ok(json_read(&ctx.query, consistency, index, &checks))
+    Ok(read.answer(index, &checks))
 }
 
-async fn checks_of_node(
-    State(state): State<AppState>,
-    Path(node): Path<String>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
-) -> Result<Response> {
-    let ctx = Ctx::new(&state, raw.as_deref(), &headers)?;
-    let consistency = web::consistency(&ctx.query)?;
-    let b = web::blocking(&ctx.query)?;
-    let filter = Filter::from_query(&ctx.query)?;
-    let authz = ctx.authz()?;
-    let (index, checks) = web::block(&state, b, WatchKey::Global, |store| {
+async fn checks_of_node(Path(node): Path<String>, read: Read) -> Result<Response> {
+    let filter = read.ctx.filter()?;
+    let authz = read.ctx.authz()?;
+    let (index, checks) = web::block(&read, WatchKey::Global, |store| {
         let index = store.index;
         if !authz.can_read() {
             return (index, Vec::new());
@@ -260,5 +217,5 @@ async fn checks_of_node(
         (index, checks)
     })
     .await;
-    Ok(json_read(&ctx.query, consistency, index, &checks))
+    Ok(read.answer(index, &checks))
 }

@@ -7,14 +7,17 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
+use axum::extract::FromRequestParts;
 use axum::handler::Handler;
 use axum::response::{IntoResponse, Response};
 use axum::routing::MethodRouter;
+use http::request::Parts;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use serde::Serialize;
 use tokio::sync::{Notify, watch};
 
 use crate::acl::Authz;
+use crate::filter::Filter;
 use crate::state::{Shared, Store};
 use crate::wire::parse_go_duration;
 
@@ -177,6 +180,69 @@ impl Ctx {
     pub(crate) fn authz(&self) -> Result<Authz> {
         crate::acl::resolve(&self.state.config, self.token.as_deref())
     }
+
+    /// Parses `?filter=` if present (500 on a malformed expression).
+    pub(crate) fn filter(&self) -> Result<Option<Filter>> {
+        Filter::from_query(&self.query)
+    }
+}
+
+/// A handler taking a `Ctx` gets it built by [`Ctx::new`] from the request's query and
+/// headers. Handlers with a body build theirs after reading it instead, so that a body
+/// error (413) still wins over a query error.
+impl FromRequestParts<AppState> for Ctx {
+    type Rejection = HttpError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Ctx> {
+        Ctx::new(state, parts.uri.query(), &parts.headers)
+    }
+}
+
+// === Read ===
+
+/// A blocking read: the request's [`Ctx`] with its consistency mode and blocking
+/// parameters, parsed in that order (so the first bad one names the 400).
+///
+/// Each handler then checks what is specific to it (path, `?passing`, `?filter`, the ACL
+/// decision, in its own order), waits with [`block`] and answers with
+/// [`Read::answer`], which adds the `X-Consul-*` headers.
+#[derive(Debug)]
+pub(crate) struct Read {
+    pub(crate) ctx: Ctx,
+    consistency: Consistency,
+    blocking: Blocking,
+}
+
+impl FromRequestParts<AppState> for Read {
+    type Rejection = HttpError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Read> {
+        let ctx = Ctx::from_request_parts(parts, state).await?;
+        let consistency = consistency(&ctx.query)?;
+        let blocking = blocking(&ctx.query)?;
+        Ok(Read {
+            ctx,
+            consistency,
+            blocking,
+        })
+    }
+}
+
+impl Read {
+    /// `value` as JSON, with the blocking-query metadata headers for `index`.
+    pub(crate) fn answer<T: Serialize>(&self, index: u64, value: &T) -> Response {
+        self.answer_encoded(
+            index,
+            encode(&self.ctx.query, value).map_err(|e| e.to_string()),
+        )
+    }
+
+    /// Like [`Read::answer`] for a body already encoded with [`encode`].
+    pub(crate) fn answer_encoded(&self, index: u64, body: Result<Bytes, String>) -> Response {
+        let mut resp = json_bytes(body);
+        add_meta(resp.headers_mut(), self.consistency, index);
+        resp
+    }
 }
 
 // === Read answers ===
@@ -220,7 +286,7 @@ pub(crate) fn encode<T: Serialize>(q: &Query, value: &T) -> Result<Bytes, serde_
 const READ_HEADERS: usize = 8;
 
 /// A JSON answer from already encoded bytes.
-pub(crate) fn json_bytes(body: Result<Bytes, String>) -> Response {
+fn json_bytes(body: Result<Bytes, String>) -> Response {
     match body {
         Ok(body) => {
             let mut resp = Response::new(Body::from(body));
@@ -278,18 +344,6 @@ impl ResponseCache {
     }
 }
 
-/// A JSON answer with the blocking-query metadata headers.
-pub(crate) fn json_read<T: Serialize>(
-    q: &Query,
-    c: Consistency,
-    index: u64,
-    value: &T,
-) -> Response {
-    let mut resp = json(q, value);
-    add_meta(resp.headers_mut(), c, Some(index));
-    resp
-}
-
 const X_CONSUL_INDEX: HeaderName = HeaderName::from_static("x-consul-index");
 const X_CONSUL_KNOWNLEADER: HeaderName = HeaderName::from_static("x-consul-knownleader");
 const X_CONSUL_LASTCONTACT: HeaderName = HeaderName::from_static("x-consul-lastcontact");
@@ -297,10 +351,8 @@ const X_CONSUL_EFFECTIVE_CONSISTENCY: HeaderName =
     HeaderName::from_static("x-consul-effective-consistency");
 
 /// Adds `X-Consul-Index` (never 0), `KnownLeader`, `LastContact`, consistency.
-pub(crate) fn add_meta(h: &mut HeaderMap, c: Consistency, index: Option<u64>) {
-    if let Some(index) = index {
-        h.insert(X_CONSUL_INDEX, HeaderValue::from(index.max(1)));
-    }
+fn add_meta(h: &mut HeaderMap, c: Consistency, index: u64) {
+    h.insert(X_CONSUL_INDEX, HeaderValue::from(index.max(1)));
     h.insert(X_CONSUL_KNOWNLEADER, HeaderValue::from_static("true"));
     h.insert(X_CONSUL_LASTCONTACT, HeaderValue::from_static("0"));
     h.insert(
@@ -372,15 +424,15 @@ pub(crate) enum WatchKey {
     Global,
 }
 
-/// Runs `compute` until its index exceeds `b.index`, the wait expires or the agent stops.
-/// Without an index (or index 0) answers at once.
+/// Runs `compute` until its index exceeds the read's `index`, the wait expires or the agent
+/// stops. Without an index (or index 0) answers at once.
 pub(crate) async fn block<T>(
-    state: &AppState,
-    b: Blocking,
+    read: &Read,
     key: WatchKey,
     compute: impl FnMut(&Store) -> (u64, T),
 ) -> (u64, T) {
-    wait_for(state, b.wait, key, compute, |(index, _)| {
+    let b = read.blocking;
+    wait_for(&read.ctx.state, b.wait, key, compute, |(index, _)| {
         b.index == 0 || *index > b.index
     })
     .await

@@ -78,6 +78,42 @@ async fn bad_query_parameters() {
     assert!(r.body.contains("Enterprise"));
 }
 
+/// With several bad parameters the first in order names the error: datacenter,
+/// consistency, blocking, then the endpoint's own (check state, `?passing`), then the filter.
+#[tokio::test]
+async fn first_bad_parameter_wins() {
+    let a = Agent::start().await;
+    for (path, want) in [
+        (
+            "/v1/health/service/web?dc=elsewhere&stale&consistent",
+            (500, "No path to datacenter"),
+        ),
+        (
+            "/v1/catalog/services?stale&consistent&index=x",
+            (
+                400,
+                "Cannot specify ?stale with ?consistent, conflicting semantics.",
+            ),
+        ),
+        (
+            "/v1/health/service/web?index=x&passing=maybe",
+            (400, "Invalid index"),
+        ),
+        ("/v1/health/state/nope?wait=10", (400, "Invalid wait time")),
+        (
+            "/v1/health/service/web?passing=maybe&filter=(",
+            (400, "Invalid value for ?passing"),
+        ),
+        (
+            "/v1/health/state/nope?filter=(",
+            (400, "Invalid check state: \"nope\""),
+        ),
+    ] {
+        let r = a.get(path).await;
+        assert_eq!((r.status, r.body.as_str()), want, "{path}");
+    }
+}
+
 #[tokio::test]
 async fn oversize_body_is_rejected_not_fatal() {
     let a = Agent::start().await;
