@@ -13,7 +13,6 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::checks;
-use crate::filter::Filter;
 use crate::state::{Check, Key, Runner, Service, Status, Store};
 use crate::web::{
     self, AppState, Ctx, HttpError, Result, WatchKey, get, json as json_resp, ok_empty, put, text,
@@ -301,13 +300,8 @@ fn add_service(state: &AppState, store: &mut Store, def: ServiceDef, replace: bo
     tracing::info!(service = %id, "registered service");
 }
 
-async fn deregister_service(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
-) -> Result<Response> {
-    let ctx = Ctx::new(&state, raw.as_deref(), &headers)?;
+async fn deregister_service(Path(id): Path<String>, ctx: Ctx) -> Result<Response> {
+    let state = &ctx.state;
     let authz = ctx.authz()?;
     let mut store = state.lock();
     let key: Key = (state.node().to_owned(), id.clone());
@@ -339,43 +333,21 @@ fn unknown_check(id: &str) -> HttpError {
 
 // === Check updates ===
 
-async fn check_pass(
-    state: State<AppState>,
-    id: Path<String>,
-    raw: RawQuery,
-    headers: HeaderMap,
-) -> Result<Response> {
-    ttl_note(state, id, raw, headers, Status::Passing).await
+async fn check_pass(Path(id): Path<String>, ctx: Ctx) -> Result<Response> {
+    ttl_note(&ctx, &id, Status::Passing)
 }
 
-async fn check_warn(
-    state: State<AppState>,
-    id: Path<String>,
-    raw: RawQuery,
-    headers: HeaderMap,
-) -> Result<Response> {
-    ttl_note(state, id, raw, headers, Status::Warning).await
+async fn check_warn(Path(id): Path<String>, ctx: Ctx) -> Result<Response> {
+    ttl_note(&ctx, &id, Status::Warning)
 }
 
-async fn check_fail(
-    state: State<AppState>,
-    id: Path<String>,
-    raw: RawQuery,
-    headers: HeaderMap,
-) -> Result<Response> {
-    ttl_note(state, id, raw, headers, Status::Critical).await
+async fn check_fail(Path(id): Path<String>, ctx: Ctx) -> Result<Response> {
+    ttl_note(&ctx, &id, Status::Critical)
 }
 
-async fn ttl_note(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
-    status: Status,
-) -> Result<Response> {
-    let ctx = Ctx::new(&state, raw.as_deref(), &headers)?;
+fn ttl_note(ctx: &Ctx, id: &str, status: Status) -> Result<Response> {
     let note = ctx.query.get("note").unwrap_or("").to_owned();
-    update_ttl(&ctx, &id, status, note)?;
+    update_ttl(ctx, id, status, note)?;
     Ok(ok_empty())
 }
 
@@ -433,13 +405,9 @@ fn update_ttl(ctx: &Ctx, id: &str, status: Status, output: String) -> Result<()>
 
 // === Reads ===
 
-async fn services(
-    State(state): State<AppState>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
-) -> Result<Response> {
-    let ctx = Ctx::new(&state, raw.as_deref(), &headers)?;
-    let filter = Filter::from_query(&ctx.query)?;
+async fn services(ctx: Ctx) -> Result<Response> {
+    let state = &ctx.state;
+    let filter = ctx.filter()?;
     let authz = ctx.authz()?;
     let store = state.lock();
     let mut out = BTreeMap::new();
@@ -460,13 +428,9 @@ async fn services(
     Ok(json_resp(&ctx.query, &out))
 }
 
-async fn checks_list(
-    State(state): State<AppState>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
-) -> Result<Response> {
-    let ctx = Ctx::new(&state, raw.as_deref(), &headers)?;
-    let filter = Filter::from_query(&ctx.query)?;
+async fn checks_list(ctx: Ctx) -> Result<Response> {
+    let state = &ctx.state;
+    let filter = ctx.filter()?;
     let authz = ctx.authz()?;
     let store = state.lock();
     let mut out = BTreeMap::new();
@@ -494,13 +458,8 @@ fn content_hash(out: &AgentServiceOut) -> String {
     hex::encode(&digest[..8])
 }
 
-async fn service_by_id(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
-) -> Result<Response> {
-    let ctx = Ctx::new(&state, raw.as_deref(), &headers)?;
+async fn service_by_id(Path(id): Path<String>, ctx: Ctx) -> Result<Response> {
+    let state = &ctx.state;
     let b = web::blocking(&ctx.query)?;
     let authz = ctx.authz()?;
     let key: Key = (state.node().to_owned(), id.clone());
@@ -515,7 +474,7 @@ async fn service_by_id(
     let hash = ctx.query.get("hash").map(str::to_owned);
     let dc = state.config.datacenter.clone();
     let result = web::block_hash(
-        &state,
+        state,
         hash.as_deref(),
         b.wait,
         WatchKey::Service(name),
@@ -598,13 +557,8 @@ fn health_answer(ctx: &Ctx, entries: Vec<AgentHealthOut>) -> Response {
     resp
 }
 
-async fn health_by_name(
-    State(state): State<AppState>,
-    Path(name): Path<String>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
-) -> Result<Response> {
-    let ctx = Ctx::new(&state, raw.as_deref(), &headers)?;
+async fn health_by_name(Path(name): Path<String>, ctx: Ctx) -> Result<Response> {
+    let state = &ctx.state;
     let authz = ctx.authz()?;
     authz.require("service:read", &name)?;
     let entries: Vec<AgentHealthOut> = {
@@ -637,13 +591,8 @@ async fn health_by_name(
     Ok(health_answer(&ctx, entries))
 }
 
-async fn health_by_id(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
-) -> Result<Response> {
-    let ctx = Ctx::new(&state, raw.as_deref(), &headers)?;
+async fn health_by_id(Path(id): Path<String>, ctx: Ctx) -> Result<Response> {
+    let state = &ctx.state;
     let authz = ctx.authz()?;
     let entry = {
         let store = state.lock();
@@ -702,13 +651,8 @@ fn parse_enable(ctx: &Ctx) -> Result<bool> {
         .ok_or_else(|| HttpError::bad_request(format!("Invalid value for enable: \"{raw}\"")))
 }
 
-async fn service_maintenance(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
-) -> Result<Response> {
-    let ctx = Ctx::new(&state, raw.as_deref(), &headers)?;
+async fn service_maintenance(Path(id): Path<String>, ctx: Ctx) -> Result<Response> {
+    let state = &ctx.state;
     let enable = parse_enable(&ctx)?;
     let authz = ctx.authz()?;
     let reason = ctx.query.get("reason").unwrap_or("").to_owned();
@@ -746,12 +690,8 @@ async fn service_maintenance(
     Ok(ok_empty())
 }
 
-async fn node_maintenance(
-    State(state): State<AppState>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
-) -> Result<Response> {
-    let ctx = Ctx::new(&state, raw.as_deref(), &headers)?;
+async fn node_maintenance(ctx: Ctx) -> Result<Response> {
+    let state = &ctx.state;
     let enable = parse_enable(&ctx)?;
     let authz = ctx.authz()?;
     let node = state.node().to_owned();
@@ -840,13 +780,8 @@ async fn register_check(
     Ok(ok_empty())
 }
 
-async fn deregister_check(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
-) -> Result<Response> {
-    let ctx = Ctx::new(&state, raw.as_deref(), &headers)?;
+async fn deregister_check(Path(id): Path<String>, ctx: Ctx) -> Result<Response> {
+    let state = &ctx.state;
     let authz = ctx.authz()?;
     let node = state.node().to_owned();
     let mut store = state.lock();
@@ -902,14 +837,9 @@ fn member(state: &AppState) -> Value {
     })
 }
 
-async fn agent_self(
-    State(state): State<AppState>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
-) -> Result<Response> {
-    let ctx = Ctx::new(&state, raw.as_deref(), &headers)?;
+async fn agent_self(ctx: Ctx) -> Result<Response> {
     ctx.authz()?.require_plain("agent:read")?;
-    let c = &state.config;
+    let c = &ctx.state.config;
     let body = json!({
         "Config": {
             "Datacenter": c.datacenter,
@@ -927,7 +857,7 @@ async fn agent_self(
             "DevMode": true,
         },
         "Coord": {"Vec": [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], "Error": 1.5, "Adjustment": 0.0, "Height": 1e-5},
-        "Member": member(&state),
+        "Member": member(&ctx.state),
         "Stats": {
             "agent": {"check_monitors": "0", "check_ttls": "0", "checks": "0", "services": "0"},
             "consul": {"server": "true", "leader": "true", "bootstrap": "true", "known_datacenters": "1"},
@@ -938,15 +868,10 @@ async fn agent_self(
     Ok(json_resp(&ctx.query, &body))
 }
 
-async fn members(
-    State(state): State<AppState>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
-) -> Result<Response> {
-    let ctx = Ctx::new(&state, raw.as_deref(), &headers)?;
+async fn members(ctx: Ctx) -> Result<Response> {
     let authz = ctx.authz()?;
     let list = if authz.can_read() {
-        vec![member(&state)]
+        vec![member(&ctx.state)]
     } else {
         Vec::new()
     };
