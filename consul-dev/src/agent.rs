@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::checks;
+use crate::filter::passes;
 use crate::state::{Check, Key, Runner, Service, Status, Store};
 use crate::web::{
     self, AppState, Ctx, HttpError, Result, WatchKey, get, json as json_resp, ok_empty, put, text,
@@ -417,9 +418,7 @@ async fn services(ctx: Ctx) -> Result<Response> {
                 continue;
             }
             let rendered = AgentServiceOut::from_service(s, &state.config.datacenter);
-            if let Some(f) = &filter
-                && !f.matches(&serde_json::to_value(&rendered).unwrap_or(Value::Null))
-            {
+            if !passes(filter.as_ref(), &rendered) {
                 continue;
             }
             out.insert(s.id.clone(), rendered);
@@ -440,9 +439,7 @@ async fn checks_list(ctx: Ctx) -> Result<Response> {
                 continue;
             }
             let rendered = CheckOut::from_check(c);
-            if let Some(f) = &filter
-                && !f.matches(&serde_json::to_value(&rendered).unwrap_or(Value::Null))
-            {
+            if !passes(filter.as_ref(), &rendered) {
                 continue;
             }
             out.insert(c.check_id.clone(), rendered);

@@ -11,7 +11,7 @@ use http::HeaderMap;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::filter::Filter;
+use crate::filter::passes;
 use crate::health::{has_tags, node_matches, node_meta};
 use crate::state::{Check, Key, Node, Service, Status, Store};
 use crate::web::{self, AppState, Ctx, HttpError, Read, Result, WatchKey, get, json, put};
@@ -93,10 +93,6 @@ fn service_node(n: &Node, s: &Service) -> ServiceNodeOut {
     }
 }
 
-fn matches(filter: Option<&Filter>, v: &impl Serialize) -> bool {
-    filter.is_none_or(|f| f.matches(&serde_json::to_value(v).unwrap_or(Value::Null)))
-}
-
 async fn datacenters(ctx: Ctx) -> Response {
     json(&ctx.query, &[ctx.state.config.datacenter.as_str()])
 }
@@ -112,7 +108,7 @@ async fn nodes(read: Read) -> Result<Response> {
                 .values()
                 .filter(|n| node_matches(store, &n.name, &meta))
                 .map(NodeOut::from_node)
-                .filter(|n| matches(filter.as_ref(), n))
+                .filter(|n| passes(filter.as_ref(), n))
                 .collect()
         } else {
             Vec::new()
@@ -167,7 +163,7 @@ async fn services(read: Read) -> Result<Response> {
                     let Some(n) = store.nodes.get(&s.node) else {
                         continue;
                     };
-                    if !matches(filter.as_ref(), &service_node(n, s)) {
+                    if !passes(filter.as_ref(), &service_node(n, s)) {
                         continue;
                     }
                 }
@@ -193,7 +189,7 @@ async fn service(Path(name): Path<String>, read: Read) -> Result<Response> {
                 .instances(&name)
                 .filter(|s| has_tags(s, &tags) && node_matches(store, &s.node, &meta))
                 .filter_map(|s| store.nodes.get(&s.node).map(|n| service_node(n, s)))
-                .filter(|e| matches(filter.as_ref(), e))
+                .filter(|e| passes(filter.as_ref(), e))
                 .collect()
         } else {
             Vec::new()

@@ -12,6 +12,7 @@
 //! deviation).
 
 use regex::Regex;
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::web::{HttpError, Query};
@@ -481,6 +482,12 @@ impl Filter {
     pub(crate) fn matches(&self, v: &Value) -> bool {
         self.root.eval(v)
     }
+}
+
+/// Whether a result passes the request's filter (everything does without one); it is
+/// rendered to JSON only when there is a filter.
+pub(crate) fn passes(filter: Option<&Filter>, item: &impl Serialize) -> bool {
+    filter.is_none_or(|f| f.matches(&serde_json::to_value(item).unwrap_or(Value::Null)))
 }
 
 #[cfg(test)]

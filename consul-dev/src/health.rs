@@ -3,9 +3,8 @@
 use axum::Router;
 use axum::extract::Path;
 use axum::response::Response;
-use serde_json::Value;
 
-use crate::filter::Filter;
+use crate::filter::passes;
 use crate::state::{Service, Status, Store};
 use crate::web::{self, AppState, HttpError, Query, Read, Result, WatchKey, get};
 use crate::wire::{CheckOut, NodeOut, NodeServiceOut, ServiceEntryOut};
@@ -114,11 +113,7 @@ async fn service(Path(name): Path<String>, read: Read) -> Result<Response> {
                                 .iter()
                                 .all(|c| c.status == Status::Passing.as_str())
                     })
-                    .filter(|e| {
-                        filter.as_ref().is_none_or(|f| {
-                            f.matches(&serde_json::to_value(e).unwrap_or(Value::Null))
-                        })
-                    })
+                    .filter(|e| passes(filter.as_ref(), e))
                     .collect()
             } else {
                 Vec::new()
@@ -159,16 +154,12 @@ async fn checks_of_service(Path(name): Path<String>, read: Read) -> Result<Respo
             .values()
             .filter(|c| c.service_name == name && node_matches(store, &c.node, &meta))
             .map(CheckOut::from_check)
-            .filter(|c| filter_ok(filter.as_ref(), c))
+            .filter(|c| passes(filter.as_ref(), c))
             .collect();
         (index, checks)
     })
     .await;
     Ok(read.answer(index, &checks))
-}
-
-fn filter_ok(filter: Option<&Filter>, c: &CheckOut) -> bool {
-    filter.is_none_or(|f| f.matches(&serde_json::to_value(c).unwrap_or(Value::Null)))
 }
 
 async fn checks_in_state(Path(wanted): Path<String>, read: Read) -> Result<Response> {
@@ -191,7 +182,7 @@ async fn checks_in_state(Path(wanted): Path<String>, read: Read) -> Result<Respo
             .filter(|c| wanted == "any" || c.status.as_str() == wanted)
             .filter(|c| node_matches(store, &c.node, &meta))
             .map(CheckOut::from_check)
-            .filter(|c| filter_ok(filter.as_ref(), c))
+            .filter(|c| passes(filter.as_ref(), c))
             .collect();
         (index, checks)
     })
@@ -212,7 +203,7 @@ async fn checks_of_node(Path(node): Path<String>, read: Read) -> Result<Response
             .values()
             .filter(|c| c.node == node)
             .map(CheckOut::from_check)
-            .filter(|c| filter_ok(filter.as_ref(), c))
+            .filter(|c| passes(filter.as_ref(), c))
             .collect();
         (index, checks)
     })
