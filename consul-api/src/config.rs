@@ -1,9 +1,11 @@
 //! Where the agent is and how to talk to it, read as Consul's own CLI reads it.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use url::Url;
 
 use crate::Error;
@@ -266,12 +268,7 @@ impl Config {
             }
         }
         if let (Some(cert), Some(key)) = (&tls.client_cert, &tls.client_key) {
-            let mut pem = read(cert, "CONSUL_CLIENT_CERT")?;
-            pem.push(b'\n');
-            pem.extend(read(key, "CONSUL_CLIENT_KEY")?);
-            let identity = reqwest::Identity::from_pem(&pem)
-                .map_err(|e| Error::config("CONSUL_CLIENT_CERT", e.to_string()))?;
-            builder = builder.identity(identity);
+            builder = builder.identity(client_identity(cert, key)?);
         }
         if let Some(name) = &tls.server_name {
             // Verify the certificate against `name` and send it as SNI: dial the URL by that
@@ -326,6 +323,69 @@ fn ca_files(tls: &TlsConfig) -> Result<Vec<(&'static str, PathBuf)>, Error> {
         }
     }
     Ok(files)
+}
+
+/// The client certificate and its key, as the identity reqwest presents. reqwest takes both
+/// in one PEM, checks the key only when a client is built, and then says only "builder
+/// error"; each file is checked here first so that the error names the one at fault. The
+/// key's contents never go into a message.
+fn client_identity(cert: &Path, key: &Path) -> Result<reqwest::Identity, Error> {
+    let cert_pem = read(cert, "CONSUL_CLIENT_CERT")?;
+    let key_pem = read(key, "CONSUL_CLIENT_KEY")?;
+    let certs = CertificateDer::pem_slice_iter(&cert_pem).collect::<Result<Vec<_>, _>>();
+    if !certs.is_ok_and(|certs| !certs.is_empty()) {
+        return Err(Error::config(
+            "CONSUL_CLIENT_CERT",
+            format!("no PEM certificate in {}", cert.display()),
+        ));
+    }
+    if PrivateKeyDer::from_pem_slice(&key_pem).is_err() {
+        return Err(Error::config(
+            "CONSUL_CLIENT_KEY",
+            format!("no PEM private key in {}", key.display()),
+        ));
+    }
+    let mut pem = cert_pem;
+    pem.push(b'\n');
+    pem.extend(key_pem);
+    let identity = reqwest::Identity::from_pem(&pem).map_err(|e| {
+        Error::config(
+            "CONSUL_CLIENT_CERT",
+            format!("{} with {}: {}", cert.display(), key.display(), causes(&e)),
+        )
+    })?;
+    // Whether the key parses, and is the certificate's, is known only once a client is built.
+    reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .identity(identity.clone())
+        .build()
+        .map_err(|e| {
+            Error::config(
+                "CONSUL_CLIENT_KEY",
+                format!(
+                    "{} is not a usable key for {}: {}",
+                    key.display(),
+                    cert.display(),
+                    causes(&e)
+                ),
+            )
+        })?;
+    Ok(identity)
+}
+
+/// What a reqwest builder error is about: its causes, without its own "builder error".
+fn causes(err: &reqwest::Error) -> String {
+    let mut text = Vec::new();
+    let mut cause = std::error::Error::source(err);
+    while let Some(err) = cause {
+        text.push(err.to_string());
+        cause = err.source();
+    }
+    if text.is_empty() {
+        err.to_string()
+    } else {
+        text.join(": ")
+    }
 }
 
 fn read(path: &std::path::Path, var: &'static str) -> Result<Vec<u8>, Error> {
