@@ -4,8 +4,9 @@ use axum::Router;
 use axum::extract::Path;
 use axum::response::Response;
 
-use crate::filter::passes;
-use crate::state::{Service, Status, Store};
+use crate::acl::Authz;
+use crate::filter::{Filter, passes};
+use crate::state::{Check, Service, Status, Store};
 use crate::web::{self, AppState, HttpError, Query, Read, Result, WatchKey, get};
 use crate::wire::{CheckOut, NodeOut, NodeServiceOut, ServiceEntryOut};
 
@@ -140,23 +141,34 @@ pub(crate) async fn connect(Path(name): Path<String>, read: Read) -> Result<Resp
     Ok(read.answer(index, &entries))
 }
 
+/// The checks `keep` selects that pass the filter; none without read permission.
+fn checks_where(
+    store: &Store,
+    authz: Authz,
+    filter: Option<&Filter>,
+    keep: impl Fn(&Check) -> bool,
+) -> Vec<CheckOut> {
+    if !authz.can_read() {
+        return Vec::new();
+    }
+    store
+        .checks
+        .values()
+        .filter(|c| keep(c))
+        .map(CheckOut::from_check)
+        .filter(|c| passes(filter, c))
+        .collect()
+}
+
 async fn checks_of_service(Path(name): Path<String>, read: Read) -> Result<Response> {
     let filter = read.ctx.filter()?;
     let authz = read.ctx.authz()?;
     let meta = node_meta(&read.ctx.query);
     let (index, checks) = web::block(&read, WatchKey::Service(name.clone()), |store| {
-        let index = store.service_index(&name);
-        if !authz.can_read() {
-            return (index, Vec::new());
-        }
-        let checks: Vec<CheckOut> = store
-            .checks
-            .values()
-            .filter(|c| c.service_name == name && node_matches(store, &c.node, &meta))
-            .map(CheckOut::from_check)
-            .filter(|c| passes(filter.as_ref(), c))
-            .collect();
-        (index, checks)
+        let checks = checks_where(store, authz, filter.as_ref(), |c| {
+            c.service_name == name && node_matches(store, &c.node, &meta)
+        });
+        (store.service_index(&name), checks)
     })
     .await;
     Ok(read.answer(index, &checks))
@@ -172,19 +184,10 @@ async fn checks_in_state(Path(wanted): Path<String>, read: Read) -> Result<Respo
     let authz = read.ctx.authz()?;
     let meta = node_meta(&read.ctx.query);
     let (index, checks) = web::block(&read, WatchKey::Global, |store| {
-        let index = store.index;
-        if !authz.can_read() {
-            return (index, Vec::new());
-        }
-        let checks: Vec<CheckOut> = store
-            .checks
-            .values()
-            .filter(|c| wanted == "any" || c.status.as_str() == wanted)
-            .filter(|c| node_matches(store, &c.node, &meta))
-            .map(CheckOut::from_check)
-            .filter(|c| passes(filter.as_ref(), c))
-            .collect();
-        (index, checks)
+        let checks = checks_where(store, authz, filter.as_ref(), |c| {
+            (wanted == "any" || c.status.as_str() == wanted) && node_matches(store, &c.node, &meta)
+        });
+        (store.index, checks)
     })
     .await;
     Ok(read.answer(index, &checks))
@@ -194,18 +197,8 @@ async fn checks_of_node(Path(node): Path<String>, read: Read) -> Result<Response
     let filter = read.ctx.filter()?;
     let authz = read.ctx.authz()?;
     let (index, checks) = web::block(&read, WatchKey::Global, |store| {
-        let index = store.index;
-        if !authz.can_read() {
-            return (index, Vec::new());
-        }
-        let checks: Vec<CheckOut> = store
-            .checks
-            .values()
-            .filter(|c| c.node == node)
-            .map(CheckOut::from_check)
-            .filter(|c| passes(filter.as_ref(), c))
-            .collect();
-        (index, checks)
+        let checks = checks_where(store, authz, filter.as_ref(), |c| c.node == node);
+        (store.index, checks)
     })
     .await;
     Ok(read.answer(index, &checks))
