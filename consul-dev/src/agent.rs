@@ -531,26 +531,45 @@ fn status_rank(s: &str) -> u8 {
     }
 }
 
-fn health_answer(ctx: &Ctx, entries: Vec<AgentHealthOut>) -> Response {
-    let worst = entries
-        .iter()
-        .map(|e| e.aggregated_status)
-        .max_by_key(|s| status_rank(s))
-        .unwrap_or("passing");
-    let code = match worst {
+/// The health of one local instance.
+fn health_of(state: &AppState, store: &Store, s: &Service) -> AgentHealthOut {
+    let node = state.node();
+    AgentHealthOut {
+        aggregated_status: aggregate(store, node, s),
+        service: AgentServiceOut::from_service(s, &state.config.datacenter),
+        checks: store
+            .service_checks(node, &s.id)
+            .map(CheckOut::from_check)
+            .collect(),
+    }
+}
+
+/// `summary` as text with `?format=text`, else `body` as JSON; either with `code`.
+fn text_or_json(
+    ctx: &Ctx,
+    code: StatusCode,
+    summary: impl Into<String>,
+    body: &impl Serialize,
+) -> Response {
+    if ctx.query.get("format") == Some("text") {
+        text(code, summary)
+    } else {
+        let mut r = json_resp(&ctx.query, body);
+        *r.status_mut() = code;
+        r
+    }
+}
+
+/// A local health answer: `status` chooses the code (200, 429 or 503) and is the reason.
+fn health_answer(ctx: &Ctx, status: &'static str, body: &impl Serialize) -> Response {
+    let code = match status {
         "passing" => StatusCode::OK,
         "warning" => StatusCode::TOO_MANY_REQUESTS,
         _ => StatusCode::SERVICE_UNAVAILABLE,
     };
-    let mut resp = if ctx.query.get("format") == Some("text") {
-        text(code, worst)
-    } else {
-        let mut r = json_resp(&ctx.query, &entries);
-        *r.status_mut() = code;
-        r
-    };
+    let mut resp = text_or_json(ctx, code, status, body);
     resp.headers_mut()
-        .insert("x-consul-reason", HeaderValue::from_static(worst));
+        .insert("x-consul-reason", HeaderValue::from_static(status));
     resp
 }
 
@@ -560,32 +579,26 @@ async fn health_by_name(Path(name): Path<String>, ctx: Ctx) -> Result<Response> 
     authz.require("service:read", &name)?;
     let entries: Vec<AgentHealthOut> = {
         let store = state.lock();
-        let node = state.node();
         store
             .instances(&name)
-            .filter(|s| s.node == node && s.id != "consul")
-            .map(|s| AgentHealthOut {
-                aggregated_status: aggregate(&store, node, s),
-                service: AgentServiceOut::from_service(s, &state.config.datacenter),
-                checks: store
-                    .service_checks(node, &s.id)
-                    .map(CheckOut::from_check)
-                    .collect(),
-            })
+            .filter(|s| s.node == state.node() && s.id != "consul")
+            .map(|s| health_of(state, &store, s))
             .collect()
     };
     if entries.is_empty() {
-        if ctx.query.get("format") == Some("text") {
-            return Ok(text(
-                StatusCode::NOT_FOUND,
-                format!("ServiceName {name} Not Found"),
-            ));
-        }
-        let mut r = json_resp(&ctx.query, &Vec::<Value>::new());
-        *r.status_mut() = StatusCode::NOT_FOUND;
-        return Ok(r);
+        return Ok(text_or_json(
+            &ctx,
+            StatusCode::NOT_FOUND,
+            format!("ServiceName {name} Not Found"),
+            &Vec::<Value>::new(),
+        ));
     }
-    Ok(health_answer(&ctx, entries))
+    let worst = entries
+        .iter()
+        .map(|e| e.aggregated_status)
+        .max_by_key(|s| status_rank(s))
+        .unwrap_or("passing");
+    Ok(health_answer(&ctx, worst, &entries))
 }
 
 async fn health_by_id(Path(id): Path<String>, ctx: Ctx) -> Result<Response> {
@@ -593,49 +606,23 @@ async fn health_by_id(Path(id): Path<String>, ctx: Ctx) -> Result<Response> {
     let authz = ctx.authz()?;
     let entry = {
         let store = state.lock();
-        let node = state.node();
         store
             .services
-            .get(&(node.to_owned(), id.clone()))
+            .get(&(state.node().to_owned(), id.clone()))
             .filter(|s| s.id != "consul")
-            .map(|s| AgentHealthOut {
-                aggregated_status: aggregate(&store, node, s),
-                service: AgentServiceOut::from_service(s, &state.config.datacenter),
-                checks: store
-                    .service_checks(node, &s.id)
-                    .map(CheckOut::from_check)
-                    .collect(),
-            })
+            .map(|s| health_of(state, &store, s))
     };
     let Some(entry) = entry else {
-        if ctx.query.get("format") == Some("text") {
-            return Ok(text(
-                StatusCode::NOT_FOUND,
-                format!("ServiceId {id} not found"),
-            ));
-        }
-        let mut r = json_resp(&ctx.query, &Value::Null);
-        *r.status_mut() = StatusCode::NOT_FOUND;
-        return Ok(r);
+        return Ok(text_or_json(
+            &ctx,
+            StatusCode::NOT_FOUND,
+            format!("ServiceId {id} not found"),
+            &Value::Null,
+        ));
     };
     authz.require("service:read", &entry.service.service)?;
     // By ID the body is one object, not an array.
-    let status = entry.aggregated_status;
-    let code = match status {
-        "passing" => StatusCode::OK,
-        "warning" => StatusCode::TOO_MANY_REQUESTS,
-        _ => StatusCode::SERVICE_UNAVAILABLE,
-    };
-    let mut resp = if ctx.query.get("format") == Some("text") {
-        text(code, status)
-    } else {
-        let mut r = json_resp(&ctx.query, &entry);
-        *r.status_mut() = code;
-        r
-    };
-    resp.headers_mut()
-        .insert("x-consul-reason", HeaderValue::from_static(status));
-    Ok(resp)
+    Ok(health_answer(&ctx, entry.aggregated_status, &entry))
 }
 
 // === Maintenance ===

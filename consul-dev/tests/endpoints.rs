@@ -236,6 +236,43 @@ async fn agent_health_by_id() {
 }
 
 #[tokio::test]
+async fn agent_health_not_found_and_reason() {
+    let a = Agent::start().await;
+    a.register(json!({"Name": "web", "ID": "w1", "Check": {"TTL": "30s", "Status": "warning"}}))
+        .await;
+    let r = a.get("/v1/agent/health/service/id/w1?format=text").await;
+    assert_eq!(
+        (
+            r.status,
+            r.body.as_str(),
+            r.header("x-consul-reason").as_deref()
+        ),
+        (429, "warning", Some("warning")),
+        "a warning instance by ID, as text"
+    );
+    let r = a.get("/v1/agent/health/service/id/nope").await;
+    assert_eq!(
+        (r.status, r.json()),
+        (404, Value::Null),
+        "unknown ID as JSON"
+    );
+    let r = a.get("/v1/agent/health/service/id/nope?format=text").await;
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (404, "ServiceId nope not found"),
+        "unknown ID as text"
+    );
+    let r = a
+        .get("/v1/agent/health/service/name/nope?format=text")
+        .await;
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (404, "ServiceName nope Not Found"),
+        "unknown name as text"
+    );
+}
+
+#[tokio::test]
 async fn restart_on_the_same_port_has_fresh_state() {
     let first = DevAgent::start("127.0.0.1:0".parse().expect("addr"))
         .await
