@@ -258,12 +258,8 @@ impl Config {
         if tls.insecure_skip_verify {
             builder = builder.danger_accept_invalid_certs(true);
         }
-        for pem in ca_files(tls)? {
-            let (var, path) = pem;
-            let bytes = read(&path, var)?;
-            let certs = reqwest::Certificate::from_pem_bundle(&bytes)
-                .map_err(|e| Error::config(var, format!("{}: {e}", path.display())))?;
-            for cert in certs {
+        for (var, path) in ca_files(tls)? {
+            for cert in ca_certificates(var, &path)? {
                 builder = builder.add_root_certificate(cert);
             }
         }
@@ -323,6 +319,38 @@ fn ca_files(tls: &TlsConfig) -> Result<Vec<(&'static str, PathBuf)>, Error> {
         }
     }
     Ok(files)
+}
+
+/// The CA certificates in one PEM file. A file with none is an error, not an empty trust
+/// list; and since reqwest checks a certificate only when a client is built (and then says
+/// only "builder error"), each file is checked here so that the error names it and the
+/// cause.
+fn ca_certificates(var: &'static str, path: &Path) -> Result<Vec<reqwest::Certificate>, Error> {
+    let pem = read(path, var)?;
+    let found = CertificateDer::pem_slice_iter(&pem).collect::<Result<Vec<_>, _>>();
+    if !found.is_ok_and(|certs| !certs.is_empty()) {
+        return Err(Error::config(
+            var,
+            format!("no PEM certificate in {}", path.display()),
+        ));
+    }
+    let certs = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| Error::config(var, format!("{}: {}", path.display(), causes(&e))))?;
+    let mut check = reqwest::Client::builder().tls_built_in_root_certs(false);
+    for cert in &certs {
+        check = check.add_root_certificate(cert.clone());
+    }
+    check.build().map_err(|e| {
+        Error::config(
+            var,
+            format!(
+                "{} is not a usable CA certificate: {}",
+                path.display(),
+                causes(&e)
+            ),
+        )
+    })?;
+    Ok(certs)
 }
 
 /// The client certificate and its key, as the identity reqwest presents. reqwest takes both

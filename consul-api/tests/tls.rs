@@ -420,3 +420,42 @@ fn a_client_certificate_file_without_a_certificate_is_a_configuration_error() {
         other => panic!("a configuration error naming CONSUL_CLIENT_CERT, got {other:?}"),
     }
 }
+
+#[test]
+fn an_unusable_ca_file_is_a_configuration_error_naming_it() {
+    // Well-formed base64 whose bytes are not a certificate.
+    let garbage = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    let corrupt = TempFile::new(
+        "corrupt-ca.pem",
+        &format!("-----BEGIN CERTIFICATE-----\n{garbage}\n-----END CERTIFICATE-----\n"),
+    );
+    let not_pem = TempFile::new("not-pem-ca.pem", "this is not a certificate\n");
+    for (case, ca) in [
+        ("a missing file", testdata("missing-ca.pem")),
+        ("a file without a certificate", not_pem.path()),
+        ("a key instead of a certificate", testdata("client.key")),
+        ("a certificate that is not one", corrupt.path()),
+    ] {
+        let err = Client::new(
+            lookup(&[
+                ("CONSUL_HTTP_ADDR", "https://127.0.0.1:8501".to_owned()),
+                ("CONSUL_CACERT", ca.clone()),
+            ])
+            .expect("the variables are well-formed"),
+        )
+        .expect_err(case);
+        match &err {
+            consul_api::Error::Config {
+                setting: "CONSUL_CACERT",
+                message,
+            } => {
+                assert!(message.contains(&ca), "{case}: names the file: {err}");
+                assert!(
+                    message != "builder error" && !message.ends_with(": builder error"),
+                    "{case}: says what is wrong: {err}"
+                );
+            }
+            other => panic!("{case}: a configuration error naming CONSUL_CACERT, got {other:?}"),
+        }
+    }
+}
