@@ -552,6 +552,30 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Any header value parses or is refused without a panic; every well-formed one
+        /// means its digits in its unit.
+        #[test]
+        fn any_grpc_timeout_value_parses_or_is_refused(value in proptest::collection::vec(proptest::num::u8::ANY, 0..12)) {
+            let _ = grpc_timeout(&value);
+        }
+
+        #[test]
+        fn well_formed_grpc_timeouts_mean_their_digits(n in 0u64..100_000_000, unit in 0usize..6) {
+            let (letter, per) = [
+                ('H', Duration::from_secs(3600)),
+                ('M', Duration::from_secs(60)),
+                ('S', Duration::from_secs(1)),
+                ('m', Duration::from_millis(1)),
+                ('u', Duration::from_micros(1)),
+                ('n', Duration::from_nanos(1)),
+            ][unit];
+            let value = format!("{n}{letter}");
+            let expected = per.checked_mul(u32::try_from(n).expect("under 10^8"));
+            proptest::prop_assert_eq!(grpc_timeout(value.as_bytes()), expected, "{}", value);
+        }
+    }
+
     #[test]
     fn copied_parts_keep_the_head_and_extensions() {
         let mut request = http::Request::post("http://adder/pkg.Adder/Add")
