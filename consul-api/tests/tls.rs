@@ -349,6 +349,17 @@ impl Drop for TempFile {
     }
 }
 
+/// Well-formed base64 whose bytes are neither a key nor a certificate.
+const GARBAGE: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+/// A PEM file with one `label` block of [`GARBAGE`].
+fn corrupt_pem(name: &str, label: &str) -> TempFile {
+    TempFile::new(
+        name,
+        &format!("-----BEGIN {label}-----\n{GARBAGE}\n-----END {label}-----\n"),
+    )
+}
+
 /// Builds a client with `client.pem` and `key` as its identity.
 fn client_with_key(key: String) -> Result<Client, consul_api::Error> {
     Client::new(lookup(&[
@@ -361,12 +372,7 @@ fn client_with_key(key: String) -> Result<Client, consul_api::Error> {
 
 #[test]
 fn an_unusable_client_key_is_a_configuration_error_naming_the_key() {
-    // The base64 body of a well-formed key whose bytes are not a key.
-    let garbage = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
-    let corrupt = TempFile::new(
-        "corrupt.key",
-        &format!("-----BEGIN PRIVATE KEY-----\n{garbage}\n-----END PRIVATE KEY-----\n"),
-    );
+    let corrupt = corrupt_pem("corrupt.key", "PRIVATE KEY");
     let not_pem = TempFile::new("not-pem.key", "this is not a key\n");
     for (case, key) in [
         ("a missing file", testdata("missing.key")),
@@ -392,7 +398,7 @@ fn an_unusable_client_key_is_a_configuration_error_naming_the_key() {
             "{case}: the error names the file: {err}"
         );
         assert!(
-            !text.contains(garbage),
+            !text.contains(GARBAGE),
             "{case}: the error shows the key's contents: {text}"
         );
     }
@@ -423,12 +429,7 @@ fn a_client_certificate_file_without_a_certificate_is_a_configuration_error() {
 
 #[test]
 fn an_unusable_ca_file_is_a_configuration_error_naming_it() {
-    // Well-formed base64 whose bytes are not a certificate.
-    let garbage = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
-    let corrupt = TempFile::new(
-        "corrupt-ca.pem",
-        &format!("-----BEGIN CERTIFICATE-----\n{garbage}\n-----END CERTIFICATE-----\n"),
-    );
+    let corrupt = corrupt_pem("corrupt-ca.pem", "CERTIFICATE");
     let not_pem = TempFile::new("not-pem-ca.pem", "this is not a certificate\n");
     for (case, ca) in [
         ("a missing file", testdata("missing-ca.pem")),
