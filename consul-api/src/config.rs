@@ -326,29 +326,15 @@ fn ca_files(tls: &TlsConfig) -> Result<Vec<(&'static str, PathBuf)>, Error> {
 /// only "builder error"), each file is checked here so that the error names it and the
 /// cause.
 fn ca_certificates(var: &'static str, path: &Path) -> Result<Vec<reqwest::Certificate>, Error> {
-    let pem = read(path, var)?;
-    let found = CertificateDer::pem_slice_iter(&pem).collect::<Result<Vec<_>, _>>();
-    if !found.is_ok_and(|certs| !certs.is_empty()) {
-        return Err(Error::config(
-            var,
-            format!("no PEM certificate in {}", path.display()),
-        ));
-    }
+    let pem = read_certificates(path, var)?;
     let certs = reqwest::Certificate::from_pem_bundle(&pem)
         .map_err(|e| Error::config(var, format!("{}: {}", path.display(), causes(&e))))?;
-    let mut check = reqwest::Client::builder().tls_built_in_root_certs(false);
-    for cert in &certs {
-        check = check.add_root_certificate(cert.clone());
-    }
-    check.build().map_err(|e| {
-        Error::config(
-            var,
-            format!(
-                "{} is not a usable CA certificate: {}",
-                path.display(),
-                causes(&e)
-            ),
-        )
+    let check = certs.iter().fold(
+        reqwest::Client::builder().tls_built_in_root_certs(false),
+        |check, cert| check.add_root_certificate(cert.clone()),
+    );
+    accepted(check, var, || {
+        format!("{} is not a usable CA certificate", path.display())
     })?;
     Ok(certs)
 }
@@ -358,15 +344,8 @@ fn ca_certificates(var: &'static str, path: &Path) -> Result<Vec<reqwest::Certif
 /// error"; each file is checked here first so that the error names the one at fault. The
 /// key's contents never go into a message.
 fn client_identity(cert: &Path, key: &Path) -> Result<reqwest::Identity, Error> {
-    let cert_pem = read(cert, "CONSUL_CLIENT_CERT")?;
+    let cert_pem = read_certificates(cert, "CONSUL_CLIENT_CERT")?;
     let key_pem = read(key, "CONSUL_CLIENT_KEY")?;
-    let certs = CertificateDer::pem_slice_iter(&cert_pem).collect::<Result<Vec<_>, _>>();
-    if !certs.is_ok_and(|certs| !certs.is_empty()) {
-        return Err(Error::config(
-            "CONSUL_CLIENT_CERT",
-            format!("no PEM certificate in {}", cert.display()),
-        ));
-    }
     if PrivateKeyDer::from_pem_slice(&key_pem).is_err() {
         return Err(Error::config(
             "CONSUL_CLIENT_KEY",
@@ -383,22 +362,44 @@ fn client_identity(cert: &Path, key: &Path) -> Result<reqwest::Identity, Error> 
         )
     })?;
     // Whether the key parses, and is the certificate's, is known only once a client is built.
-    reqwest::Client::builder()
+    let check = reqwest::Client::builder()
         .tls_built_in_root_certs(false)
-        .identity(identity.clone())
-        .build()
-        .map_err(|e| {
-            Error::config(
-                "CONSUL_CLIENT_KEY",
-                format!(
-                    "{} is not a usable key for {}: {}",
-                    key.display(),
-                    cert.display(),
-                    causes(&e)
-                ),
-            )
-        })?;
+        .identity(identity.clone());
+    accepted(check, "CONSUL_CLIENT_KEY", || {
+        format!(
+            "{} is not a usable key for {}",
+            key.display(),
+            cert.display()
+        )
+    })?;
     Ok(identity)
+}
+
+/// Reads a PEM file that must hold at least one certificate (`var` names the setting).
+fn read_certificates(path: &Path, var: &'static str) -> Result<Vec<u8>, Error> {
+    let pem = read(path, var)?;
+    let found = CertificateDer::pem_slice_iter(&pem).collect::<Result<Vec<_>, _>>();
+    if !found.is_ok_and(|certs| !certs.is_empty()) {
+        return Err(Error::config(
+            var,
+            format!("no PEM certificate in {}", path.display()),
+        ));
+    }
+    Ok(pem)
+}
+
+/// Builds a throwaway client from `check` to learn whether reqwest accepts what was added
+/// to it (it checks certificates and keys only then); if not, a configuration error for
+/// `var` saying `what` and the cause.
+fn accepted(
+    check: reqwest::ClientBuilder,
+    var: &'static str,
+    what: impl FnOnce() -> String,
+) -> Result<(), Error> {
+    check
+        .build()
+        .map(drop)
+        .map_err(|e| Error::config(var, format!("{}: {}", what(), causes(&e))))
 }
 
 /// What a reqwest builder error is about: its causes, without its own "builder error".
