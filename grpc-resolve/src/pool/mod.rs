@@ -350,10 +350,11 @@ impl Pool {
 
     /// Whether an endpoint other than `id` could take a call now.
     pub(crate) fn has_other_usable(&self, id: &str) -> bool {
-        let mut now = LazyNow::default();
-        self.read()
-            .iter()
-            .any(|e| e.id != id && e.is_usable(&mut now))
+        self.has_other_usable_at(id, &mut LazyNow::default())
+    }
+
+    fn has_other_usable_at(&self, id: &str, now: &mut LazyNow) -> bool {
+        self.read().iter().any(|e| e.id != id && e.is_usable(now))
     }
 
     /// A call on `endpoint` succeeded (the endpoint answered with anything but
@@ -372,12 +373,7 @@ impl Pool {
             return;
         }
         let now = Instant::now();
-        let mut lazy_now = LazyNow::at(now);
-        let others = self
-            .read()
-            .iter()
-            .any(|e| e.id != endpoint.id && e.is_usable(&mut lazy_now));
-        if !others || endpoint.is_removed() {
+        if !self.has_other_usable_at(&endpoint.id, &mut LazyNow::at(now)) || endpoint.is_removed() {
             return;
         }
         endpoint.failures.store(0, Ordering::Relaxed);
