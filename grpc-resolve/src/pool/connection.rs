@@ -226,14 +226,14 @@ where
     let (send, connection) = settings.http2().handshake(io).await?;
     // Driven here until the server speaks; dropping it (the connect timeout) closes it.
     let mut connection = Box::pin(connection);
-    tokio::select! {
-        spoke = first_bytes => if spoke.is_err() {
-            return Err("the connection closed before the server spoke".into());
-        },
-        ended = &mut connection => {
-            ended?;
-            return Err("the connection closed before the server spoke".into());
-        }
+    // The sender goes with the connection's IO, so `first_bytes` fails only once the
+    // connection has ended; a connection that ended with an error reports that error.
+    let spoke = tokio::select! {
+        spoke = first_bytes => spoke.is_ok(),
+        ended = &mut connection => ended.map(|()| false)?,
+    };
+    if !spoke {
+        return Err("the connection closed before the server spoke".into());
     }
     let driver = tokio::spawn({
         let authority = authority.clone();
