@@ -35,8 +35,8 @@ pub use builder::Builder;
 pub use future::ResponseFuture;
 
 use self::body::{InFlight, ResponseBody, Verdict};
-use self::replay::MAX_REPLAY_BYTES;
 pub(crate) use self::replay::ReplayBody;
+use self::replay::{MAX_REPLAY_BYTES, Replay};
 use crate::pool::connect::DisplayChain;
 use crate::pool::{Endpoint, EndpointInfo, Picked, Pool, PoolConfig, Stats};
 use crate::{BoxError, Error, Target};
@@ -256,11 +256,7 @@ impl Shared {
                         call.judge(verdict);
                         if verdict == Verdict::Unavailable
                             && may_retry(&call)
-                            && let Ok(Some(again)) = tokio::time::timeout_at(
-                                deadline.get().at,
-                                replay.replay_when_released(),
-                            )
-                            .await
+                            && let Some(again) = replay_before(&replay, &mut deadline).await
                         {
                             tracing::debug!(service = %pool.service, endpoint = %call.endpoint().id, "endpoint answered unavailable; trying another");
                             pool.counters.retries.inc();
@@ -282,11 +278,7 @@ impl Shared {
                     }
                     if never_sent(&*error)
                         && may_retry(&call)
-                        && let Ok(Some(again)) = tokio::time::timeout_at(
-                            deadline.get().at,
-                            replay.replay_when_released(),
-                        )
-                        .await
+                        && let Some(again) = replay_before(&replay, &mut deadline).await
                     {
                         tracing::debug!(service = %pool.service, endpoint = %call.endpoint().id, error = %DisplayChain(&*error), "request not sent; trying another endpoint");
                         pool.counters.retries.inc();
@@ -349,6 +341,15 @@ impl Shared {
             }
         }
     }
+}
+
+/// A body for another attempt, if the request can be sent again before the call's
+/// deadline (see [`Replay::replay_when_released`]).
+async fn replay_before(replay: &Replay, deadline: &mut LazyDeadline) -> Option<ReplayBody> {
+    tokio::time::timeout_at(deadline.get().at, replay.replay_when_released())
+        .await
+        .ok()
+        .flatten()
 }
 
 /// A call's time limit, if it has one: the shorter of the caller's deadline
