@@ -88,35 +88,35 @@ impl QueryOptions {
 
     /// Sets the datacenter.
     #[must_use]
-    pub fn with_datacenter(mut self, dc: impl Into<String>) -> Self {
+    pub fn datacenter(mut self, dc: impl Into<String>) -> Self {
         self.datacenter = Some(dc.into());
         self
     }
 
     /// Adds a required tag.
     #[must_use]
-    pub fn with_tag(mut self, tag: impl Into<String>) -> Self {
+    pub fn tag(mut self, tag: impl Into<String>) -> Self {
         self.tags.push(tag.into());
         self
     }
 
     /// Sets passing-only.
     #[must_use]
-    pub fn with_passing(mut self, passing: bool) -> Self {
+    pub fn passing(mut self, passing: bool) -> Self {
         self.passing = passing;
         self
     }
 
     /// Sets the filter expression.
     #[must_use]
-    pub fn with_filter(mut self, filter: impl Into<String>) -> Self {
+    pub fn filter(mut self, filter: impl Into<String>) -> Self {
         self.filter = Some(filter.into());
         self
     }
 
     /// Sets the consistency mode.
     #[must_use]
-    pub fn with_consistency(mut self, consistency: Consistency) -> Self {
+    pub fn consistency(mut self, consistency: Consistency) -> Self {
         self.consistency = consistency;
         self
     }
@@ -416,12 +416,12 @@ mod tests {
     #[test]
     fn query_pairs_are_what_consul_reads() {
         let mut opts = QueryOptions::blocking(42, Duration::from_secs(90))
-            .with_datacenter("dc2")
-            .with_tag("a")
-            .with_tag("b")
-            .with_passing(true)
-            .with_filter("Service.Port > 0")
-            .with_consistency(Consistency::Stale);
+            .datacenter("dc2")
+            .tag("a")
+            .tag("b")
+            .passing(true)
+            .filter("Service.Port > 0")
+            .consistency(Consistency::Stale);
         opts.node_meta.push(("rack".into(), "r1".into()));
         let pairs = opts.pairs();
         let want: Vec<(&str, String)> = vec![
@@ -475,10 +475,10 @@ mod tests {
         let config = || {
             Config::new("127.0.0.1:8500")
                 .expect("address parses")
-                .with_namespace("client-ns")
-                .with_partition("client-part")
+                .namespace("client-ns")
+                .partition("client-part")
         };
-        let mut own = QueryOptions::default().with_passing(true);
+        let mut own = QueryOptions::default().passing(true);
         own.namespace = Some("request-ns".into());
         own.partition = Some("request-part".into());
         assert_eq!(

@@ -196,35 +196,35 @@ impl Config {
 
     /// Sets the ACL token.
     #[must_use]
-    pub fn with_token(mut self, token: impl Into<String>) -> Self {
+    pub fn token(mut self, token: impl Into<String>) -> Self {
         self.token = Some(Token::new(token));
         self
     }
 
     /// Sets the deadline of non-blocking requests.
     #[must_use]
-    pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = timeout;
         self
     }
 
     /// Sets the connect deadline.
     #[must_use]
-    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
         self
     }
 
     /// Sets the TLS settings.
     #[must_use]
-    pub fn with_tls(mut self, tls: TlsConfig) -> Self {
+    pub fn tls(mut self, tls: TlsConfig) -> Self {
         self.tls = tls;
         self
     }
 
     /// Sets basic authentication.
     #[must_use]
-    pub fn with_basic_auth(mut self, username: impl Into<String>, password: Option<&str>) -> Self {
+    pub fn basic_auth(mut self, username: impl Into<String>, password: Option<&str>) -> Self {
         self.basic_auth = Some(BasicAuth {
             username: username.into(),
             password: password.map(Token::new),
@@ -234,14 +234,14 @@ impl Config {
 
     /// Sets the enterprise namespace.
     #[must_use]
-    pub fn with_namespace(mut self, namespace: impl Into<String>) -> Self {
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
         self.namespace = Some(namespace.into());
         self
     }
 
     /// Sets the enterprise partition.
     #[must_use]
-    pub fn with_partition(mut self, partition: impl Into<String>) -> Self {
+    pub fn partition(mut self, partition: impl Into<String>) -> Self {
         self.partition = Some(partition.into());
         self
     }

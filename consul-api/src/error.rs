@@ -110,7 +110,56 @@ impl From<Error> for discovery_core::Error {
                 _ => discovery_core::Error::unavailable(err),
             },
             Error::Transport(_) | Error::Timeout(_) => discovery_core::Error::unavailable(err),
-            _ => discovery_core::Error::other(err),
+            Error::Decode { .. } | Error::TooLarge { .. } => discovery_core::Error::invalid(err),
+            Error::Config { .. } => discovery_core::Error::other(err),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_error() -> Error {
+        Error::Decode {
+            path: "[0].Service.Port".into(),
+            source: serde_json::from_str::<u16>("\"eighty\"").unwrap_err(),
+        }
+    }
+
+    #[test]
+    fn an_unusable_answer_is_not_retryable_on_either_side_of_the_boundary() {
+        for err in [decode_error(), Error::TooLarge { limit: 10 }] {
+            assert!(!err.is_retryable(), "{err} is not retryable here");
+            let core = discovery_core::Error::from(err);
+            assert!(
+                matches!(core, discovery_core::Error::Invalid(_)) && !core.is_retryable(),
+                "an unusable answer stays not retryable in the core: {core:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn statuses_map_to_the_core_kinds() {
+        let status = |code: u16| Error::Status {
+            status: StatusCode::from_u16(code).unwrap(),
+            message: "m".into(),
+        };
+        let kinds = [404, 403, 400, 429, 500].map(|code| discovery_core::Error::from(status(code)));
+        assert!(kinds[0].is_not_found(), "404: {:?}", kinds[0]);
+        assert!(
+            matches!(kinds[1], discovery_core::Error::PermissionDenied { .. }),
+            "403: {:?}",
+            kinds[1]
+        );
+        assert!(
+            matches!(kinds[2], discovery_core::Error::Rejected { .. }),
+            "400: {:?}",
+            kinds[2]
+        );
+        assert!(
+            kinds[3].is_retryable() && kinds[4].is_retryable(),
+            "429 and 500 retry"
+        );
     }
 }

@@ -15,7 +15,7 @@
 //! let client = Client::new(Config::from_env()?)?;
 //! let (entries, meta) = client
 //!     .health()
-//!     .service("adder", &QueryOptions::default().with_passing(true))
+//!     .service("adder", &QueryOptions::default().passing(true))
 //!     .await?;
 //! for entry in &entries {
 //!     println!("{} at {}:{}", entry.service.id, entry.dial_address(), entry.service.port);

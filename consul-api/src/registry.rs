@@ -36,7 +36,7 @@ impl ConsulRegistry {
 
     /// Replaces the watch settings.
     #[must_use]
-    pub fn with_watch_config(mut self, watch: WatchConfig) -> Self {
+    pub fn watch_config(mut self, watch: WatchConfig) -> Self {
         self.hub = WatchHub::new(self.client.clone(), watch);
         self
     }
@@ -131,12 +131,12 @@ pub fn to_instance(entry: &ServiceEntry) -> ServiceInstance {
         entry.dial_address().to_owned(),
         entry.service.port,
     )
-    .with_tags(entry.service.tags.iter().cloned())
-    .with_weights(discovery_core::Weights {
+    .tags(entry.service.tags.iter().cloned())
+    .weights(discovery_core::Weights {
         passing: entry.service.weights.passing,
         warning: entry.service.weights.warning,
     })
-    .with_status(entry.aggregated_status().into());
+    .status(entry.aggregated_status().into());
     instance.meta = entry.service.meta.clone();
     instance.node = Some(entry.node.node.clone());
     instance.locality = locality(entry);

@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use discovery_core::{Query, ServiceInstance, Update, UpdateStream};
+use discovery_core::{Backoff, Query, ServiceInstance, Update, UpdateStream};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -40,10 +40,8 @@ pub struct WatchConfig {
     pub wait: Duration,
     /// Least time between the starts of two queries of one loop.
     pub min_interval: Duration,
-    /// First backoff after a failure; doubles per consecutive failure.
-    pub backoff_base: Duration,
-    /// Backoff ceiling.
-    pub backoff_max: Duration,
+    /// The wait after consecutive failures.
+    pub backoff: Backoff,
 }
 
 impl Default for WatchConfig {
@@ -51,10 +49,9 @@ impl Default for WatchConfig {
         WatchConfig {
             wait: Duration::from_secs(300),
             min_interval: Duration::from_millis(20),
-            backoff_base: Duration::from_millis(100),
-            // Low enough that a watch resumes within a second of Consul coming back, high
-            // enough that a down agent sees about one request per second per query.
-            backoff_max: Duration::from_secs(1),
+            // A cap low enough that a watch resumes within a second of Consul coming back,
+            // high enough that a down agent sees about one request per second per query.
+            backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(1)),
         }
     }
 }
@@ -62,22 +59,21 @@ impl Default for WatchConfig {
 impl WatchConfig {
     /// Sets the blocking wait.
     #[must_use]
-    pub fn with_wait(mut self, wait: Duration) -> Self {
+    pub fn wait(mut self, wait: Duration) -> Self {
         self.wait = wait;
         self
     }
 
-    /// Sets the backoff range.
+    /// Sets the backoff after failures.
     #[must_use]
-    pub fn with_backoff(mut self, base: Duration, max: Duration) -> Self {
-        self.backoff_base = base;
-        self.backoff_max = max;
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
         self
     }
 
     /// Sets the minimum spacing of queries.
     #[must_use]
-    pub fn with_min_interval(mut self, min_interval: Duration) -> Self {
+    pub fn min_interval(mut self, min_interval: Duration) -> Self {
         self.min_interval = min_interval;
         self
     }
@@ -334,7 +330,11 @@ impl WatchLoop {
             return;
         };
         let gap = if self.failures > 0 {
-            backoff(&self.config, self.failures).max(self.config.min_interval)
+            let attempt = self.failures.saturating_sub(1);
+            self.config
+                .backoff
+                .delay(attempt)
+                .max(self.config.min_interval)
         } else {
             self.config.min_interval
         };
@@ -355,16 +355,6 @@ pub(crate) fn next_index(sent: u64, returned: u64) -> u64 {
     }
 }
 
-/// Exponential backoff with jitter in [exp/2, exp), capped.
-fn backoff(config: &WatchConfig, failures: u32) -> Duration {
-    let exp = config
-        .backoff_base
-        .saturating_mul(1 << failures.saturating_sub(1).min(16))
-        .min(config.backoff_max);
-    let half = exp / 2;
-    half + half.mul_f64(fastrand::f64())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -376,22 +366,5 @@ mod tests {
         assert_eq!(next_index(0, 42), 42);
         assert_eq!(next_index(42, 42), 42, "unchanged: block again");
         assert_eq!(next_index(42, 7), 0, "backwards: start over");
-    }
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        let config =
-            WatchConfig::default().with_backoff(Duration::from_millis(100), Duration::from_secs(2));
-        for failures in 1..40 {
-            let d = backoff(&config, failures);
-            let exp = Duration::from_millis(100)
-                .saturating_mul(1 << (failures - 1).min(16))
-                .min(Duration::from_secs(2));
-            assert!(
-                d >= exp / 2 && d <= exp,
-                "failure {failures}: {d:?} not in [{:?}, {exp:?}]",
-                exp / 2
-            );
-        }
     }
 }

@@ -50,7 +50,7 @@ async fn register_pass_list_and_deregister() {
 
     let (entries, _) = c
         .health()
-        .service(&name, &QueryOptions::default().with_passing(true))
+        .service(&name, &QueryOptions::default().passing(true))
         .await
         .unwrap();
     assert!(entries.is_empty(), "critical instances are not passing");
@@ -58,7 +58,7 @@ async fn register_pass_list_and_deregister() {
     c.agent().pass_ttl(&check_id, "all good").await.unwrap();
     let (entries, meta) = c
         .health()
-        .service(&name, &QueryOptions::default().with_passing(true))
+        .service(&name, &QueryOptions::default().passing(true))
         .await
         .unwrap();
     assert_eq!(entries.len(), 1);
@@ -169,13 +169,13 @@ async fn consul_registry_implements_the_core_traits() {
     }
 
     let mut instance = ServiceInstance::new(format!("{name}-1"), &name, "127.0.0.1", 7000)
-        .with_tags(["blue"])
-        .with_weights(discovery_core::Weights {
+        .tags(["blue"])
+        .weights(discovery_core::Weights {
             passing: 3,
             warning: 1,
         });
     instance.locality = Some("zone-a".into());
-    let reg = Registration::new(instance).with_check(CheckSpec::ttl(Duration::from_secs(30)));
+    let reg = Registration::new(instance).check(CheckSpec::ttl(Duration::from_secs(30)));
     registry.register(&reg).await.unwrap();
     registry
         .report(&format!("{name}-1"), HealthStatus::Passing, "ok")
@@ -206,7 +206,7 @@ async fn consul_registry_implements_the_core_traits() {
     );
 
     let resolved = registry
-        .resolve(&Query::new(&name).with_tag("BLUE"))
+        .resolve(&Query::new(&name).tag("BLUE"))
         .await
         .unwrap();
     assert_eq!(resolved.len(), 1, "tags match case-insensitively");

@@ -42,7 +42,7 @@ async fn catalog_family() {
 
     let (list, _) = c
         .catalog()
-        .service(&name, &QueryOptions::default().with_tag("b"))
+        .service(&name, &QueryOptions::default().tag("b"))
         .await
         .unwrap();
     assert_eq!(list.len(), 1, "tag filter");

@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use consul_api::{Client, Config, ConsulRegistry, Error, QueryOptions, WatchConfig};
-use discovery_core::{Query, Resolver, Update, UpdateStream};
+use discovery_core::{Backoff, Query, Resolver, Update, UpdateStream};
 use futures_util::StreamExt;
 use tokio::sync::Notify;
 
@@ -159,17 +159,20 @@ fn client(addr: SocketAddr) -> Client {
     Client::new(
         Config::new(&addr.to_string())
             .unwrap()
-            .with_request_timeout(Duration::from_millis(500)),
+            .request_timeout(Duration::from_millis(500)),
     )
     .unwrap()
 }
 
 fn fast_watches(client: Client) -> ConsulRegistry {
-    ConsulRegistry::new(client).with_watch_config(
+    ConsulRegistry::new(client).watch_config(
         WatchConfig::default()
-            .with_wait(Duration::from_secs(5))
-            .with_backoff(Duration::from_millis(20), Duration::from_millis(200))
-            .with_min_interval(Duration::from_millis(1)),
+            .wait(Duration::from_secs(5))
+            .backoff(Backoff::new(
+                Duration::from_millis(20),
+                Duration::from_millis(200),
+            ))
+            .min_interval(Duration::from_millis(1)),
     )
 }
 
@@ -204,7 +207,7 @@ async fn server_errors_become_items_and_the_watch_recovers() {
         other => panic!("expected an error item, got {other:?}"),
     }
     match next(&mut updates).await {
-        Update::Error(discovery_core::Error::Other(cause)) => {
+        Update::Error(discovery_core::Error::Invalid(cause)) => {
             let decode = cause.downcast_ref::<Error>();
             assert!(
                 matches!(decode, Some(Error::Decode { .. })),
@@ -377,7 +380,7 @@ async fn a_hundred_subscribers_share_one_blocking_query() {
 async fn an_idle_watch_makes_one_request_per_wait() {
     let (fake, addr) = serve().await;
     let registry = ConsulRegistry::new(client(addr))
-        .with_watch_config(WatchConfig::default().with_wait(Duration::from_millis(200)));
+        .watch_config(WatchConfig::default().wait(Duration::from_millis(200)));
     let mut updates = registry.watch(&Query::new("web"));
     assert_eq!(ids(&next(&mut updates).await), ["web-1"]);
     let start = tokio::time::Instant::now();

@@ -58,9 +58,9 @@ async fn token_basic_auth_and_enterprise_scope_are_sent() {
 
     let config = Config::new(&addr.to_string())
         .unwrap()
-        .with_token("t0k3n")
-        .with_basic_auth("alice", Some("pw"))
-        .with_namespace("team-a");
+        .token("t0k3n")
+        .basic_auth("alice", Some("pw"))
+        .namespace("team-a");
     let leader = Client::new(config)
         .unwrap()
         .status()

@@ -3,8 +3,11 @@
 use std::error::Error as StdError;
 use std::sync::Arc;
 
-/// A boxed, shareable cause.
-pub type BoxError = Arc<dyn StdError + Send + Sync + 'static>;
+/// A cause shared by every holder of one failure.
+///
+/// An `Arc`, not the `Box` that tower and this workspace's other crates call `SharedError`,
+/// because one failure of a watch is handed to each of its subscribers.
+pub type SharedError = Arc<dyn StdError + Send + Sync + 'static>;
 
 /// Why a registry or resolver call failed.
 ///
@@ -16,7 +19,7 @@ pub type BoxError = Arc<dyn StdError + Send + Sync + 'static>;
 pub enum Error {
     /// The registry could not be reached or did not answer in time. Retry with backoff.
     #[error("registry unavailable")]
-    Unavailable(#[source] BoxError),
+    Unavailable(#[source] SharedError),
     /// The registry answered that it does not know the instance or check: it restarted, or
     /// the instance was removed. A server re-registers.
     #[error("registry does not know {what}")]
@@ -37,15 +40,25 @@ pub enum Error {
         /// The registry's own words.
         message: String,
     },
-    /// A failure that fits no other kind, such as an answer the client could not decode.
+    /// The registry answered with something the client cannot use: an answer that does not
+    /// decode, or one larger than the client accepts. Asking again the same way gets the same
+    /// answer, so this is not retryable (a watch still retries it, after its backoff).
+    #[error("registry answer unusable")]
+    Invalid(#[source] SharedError),
+    /// A failure that fits no other kind.
     #[error("registry call failed")]
-    Other(#[source] BoxError),
+    Other(#[source] SharedError),
 }
 
 impl Error {
     /// Wraps a transport failure.
     pub fn unavailable(cause: impl StdError + Send + Sync + 'static) -> Self {
         Error::Unavailable(Arc::new(cause))
+    }
+
+    /// Wraps an answer the client cannot use.
+    pub fn invalid(cause: impl StdError + Send + Sync + 'static) -> Self {
+        Error::Invalid(Arc::new(cause))
     }
 
     /// Wraps any other failure.
@@ -78,6 +91,8 @@ mod tests {
             }
             .is_retryable()
         );
+        let decode = std::io::Error::new(std::io::ErrorKind::InvalidData, "bad json");
+        assert!(!Error::invalid(decode).is_retryable());
         let nf = Error::NotFound {
             what: "instance \"a\"".into(),
         };

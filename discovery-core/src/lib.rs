@@ -32,6 +32,7 @@
 
 #![forbid(unsafe_code)]
 
+mod backoff;
 mod error;
 mod memory;
 #[cfg(any(test, feature = "mock"))]
@@ -44,7 +45,8 @@ use std::pin::Pin;
 use async_trait::async_trait;
 use futures_core::Stream;
 
-pub use error::{BoxError, Error};
+pub use backoff::Backoff;
+pub use error::{Error, SharedError};
 pub use memory::MemoryRegistry;
 pub use model::{
     CheckSpec, HealthStatus, ParseHealthStatusError, Query, Registration, ServiceInstance, Weights,

@@ -250,8 +250,8 @@ mod tests {
     #[tokio::test]
     async fn ttl_instances_start_critical_until_reported() {
         let registry = MemoryRegistry::new();
-        let reg = Registration::new(instance("t-1", "t"))
-            .with_check(CheckSpec::ttl(Duration::from_secs(10)));
+        let reg =
+            Registration::new(instance("t-1", "t")).check(CheckSpec::ttl(Duration::from_secs(10)));
         registry.register(&reg).await.unwrap();
         assert!(registry.resolve(&Query::new("t")).await.unwrap().is_empty());
         registry

@@ -134,9 +134,16 @@ impl ServiceInstance {
         }
     }
 
+    /// Adds one tag.
+    #[must_use]
+    pub fn tag(mut self, tag: impl Into<String>) -> Self {
+        self.tags.push(tag.into());
+        self
+    }
+
     /// Replaces the tags.
     #[must_use]
-    pub fn with_tags<I, S>(mut self, tags: I) -> Self
+    pub fn tags<I, S>(mut self, tags: I) -> Self
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
@@ -147,21 +154,21 @@ impl ServiceInstance {
 
     /// Adds one metadata pair.
     #[must_use]
-    pub fn with_meta(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+    pub fn meta(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.meta.insert(key.into(), value.into());
         self
     }
 
     /// Replaces the weights.
     #[must_use]
-    pub fn with_weights(mut self, weights: Weights) -> Self {
+    pub fn weights(mut self, weights: Weights) -> Self {
         self.weights = weights;
         self
     }
 
     /// Replaces the health status.
     #[must_use]
-    pub fn with_status(mut self, status: HealthStatus) -> Self {
+    pub fn status(mut self, status: HealthStatus) -> Self {
         self.status = status;
         self
     }
@@ -271,7 +278,7 @@ impl CheckSpec {
 
     /// Replaces the interval (no effect on TTL checks).
     #[must_use]
-    pub fn with_interval(mut self, every: Duration) -> Self {
+    pub fn interval(mut self, every: Duration) -> Self {
         match &mut self {
             CheckSpec::Grpc { interval, .. }
             | CheckSpec::Http { interval, .. }
@@ -283,7 +290,7 @@ impl CheckSpec {
 
     /// Replaces the timeout (no effect on TTL checks).
     #[must_use]
-    pub fn with_timeout(mut self, deadline: Duration) -> Self {
+    pub fn timeout(mut self, deadline: Duration) -> Self {
         match &mut self {
             CheckSpec::Grpc { timeout, .. }
             | CheckSpec::Http { timeout, .. }
@@ -326,14 +333,14 @@ impl Registration {
 
     /// Sets the check.
     #[must_use]
-    pub fn with_check(mut self, check: CheckSpec) -> Self {
+    pub fn check(mut self, check: CheckSpec) -> Self {
         self.check = Some(check);
         self
     }
 
     /// Sets the critical time after which the registry removes the instance.
     #[must_use]
-    pub fn with_deregister_after(mut self, after: Duration) -> Self {
+    pub fn deregister_after(mut self, after: Duration) -> Self {
         self.deregister_after = Some(after);
         self
     }
@@ -370,8 +377,19 @@ impl Query {
 
     /// Adds a required tag.
     #[must_use]
-    pub fn with_tag(mut self, tag: impl Into<String>) -> Self {
+    pub fn tag(mut self, tag: impl Into<String>) -> Self {
         self.tags.push(tag.into());
+        self
+    }
+
+    /// Replaces the required tags.
+    #[must_use]
+    pub fn tags<I, S>(mut self, tags: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.tags = tags.into_iter().map(Into::into).collect();
         self
     }
 
@@ -384,14 +402,14 @@ impl Query {
 
     /// Sets the datacenter.
     #[must_use]
-    pub fn with_datacenter(mut self, dc: impl Into<String>) -> Self {
+    pub fn datacenter(mut self, dc: impl Into<String>) -> Self {
         self.datacenter = Some(dc.into());
         self
     }
 
     /// Sets a backend-specific filter expression.
     #[must_use]
-    pub fn with_filter(mut self, filter: impl Into<String>) -> Self {
+    pub fn filter(mut self, filter: impl Into<String>) -> Self {
         self.filter = Some(filter.into());
         self
     }
@@ -458,11 +476,11 @@ mod tests {
 
     #[test]
     fn query_matches_tags_case_insensitively_and_health() {
-        let a = ServiceInstance::new("a", "web", "h", 1).with_tags(["V1", "blue"]);
-        assert!(Query::new("web").with_tag("v1").matches(&a));
-        assert!(!Query::new("web").with_tag("green").matches(&a));
+        let a = ServiceInstance::new("a", "web", "h", 1).tags(["V1", "blue"]);
+        assert!(Query::new("web").tag("v1").matches(&a));
+        assert!(!Query::new("web").tag("green").matches(&a));
         assert!(!Query::new("db").matches(&a));
-        let warn = a.clone().with_status(HealthStatus::Warning);
+        let warn = a.clone().status(HealthStatus::Warning);
         assert!(
             !Query::new("web").matches(&warn),
             "passing_only drops warning"

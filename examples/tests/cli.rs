@@ -30,7 +30,7 @@ async fn server_registers_client_calls_and_sigterm_deregisters() {
     loop {
         let (entries, _) = consul
             .health()
-            .service("adder-cli", &QueryOptions::default().with_passing(true))
+            .service("adder-cli", &QueryOptions::default().passing(true))
             .await
             .unwrap();
         if entries.len() == 1 {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use discovery_core::{CheckSpec, Registration, Registry, ServiceInstance, Weights};
+use discovery_core::{Backoff, CheckSpec, Registration, Registry, ServiceInstance, Weights};
 use health::{Health, HealthServer, HealthService};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -336,8 +336,8 @@ impl Builder {
     ) -> Entry {
         let id = id.unwrap_or_else(|| format!("{service}-{host}-{port}"));
         let mut instance = ServiceInstance::new(id, service, host, port)
-            .with_tags(self.tags.iter().cloned())
-            .with_weights(self.weights);
+            .tags(self.tags.iter().cloned())
+            .weights(self.weights);
         instance.meta = self.meta.clone();
         instance.locality = self.locality.clone();
         let authority = instance.authority();
@@ -352,7 +352,7 @@ impl Builder {
             CheckKind::Tcp => Some(CheckSpec::tcp(authority)),
             CheckKind::None => None,
         }
-        .map(|c| c.with_interval(self.interval).with_timeout(self.timeout));
+        .map(|c| c.interval(self.interval).timeout(self.timeout));
         let mut registration = Registration::new(instance);
         registration.check = check;
         registration.deregister_after = self.deregister_after;
@@ -506,6 +506,9 @@ impl std::fmt::Debug for SharedRegistry {
     }
 }
 
+/// The wait before registering again after failed rounds.
+const REGISTER_BACKOFF: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
+
 /// Keeps the registrations alive while the server runs.
 ///
 /// Every check interval (a third of the TTL in TTL mode) it looks at each registration:
@@ -525,7 +528,7 @@ impl Maintenance {
         let mut failures: u32 = 0;
         loop {
             let pause = if self.entries.iter().any(|(_, registered)| !registered) {
-                backoff(failures)
+                REGISTER_BACKOFF.delay(failures)
             } else if let Some(ttl) = self.ttl {
                 // Three reports per TTL: one lost report does not let the check expire.
                 jitter(ttl / 3)
@@ -597,12 +600,6 @@ async fn tend(
         registry.register(registration).await?;
     }
     Ok(())
-}
-
-/// Exponential backoff from 100ms to 10s with jitter.
-fn backoff(failures: u32) -> Duration {
-    let exp = Duration::from_millis(100).saturating_mul(1 << failures.min(7));
-    jitter(exp.min(Duration::from_secs(10)))
 }
 
 /// `d` scaled by a random factor in [0.8, 1.0): spreads many servers' calls apart.

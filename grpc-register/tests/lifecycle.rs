@@ -47,8 +47,8 @@ async fn registers_after_serving_and_deregisters_before_closing() {
                 reg.check,
                 Some(
                     CheckSpec::grpc(inst.authority())
-                        .with_interval(Duration::from_secs(1))
-                        .with_timeout(CheckSpec::DEFAULT_TIMEOUT)
+                        .interval(Duration::from_secs(1))
+                        .timeout(CheckSpec::DEFAULT_TIMEOUT)
                 ),
                 "a gRPC check against the server's own health service"
             );

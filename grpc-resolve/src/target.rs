@@ -77,9 +77,9 @@ impl Target {
         let mut query = Query::new(service);
         for (key, value) in url.query_pairs() {
             match &*key {
-                "tag" => query = query.with_tag(value.into_owned()),
-                "dc" => query = query.with_datacenter(value.into_owned()),
-                "filter" => query = query.with_filter(value.into_owned()),
+                "tag" => query = query.tag(value.into_owned()),
+                "dc" => query = query.datacenter(value.into_owned()),
+                "filter" => query = query.filter(value.into_owned()),
                 "passing" => {
                     let yes = match &*value {
                         "true" | "1" => true,

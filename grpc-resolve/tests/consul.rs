@@ -48,7 +48,7 @@ async fn an_idle_channel_applies_1000_consul_changes_and_matches_consul() {
             _ => dead_instance(&id),
         };
         let mut registration = consul_api::to_service_registration(
-            &Registration::new(instance).with_check(CheckSpec::ttl(Duration::from_secs(600))),
+            &Registration::new(instance).check(CheckSpec::ttl(Duration::from_secs(600))),
         );
         // Passing from the start: one request per change instead of register-then-report.
         registration
@@ -66,7 +66,7 @@ async fn an_idle_channel_applies_1000_consul_changes_and_matches_consul() {
 
     let (entries, _) = client
         .health()
-        .service(SERVICE, &QueryOptions::default().with_passing(true))
+        .service(SERVICE, &QueryOptions::default().passing(true))
         .await
         .expect("consul answers");
     let mut in_consul: Vec<String> = entries.iter().map(|e| e.service.id.clone()).collect();

@@ -302,7 +302,7 @@ mod tests {
         health.add_indicator(
             "slow",
             IndicatorOptions::every(std::time::Duration::from_secs(10))
-                .with_timeout(std::time::Duration::from_secs(1)),
+                .timeout(std::time::Duration::from_secs(1)),
             crate::indicator_fn(move || {
                 let n = c.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 async move {

@@ -124,7 +124,7 @@ impl IndicatorOptions {
 
     /// Sets the deadline of one probe.
     #[must_use]
-    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+    pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
     }

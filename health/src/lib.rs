@@ -35,7 +35,7 @@
 //! // A probe of a dependency, every 5 seconds with a 1 second deadline.
 //! health.add_indicator(
 //!     "database",
-//!     IndicatorOptions::every(Duration::from_secs(5)).with_timeout(Duration::from_secs(1)),
+//!     IndicatorOptions::every(Duration::from_secs(5)).timeout(Duration::from_secs(1)),
 //!     indicator_fn(|| async { Probe::new(Level::Down, "connection refused") }),
 //! );
 //! # health.report("database", health::Scope::All, Probe::new(Level::Down, "connection refused")).await;

@@ -4,12 +4,11 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use discovery_core::{Query, Resolver};
+use discovery_core::{Backoff, Query, Resolver};
 
 use http::HeaderValue;
 
 use super::DiscoveredChannel;
-use crate::pool::connect::Backoff;
 use crate::pool::{Outlier, PoolConfig, Settings};
 
 /// Builds a [`DiscoveredChannel`]; made by [`DiscoveredChannel::builder`].
@@ -43,10 +42,7 @@ impl Builder {
             config: PoolConfig {
                 settings: Settings::new(Some(Self::DEFAULT_CONNECT_TIMEOUT)),
                 concurrency_limit: None,
-                backoff: Backoff {
-                    base: Duration::from_millis(100),
-                    max: Duration::from_secs(5),
-                },
+                backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(5)),
                 outlier: Outlier {
                     consecutive_failures: 5,
                     base_ejection: Duration::from_secs(1),
@@ -63,7 +59,7 @@ impl Builder {
 
     /// Only instances with this tag (repeatable: all must match).
     pub fn tag(mut self, tag: impl Into<String>) -> Self {
-        self.query = self.query.with_tag(tag);
+        self.query = self.query.tag(tag);
         self
     }
 
@@ -77,13 +73,13 @@ impl Builder {
 
     /// Instances in this datacenter instead of the registry's own.
     pub fn datacenter(mut self, dc: impl Into<String>) -> Self {
-        self.query = self.query.with_datacenter(dc);
+        self.query = self.query.datacenter(dc);
         self
     }
 
     /// A registry-side filter expression.
     pub fn filter(mut self, filter: impl Into<String>) -> Self {
-        self.query = self.query.with_filter(filter);
+        self.query = self.query.filter(filter);
         self
     }
 
@@ -223,13 +219,10 @@ impl Builder {
         self
     }
 
-    /// The delay between failed connection attempts to one endpoint: exponential from
-    /// `base` up to `max`, jittered (default 100 ms to 5 s).
-    pub fn reconnect_backoff(mut self, base: Duration, max: Duration) -> Self {
-        self.config.backoff = Backoff {
-            base,
-            max: max.max(base),
-        };
+    /// The delay between failed connection attempts to one endpoint (default 100 ms
+    /// growing to 5 s).
+    pub fn reconnect_backoff(mut self, backoff: Backoff) -> Self {
+        self.config.backoff = backoff;
         self
     }
 

@@ -119,11 +119,11 @@ mod tests {
 
     #[test]
     fn weight_or_status_change_is_update() {
-        let heavier = inst("a", 1).with_weights(Weights {
+        let heavier = inst("a", 1).weights(Weights {
             passing: 3,
             warning: 1,
         });
-        let warning = inst("b", 2).with_status(HealthStatus::Warning);
+        let warning = inst("b", 2).status(HealthStatus::Warning);
         let changes = diff(
             &map(&[inst("a", 1), inst("b", 2)]),
             &[heavier.clone(), warning.clone()],
@@ -146,11 +146,11 @@ mod tests {
                 HealthStatus::Passing
             };
             inst(&format!("i{id}"), port)
-                .with_weights(Weights {
+                .weights(Weights {
                     passing: weight,
                     warning: 1,
                 })
-                .with_status(status)
+                .status(status)
         })
     }
 

@@ -7,41 +7,16 @@
 //! closes because it holds the task that drives it.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use http::uri::Authority;
 use tokio::time::Instant;
 
 use super::{Endpoint, Pool, connection};
 
-/// How long to wait between failed connection attempts: exponential from `base`, capped at
-/// `max`, each delay drawn uniformly from its upper half so that many clients restarting
-/// together do not reconnect in lockstep.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Backoff {
-    pub(crate) base: Duration,
-    pub(crate) max: Duration,
-}
-
-// === impl Backoff ===
-
-impl Backoff {
-    /// The delay before retry number `attempt` (0 for the first retry).
-    pub(crate) fn delay(&self, attempt: u32, rng: &mut fastrand::Rng) -> Duration {
-        let ceiling = self
-            .base
-            .saturating_mul(1u32.checked_shl(attempt.min(31)).unwrap_or(u32::MAX))
-            .min(self.max);
-        let half = ceiling / 2;
-        half + half.mul_f64(rng.f64())
-    }
-}
-
 /// Connects `endpoint` and keeps it connected until the task is aborted (the endpoint left
 /// discovery or the channel was dropped). Aborting it leaves the current connection to the
 /// calls still using it: it closes once they are done.
 pub(super) async fn run(pool: Arc<Pool>, endpoint: Arc<Endpoint>, authority: Authority) {
-    let mut rng = fastrand::Rng::new();
     let mut attempt = 0u32;
     loop {
         if let Some(until) = endpoint.ejected_until() {
@@ -67,7 +42,7 @@ pub(super) async fn run(pool: Arc<Pool>, endpoint: Arc<Endpoint>, authority: Aut
                 pool.changed();
             }
             Err(error) => {
-                let delay = pool.config.backoff.delay(attempt, &mut rng);
+                let delay = pool.config.backoff.delay(attempt);
                 attempt = attempt.saturating_add(1);
                 tracing::debug!(
                     endpoint = %endpoint.id,
@@ -95,29 +70,5 @@ impl std::fmt::Display for DisplayChain<'_> {
             source = cause.source();
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_to_the_cap_and_stays_in_the_upper_half() {
-        let backoff = Backoff {
-            base: Duration::from_millis(100),
-            max: Duration::from_secs(5),
-        };
-        let mut rng = fastrand::Rng::with_seed(7);
-        for attempt in 0..40 {
-            let ceiling = (Duration::from_millis(100) * 2u32.saturating_pow(attempt.min(20)))
-                .min(Duration::from_secs(5));
-            let d = backoff.delay(attempt, &mut rng);
-            assert!(
-                d >= ceiling / 2 && d <= ceiling,
-                "attempt {attempt}: expected {d:?} within [{:?}, {ceiling:?}]",
-                ceiling / 2
-            );
-        }
     }
 }

@@ -34,7 +34,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering}
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
-use discovery_core::{HealthStatus, ServiceInstance};
+use discovery_core::{Backoff, HealthStatus, ServiceInstance};
 use http::uri::Authority;
 use smallvec::SmallVec;
 use tokio::sync::{Notify, watch};
@@ -52,7 +52,7 @@ pub(crate) struct PoolConfig {
     pub(crate) settings: Settings,
     /// At most this many calls in flight on one endpoint.
     pub(crate) concurrency_limit: Option<usize>,
-    pub(crate) backoff: connect::Backoff,
+    pub(crate) backoff: Backoff,
     pub(crate) outlier: Outlier,
     /// The locality to prefer: when any usable endpoint is in it, calls go only there.
     pub(crate) locality: Option<String>,
@@ -578,10 +578,7 @@ mod tests {
             PoolConfig {
                 settings: Settings::new(None),
                 concurrency_limit: None,
-                backoff: connect::Backoff {
-                    base: Duration::from_millis(100),
-                    max: Duration::from_secs(5),
-                },
+                backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(5)),
                 outlier: Outlier {
                     consecutive_failures: failures,
                     base_ejection: Duration::from_secs(1),

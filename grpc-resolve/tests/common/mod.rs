@@ -110,7 +110,7 @@ impl Backend {
 
     /// This backend as a discovered instance with a passing weight.
     pub fn weighted(&self, id: &str, passing: u32) -> ServiceInstance {
-        self.instance(id).with_weights(Weights {
+        self.instance(id).weights(Weights {
             passing,
             warning: 1,
         })
