@@ -1,10 +1,14 @@
 //! Project automation, run as `cargo xtask <command>`:
 //!
 //! - `ci`: exactly what `.ci/run` runs: format check, clippy with warnings denied, the tests.
+//! - `layers [--verbose]`: checks the library crates' modules: no import cycles between them.
 //! - `dev-agent [args]`: starts consul-dev (default `--http-addr 127.0.0.1:8500`), a local
 //!   stand-in for a Consul agent.
 //! - `bench`: the benchmarks, which print their figures.
 
+mod layers;
+
+use std::path::Path;
 use std::process::{Command, ExitCode};
 
 use anyhow::{Context as _, bail};
@@ -40,6 +44,7 @@ fn run() -> anyhow::Result<()> {
             cargo(TEST)
         }
         "test" => cargo(TEST),
+        "layers" => layers::run(workspace_root()?, &rest),
         "dev-agent" => {
             let mut argv = vec!["run", "--release", "--package", "consul-dev", "--"];
             argv.extend(rest.iter().map(String::as_str));
@@ -51,11 +56,20 @@ fn run() -> anyhow::Result<()> {
             cargo(&argv)
         }
         "" | "help" | "--help" | "-h" => {
-            println!("usage: cargo xtask <ci | test | dev-agent [consul-dev args] | bench [args]>");
+            println!(
+                "usage: cargo xtask <ci | test | layers [--verbose] | dev-agent [consul-dev args] | bench [args]>"
+            );
             Ok(())
         }
         other => bail!("unknown command {other:?}; try `cargo xtask help`"),
     }
+}
+
+/// The workspace's root directory, xtask's parent.
+fn workspace_root() -> anyhow::Result<&'static Path> {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("xtask has no parent directory")
 }
 
 fn cargo(args: &[&str]) -> anyhow::Result<()> {
