@@ -1,7 +1,8 @@
 //! Project automation, run as `cargo xtask <command>`:
 //!
 //! - `ci`: exactly what `.ci/run` runs: format check, clippy with warnings denied, the tests.
-//! - `layers [--verbose]`: checks the library crates' modules: no import cycles between them.
+//! - `layers [--verbose]`: checks the library crates' modules: no import cycles between them,
+//!   no file over 500 lines outside its tests, test modules last.
 //! - `dev-agent [args]`: starts consul-dev (default `--http-addr 127.0.0.1:8500`), a local
 //!   stand-in for a Consul agent.
 //! - `bench`: the benchmarks, which print their figures.

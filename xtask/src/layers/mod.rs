@@ -1,7 +1,9 @@
 //! `cargo xtask layers`: checks the library crates' module structure: no import cycles
-//! between their modules.
+//! between their modules, no file over [`MAX_LINES`] lines outside its tests, and each
+//! file's test module as its last item.
 
 mod graph;
+mod layout;
 mod modules;
 mod resolve;
 mod uses;
@@ -12,6 +14,7 @@ use std::path::Path;
 use anyhow::{Context as _, Result, bail};
 
 use graph::Graph;
+use layout::{AfterTests, layout};
 use modules::Tree;
 use resolve::{Resolver, Target};
 use uses::named_paths;
@@ -26,6 +29,9 @@ const CRATES: &[&str] = &[
     "consul-dev",
 ];
 
+/// The most lines a source file may have outside its test module.
+const MAX_LINES: usize = 500;
+
 /// Runs the check on the workspace at `root`; `args` may be `--verbose` (`-v`), which also
 /// prints every edge and every `crate::`/`self::`/`super::` path it could not resolve.
 pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
@@ -36,7 +42,7 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
             other => bail!("layers: unknown argument {other:?} (only --verbose)"),
         }
     }
-    let mut cycles = 0;
+    let (mut cycles, mut oversized, mut after_tests) = (0, 0, 0);
     for name in CRATES {
         let src = root.join(name).join("src");
         let tree = Tree::load("lib.rs", &|rel| std::fs::read_to_string(src.join(rel)).ok())
@@ -44,11 +50,16 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
         let report = Report::new(name, &tree);
         report.print(verbose);
         cycles += report.cycles.len();
+        oversized += report.oversized.len();
+        after_tests += report.after_tests.len();
     }
-    if cycles > 0 {
-        bail!("layers: {cycles} import cycle(s)");
+    if cycles + oversized + after_tests > 0 {
+        bail!(
+            "layers: {cycles} import cycle(s), {oversized} file(s) over {MAX_LINES} lines, \
+             {after_tests} file(s) with items after their tests"
+        );
     }
-    println!("layers: no cycles");
+    println!("layers: no cycles, no file over {MAX_LINES} lines, tests last everywhere");
     Ok(())
 }
 
@@ -62,6 +73,9 @@ struct Report {
     edges: BTreeMap<(usize, usize), BTreeSet<String>>,
     /// Each strongly connected component with a shortest cycle through it.
     cycles: Vec<(Vec<usize>, Vec<usize>)>,
+    /// Files over [`MAX_LINES`] lines outside their tests, with that count.
+    oversized: Vec<(usize, usize)>,
+    after_tests: Vec<(usize, AfterTests)>,
     /// Paths from `crate`, `self` or `super` that did not resolve, with the file.
     unresolved: BTreeSet<(usize, String)>,
 }
@@ -100,11 +114,24 @@ impl Report {
                 (component, cycle)
             })
             .collect();
+        let mut oversized = Vec::new();
+        let mut after_tests = Vec::new();
+        for (index, file) in tree.files.iter().enumerate() {
+            let layout = layout(file);
+            if layout.code_lines > MAX_LINES {
+                oversized.push((index, layout.code_lines));
+            }
+            if let Some(after) = layout.after_tests {
+                after_tests.push((index, after));
+            }
+        }
         Report {
             krate: krate.to_owned(),
             files: tree.files.iter().map(|f| f.rel.clone()).collect(),
             edges,
             cycles,
+            oversized,
+            after_tests,
             unresolved,
         }
     }
@@ -151,6 +178,22 @@ impl Report {
                     lines.push(format!("    {}", edge(from, to)));
                 }
             }
+        }
+        for &(node, count) in &self.oversized {
+            lines.push(format!(
+                "  {krate}: {}: {count} lines outside tests (over {MAX_LINES})",
+                file(node)
+            ));
+        }
+        for (node, after) in &self.after_tests {
+            lines.push(format!(
+                "  {krate}: {}: {} at line {} follows the test module `{}` at line {}",
+                file(*node),
+                after.item,
+                after.item_line,
+                after.tests,
+                after.tests_line
+            ));
         }
         lines
     }
@@ -343,5 +386,25 @@ mod tests {
         assert_eq!(cycles(&report), [["a.rs", "b.rs"]]);
         let unresolved: Vec<&str> = report.unresolved.iter().map(|(_, p)| p.as_str()).collect();
         assert_eq!(unresolved, ["crate::nowhere::f"]);
+    }
+
+    #[test]
+    fn oversized_files_and_late_tests_are_reported() {
+        let long = format!(
+            "{}#[cfg(test)]\nmod tests {{}}\nfn late() {{}}\n",
+            "fn f() {}\n".repeat(501)
+        );
+        let report = report(&[
+            ("lib.rs", "mod long; mod short;"),
+            ("long.rs", &long),
+            ("short.rs", ""),
+        ]);
+        assert_eq!(
+            report.lines(false)[1..],
+            [
+                "  demo: long.rs: 502 lines outside tests (over 500)",
+                "  demo: long.rs: fn late at line 504 follows the test module `tests` at line 502",
+            ]
+        );
     }
 }

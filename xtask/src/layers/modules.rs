@@ -15,6 +15,8 @@ pub(crate) const ROOT: usize = 0;
 pub(crate) struct SourceFile {
     /// Its path relative to the crate's `src`, e.g. `pool/mod.rs`.
     pub(crate) rel: String,
+    /// How many lines it has, tests included.
+    pub(crate) lines: usize,
     pub(crate) ast: syn::File,
 }
 
@@ -65,7 +67,11 @@ struct Loader<'r> {
 impl Loader<'_> {
     fn add_file(&mut self, rel: String, text: &str) -> Result<usize> {
         let ast = syn::parse_file(text).with_context(|| format!("cannot parse {rel}"))?;
-        self.tree.files.push(SourceFile { rel, ast });
+        self.tree.files.push(SourceFile {
+            rel,
+            lines: text.lines().count(),
+            ast,
+        });
         Ok(self.tree.files.len() - 1)
     }
 
