@@ -1,4 +1,4 @@
-//! The one error type every backend maps its failures into.
+//! The one error type every backend maps its failures into. Uses nothing else of this crate.
 
 use std::error::Error as StdError;
 use std::sync::Arc;

@@ -38,12 +38,9 @@ mod memory;
 #[cfg(any(test, feature = "mock"))]
 pub mod mock;
 mod model;
+mod registry;
+mod resolver;
 mod update;
-
-use std::pin::Pin;
-
-use async_trait::async_trait;
-use futures_core::Stream;
 
 pub use backoff::Backoff;
 pub use error::{Error, SharedError};
@@ -51,83 +48,10 @@ pub use memory::MemoryRegistry;
 pub use model::{
     CheckSpec, HealthStatus, ParseHealthStatusError, Query, Registration, ServiceInstance, Weights,
 };
+#[cfg(any(test, feature = "mock"))]
+pub use registry::MockRegistry;
+pub use registry::Registry;
+#[cfg(any(test, feature = "mock"))]
+pub use resolver::MockResolver;
+pub use resolver::{Resolver, UpdateStream};
 pub use update::Update;
-
-/// The stream a watch returns. It never ends while the resolver lives: failures arrive as
-/// [`Update::Error`] items.
-pub type UpdateStream = Pin<Box<dyn Stream<Item = Update> + Send + 'static>>;
-
-/// Where servers publish themselves.
-#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
-#[async_trait]
-pub trait Registry: Send + Sync {
-    /// Publishes an instance, replacing any earlier registration with the same id.
-    async fn register(&self, registration: &Registration) -> Result<(), Error>;
-
-    /// Removes an instance and its check. Fails with [`Error::NotFound`] when the registry
-    /// does not know it.
-    async fn deregister(&self, instance_id: &str) -> Result<(), Error>;
-
-    /// Whether the registry still knows the instance. A server asks periodically, so that a
-    /// registry that lost its state (an agent restarted empty) learns the instance again
-    /// within one check interval.
-    async fn is_registered(&self, instance_id: &str) -> Result<bool, Error>;
-
-    /// Reports the status of an instance registered with a [`CheckSpec::Ttl`] check, with
-    /// a human-readable output, and restarts its TTL. Fails with [`Error::NotFound`] when
-    /// the registry does not know the check (re-register, then report again).
-    async fn report(
-        &self,
-        instance_id: &str,
-        status: HealthStatus,
-        output: &str,
-    ) -> Result<(), Error>;
-}
-
-/// Where callers learn the instances of a service.
-#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
-#[async_trait]
-pub trait Resolver: Send + Sync {
-    /// The instances matching `query` now.
-    async fn resolve(&self, query: &Query) -> Result<Vec<ServiceInstance>, Error>;
-
-    /// A stream of the instances matching `query`: first what the backend knows now, then
-    /// each change. Consecutive identical snapshots may be coalesced, and a slow consumer
-    /// may miss intermediate ones; it always gets the latest.
-    fn watch(&self, query: &Query) -> UpdateStream;
-}
-
-#[async_trait]
-impl<T: Registry + ?Sized> Registry for std::sync::Arc<T> {
-    async fn register(&self, registration: &Registration) -> Result<(), Error> {
-        (**self).register(registration).await
-    }
-
-    async fn deregister(&self, instance_id: &str) -> Result<(), Error> {
-        (**self).deregister(instance_id).await
-    }
-
-    async fn is_registered(&self, instance_id: &str) -> Result<bool, Error> {
-        (**self).is_registered(instance_id).await
-    }
-
-    async fn report(
-        &self,
-        instance_id: &str,
-        status: HealthStatus,
-        output: &str,
-    ) -> Result<(), Error> {
-        (**self).report(instance_id, status, output).await
-    }
-}
-
-#[async_trait]
-impl<T: Resolver + ?Sized> Resolver for std::sync::Arc<T> {
-    async fn resolve(&self, query: &Query) -> Result<Vec<ServiceInstance>, Error> {
-        (**self).resolve(query).await
-    }
-
-    fn watch(&self, query: &Query) -> UpdateStream {
-        (**self).watch(query)
-    }
-}

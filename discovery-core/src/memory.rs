@@ -1,4 +1,5 @@
-//! An in-memory backend for tests and single-process applications.
+//! An in-memory backend for tests and single-process applications. Implements both traits
+//! on the model; uses the error type and [`Update`](crate::Update).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};

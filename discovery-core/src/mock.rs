@@ -1,4 +1,5 @@
-//! Test doubles: mockall mocks of the traits, and a resolver driven by hand.
+//! Test doubles: mockall mocks of the traits, and a resolver driven by hand. Uses the traits
+//! and the model.
 //!
 //! mockall suits request/response calls (`register`, `deregister`); a watch stream is easier
 //! to drive through a channel, which [`channel_resolver`] gives.
@@ -25,8 +26,9 @@
 use async_trait::async_trait;
 use tokio::sync::watch;
 
+pub use crate::registry::MockRegistry;
+pub use crate::resolver::MockResolver;
 use crate::{Error, Query, Resolver, ServiceInstance, Update, UpdateStream};
-pub use crate::{MockRegistry, MockResolver};
 
 /// A resolver whose every watch yields what its [`ResolverHandle`] sends, whatever the query.
 #[derive(Debug, Clone)]

@@ -1,4 +1,5 @@
-//! The data model: what a server registers and what a resolver yields.
+//! The data model: what a server registers and what a resolver yields. Uses nothing else of
+//! this crate.
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -1,4 +1,4 @@
-//! What a watch yields.
+//! What a watch yields. Uses the model and the error type.
 
 use crate::{Error, ServiceInstance};
 

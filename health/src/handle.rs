@@ -1,15 +1,20 @@
 //! The [`Health`] handle: base statuses set by the server, verdicts of indicators, and the
-//! effective statuses pushed to `grpc.health.v1` clients.
+//! effective statuses pushed to `grpc.health.v1` clients. Runs the indicators of
+//! [`indicator`](crate::indicator).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use discovery_core::HealthStatus;
 use tokio::task::AbortHandle;
+use tonic_health::ServingStatus;
+use tonic_health::pb::health_server::HealthServer;
 use tonic_health::server::{HealthReporter, HealthService};
 
 use crate::indicator::{Indicator, IndicatorOptions, Level, Probe, Scope};
-use crate::{HealthServer, SERVER, ServingStatus};
+
+/// The name of the overall server in `grpc.health.v1`: the empty string.
+pub const SERVER: &str = "";
 
 /// A handle on a server's `grpc.health.v1` statuses. Clones share the same state.
 #[derive(Debug, Clone)]

@@ -1,4 +1,5 @@
-//! Health indicators: probes whose verdicts decide a server's serving status.
+//! Health indicators: probes whose verdicts decide a server's serving status. Uses nothing
+//! else of this crate.
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -1,4 +1,5 @@
-//! A built-in indicator: the number of calls in flight, counted by a tower layer.
+//! A built-in indicator: the number of calls in flight, counted by a tower layer. Reports
+//! through the [`Health`](crate::Health) handle.
 //!
 //! A server that is over its concurrency budget should shed new traffic before it falls
 //! over: over `high` calls in flight the covered services turn NOT_SERVING (so the

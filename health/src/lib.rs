@@ -51,7 +51,7 @@ mod handle;
 mod indicator;
 mod inflight;
 
-pub use handle::Health;
+pub use handle::{Health, SERVER};
 pub use indicator::{
     FnIndicator, Indicator, IndicatorOptions, Level, Probe, Scope, TcpProbe, indicator_fn,
 };
@@ -59,6 +59,3 @@ pub use inflight::{InFlight, InFlightFuture, InFlightLimitLayer};
 pub use tonic_health::ServingStatus;
 pub use tonic_health::pb::health_server::HealthServer;
 pub use tonic_health::server::HealthService;
-
-/// The name of the overall server in `grpc.health.v1`: the empty string.
-pub const SERVER: &str = "";
