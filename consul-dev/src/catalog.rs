@@ -1,24 +1,24 @@
 //! `/v1/catalog/*`: nodes and services of the cluster, including external nodes
 //! registered through the catalog (their checks are stored, never run).
-//! The request and response shapes are `wire`'s; this file reads and writes the store.
+//!
+//! Reads and writes the store; the request and response shapes are `wire`'s. Uses the
+//! blocking engine, filters, `health`'s selections and the HTTP layer besides.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::Path;
 use axum::response::Response;
-use http::HeaderMap;
 
 use crate::blocking::WatchKey;
 use crate::error::{HttpError, Result};
 use crate::filter::passes;
 use crate::health::{has_tags, node_matches, node_meta};
 use crate::state::{Check, Key, Node, Status, Store};
-use crate::web::{self, AppState, Ctx, Read, get, json, put};
+use crate::web::{self, AppState, Ctx, Read, Write, get, json, put};
 use crate::wire::{
     CatalogDeregistration, CatalogRegistration, NodeOut, NodeServiceOut, NodeServicesOut,
-    ServiceNodeOut, parse_body,
+    ServiceNodeOut,
 };
 
 /// The catalog endpoints.
@@ -143,14 +143,8 @@ async fn service(Path(name): Path<String>, read: Read) -> Result<Response> {
 
 // === Writes ===
 
-async fn register(
-    State(state): State<AppState>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response> {
-    let ctx = Ctx::new(&state, raw.as_deref(), &headers)?;
-    let value = parse_body(&body).map_err(HttpError::decode)?;
+async fn register(Write { ctx, body: value }: Write) -> Result<Response> {
+    let state = &ctx.state;
     let reg = CatalogRegistration::decode(&value).map_err(HttpError::decode)?;
     if reg.node.is_empty() {
         return Err(HttpError::bad_request("Must provide node"));
@@ -176,7 +170,7 @@ async fn register(
         authz.require("service:write", &s.name)?;
     }
     let mut store = state.lock();
-    apply_registration(&state, &mut store, reg)?;
+    apply_registration(state, &mut store, reg)?;
     Ok(json(&ctx.query, &true))
 }
 
@@ -265,14 +259,8 @@ fn apply_registration(state: &AppState, store: &mut Store, reg: CatalogRegistrat
     Ok(())
 }
 
-async fn deregister(
-    State(state): State<AppState>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response> {
-    let ctx = Ctx::new(&state, raw.as_deref(), &headers)?;
-    let value = parse_body(&body).map_err(HttpError::decode)?;
+async fn deregister(Write { ctx, body: value }: Write) -> Result<Response> {
+    let state = &ctx.state;
     let CatalogDeregistration {
         node,
         service_id,

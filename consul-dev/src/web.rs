@@ -1,27 +1,30 @@
 //! HTTP plumbing shared by every endpoint family: the router's state ([`App`]), the
-//! per-request extractors ([`Ctx`], [`Read`]), JSON answers with Consul's headers, and
+//! per-request extractors ([`Ctx`], [`Write`], [`Read`]), JSON answers with Consul's headers, and
 //! method routing with Consul's 405s. It sits above everything but the handlers: the store,
 //! the blocking-query engine, the check runner, ACLs, filters and the wire formats.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, MutexGuard};
 
 use axum::body::{Body, Bytes};
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::handler::Handler;
 use axum::response::{IntoResponse, Response};
 use axum::routing::MethodRouter;
 use http::request::Parts;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use serde::Serialize;
+use serde_json::Value;
 
 use crate::acl::Authz;
 use crate::blocking::{self, BlockedCount, Blocking, ResponseCache, WatchKey};
 use crate::checks::Checks;
 use crate::config::Config;
 use crate::error::{HttpError, Result, text};
-use crate::filter::Filter;
+use crate::filter::{Filter, passes};
 use crate::query::Query;
 use crate::state::{Shared, Store};
+use crate::wire::parse_body;
 
 /// The shared state as handlers see it.
 pub(crate) type AppState = Arc<App>;
@@ -126,13 +129,39 @@ impl Ctx {
 }
 
 /// A handler taking a `Ctx` gets it built by [`Ctx::new`] from the request's query and
-/// headers. Handlers with a body build theirs after reading it instead, so that a body
-/// error (413) still wins over a query error.
+/// headers. Handlers with a body take a [`Write`] instead, which builds it after reading
+/// the body, so that a body error (413) still wins over a query error.
 impl FromRequestParts<AppState> for Ctx {
     type Rejection = HttpError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Ctx> {
         Ctx::new(state, parts.uri.query(), &parts.headers)
+    }
+}
+
+// === Write ===
+
+/// A write with a JSON body, read in Consul's order: the body first (so that a 413 wins
+/// over everything), then the request's [`Ctx`], then the body's JSON (so that a query
+/// error wins over a decode error).
+#[derive(Debug)]
+pub(crate) struct Write {
+    pub(crate) ctx: Ctx,
+    pub(crate) body: Value,
+}
+
+impl FromRequest<AppState> for Write {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Write, Response> {
+        let raw = req.uri().query().map(str::to_owned);
+        let headers = req.headers().clone();
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let ctx = Ctx::new(state, raw.as_deref(), &headers).map_err(IntoResponse::into_response)?;
+        let body = parse_body(&bytes).map_err(|e| HttpError::decode(e).into_response())?;
+        Ok(Write { ctx, body })
     }
 }
 
@@ -249,6 +278,26 @@ fn json_bytes(body: Result<Bytes, String>) -> Response {
         }
         Err(e) => HttpError::internal(format!("failed to encode response: {e}")).into_response(),
     }
+}
+
+/// The agent's list answer: a JSON object of the `(ID, item)` pairs `list` renders that
+/// pass the request's `?filter`; empty without read permission (lists filter, not fail).
+pub(crate) fn json_by_id<T: Serialize>(
+    ctx: &Ctx,
+    list: impl FnOnce(&Store) -> Vec<(String, T)>,
+) -> Result<Response> {
+    let filter = ctx.filter()?;
+    let authz = ctx.authz()?;
+    let store = ctx.state.lock();
+    let mut out = BTreeMap::new();
+    if authz.can_read() {
+        for (id, rendered) in list(&store) {
+            if passes(filter.as_ref(), &rendered) {
+                out.insert(id, rendered);
+            }
+        }
+    }
+    Ok(json(&ctx.query, &out))
 }
 
 /// Serializes `value` as Consul does (compact, or indented with `?pretty`).

@@ -2,18 +2,14 @@
 //! deregistration, the list; and [`build_check`], which service registration uses too.
 //! Uses the store, the check runner, the wire shapes and the HTTP layer.
 
-use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::Path;
 use axum::response::Response;
-use http::HeaderMap;
-use std::collections::BTreeMap;
 
 use crate::checks;
 use crate::error::{HttpError, Result};
-use crate::filter::passes;
 use crate::state::{Check, DEFAULT_OUTPUT_MAX_SIZE, Key, Runner, Service, Status};
-use crate::web::{AppState, Ctx, json as json_resp, ok_empty};
-use crate::wire::{CheckDef, CheckOut, CheckUpdate, nanos_to_duration, parse_body};
+use crate::web::{AppState, Ctx, Write, json_by_id, ok_empty};
+use crate::wire::{CheckDef, CheckOut, CheckUpdate, nanos_to_duration};
 
 // === Registration ===
 
@@ -114,14 +110,8 @@ pub(super) fn scripts_disabled(defs: &[CheckDef]) -> Result<()> {
 
 // === Check registration ===
 
-pub(super) async fn register_check(
-    State(state): State<AppState>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response> {
-    let ctx = Ctx::new(&state, raw.as_deref(), &headers)?;
-    let value = parse_body(&body).map_err(HttpError::decode)?;
+pub(super) async fn register_check(Write { ctx, body: value }: Write) -> Result<Response> {
+    let state = &ctx.state;
     let def = CheckDef::decode(&value, "CheckDefinition")
         .map_err(HttpError::decode)?
         .unwrap_or_default();
@@ -158,7 +148,7 @@ pub(super) async fn register_check(
     let ckey: Key = (node.clone(), cid.clone());
     let idx = store.bump();
     let existing = store.checks.get(&ckey);
-    let check = build_check(&state, &node, svc.as_ref(), &cid, &def, existing, idx);
+    let check = build_check(state, &node, svc.as_ref(), &cid, &def, existing, idx);
     store.stop_runner(&ckey);
     store.insert_check(check);
     state.checks.start(&mut store, &ckey);
@@ -226,14 +216,9 @@ fn ttl_note(ctx: &Ctx, id: &str, status: Status) -> Result<Response> {
 }
 
 pub(super) async fn check_update(
-    State(state): State<AppState>,
     Path(id): Path<String>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
+    Write { ctx, body: value }: Write,
 ) -> Result<Response> {
-    let ctx = Ctx::new(&state, raw.as_deref(), &headers)?;
-    let value = parse_body(&body).map_err(HttpError::decode)?;
     let upd = CheckUpdate::decode(&value).map_err(HttpError::decode)?;
     let Some(status) = Status::parse(&upd.status) else {
         return Err(HttpError::bad_request(format!(
@@ -280,22 +265,13 @@ fn update_ttl(ctx: &Ctx, id: &str, status: Status, output: String) -> Result<()>
 // === Reads ===
 
 pub(super) async fn checks_list(ctx: Ctx) -> Result<Response> {
-    let state = &ctx.state;
-    let filter = ctx.filter()?;
-    let authz = ctx.authz()?;
-    let store = state.lock();
-    let mut out = BTreeMap::new();
-    if authz.can_read() {
-        for c in store.checks.values() {
-            if c.node != state.node() || c.check_id == "serfHealth" {
-                continue;
-            }
-            let rendered = CheckOut::from_check(c);
-            if !passes(filter.as_ref(), &rendered) {
-                continue;
-            }
-            out.insert(c.check_id.clone(), rendered);
-        }
-    }
-    Ok(json_resp(&ctx.query, &out))
+    let node = ctx.state.node();
+    json_by_id(&ctx, |store| {
+        store
+            .checks
+            .values()
+            .filter(|c| c.node == node && c.check_id != "serfHealth")
+            .map(|c| (c.check_id.clone(), CheckOut::from_check(c)))
+            .collect()
+    })
 }

@@ -1,6 +1,6 @@
 //! `/v1/agent/health/service/*`: the local health of a service's instances, by name or ID,
 //! as a status code (200, 429, 503) and reason, in JSON or text. Uses the store, the wire
-//! shapes and the HTTP layer.
+//! shapes, `maintenance` beside it and the HTTP layer.
 
 use axum::extract::Path;
 use axum::response::Response;

@@ -1,36 +1,28 @@
 //! `/v1/agent/service/*` and `/v1/agent/services`: registering and deregistering local
 //! services (their checks through `check`), the list, and one service with its content
-//! hash (hash blocking). Uses the store, the check runner, the blocking engine, the wire
-//! shapes and the HTTP layer.
+//! hash (hash blocking). Uses `check` and `maintenance` beside it, the store, the blocking
+//! engine, the wire shapes and the HTTP layer.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::net::IpAddr;
 
-use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::Path;
 use axum::response::Response;
-use http::{HeaderMap, HeaderValue};
+use http::HeaderValue;
 use sha2::{Digest, Sha256};
 
 use super::check::{build_check, scripts_disabled, validate_checks};
 use super::maintenance::SERVICE_MAINT_PREFIX;
 use crate::blocking::{self, WatchKey};
 use crate::error::{HttpError, Result};
-use crate::filter::passes;
 use crate::state::{Key, Service, Store, TaggedAddr};
-use crate::web::{AppState, Ctx, json as json_resp, ok_empty};
-use crate::wire::{AgentServiceOut, ServiceDef, parse_body, validate_meta};
+use crate::web::{AppState, Ctx, Write, json as json_resp, json_by_id, ok_empty};
+use crate::wire::{AgentServiceOut, ServiceDef, validate_meta};
 
 // === Registration ===
 
-pub(super) async fn register_service(
-    State(state): State<AppState>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response> {
-    let ctx = Ctx::new(&state, raw.as_deref(), &headers)?;
-    let value = parse_body(&body).map_err(HttpError::decode)?;
+pub(super) async fn register_service(Write { ctx, body: value }: Write) -> Result<Response> {
+    let state = &ctx.state;
     let def = ServiceDef::decode(&value).map_err(HttpError::decode)?;
     if def.name.is_empty() {
         return Err(HttpError::bad_request("Missing service name"));
@@ -74,7 +66,7 @@ pub(super) async fn register_service(
         .get("replace-existing-checks")
         .is_some_and(|v| v.is_empty() || v == "true");
     let mut store = state.lock();
-    add_service(&state, &mut store, def, replace);
+    add_service(state, &mut store, def, replace);
     Ok(ok_empty())
 }
 
@@ -201,24 +193,16 @@ fn unknown_service(id: &str) -> HttpError {
 // === Reads ===
 
 pub(super) async fn services(ctx: Ctx) -> Result<Response> {
-    let state = &ctx.state;
-    let filter = ctx.filter()?;
-    let authz = ctx.authz()?;
-    let store = state.lock();
-    let mut out = BTreeMap::new();
-    if authz.can_read() {
-        for s in store.services.values() {
-            if s.node != state.node() || s.id == "consul" {
-                continue;
-            }
-            let rendered = AgentServiceOut::from_service(s, &state.config().datacenter);
-            if !passes(filter.as_ref(), &rendered) {
-                continue;
-            }
-            out.insert(s.id.clone(), rendered);
-        }
-    }
-    Ok(json_resp(&ctx.query, &out))
+    let node = ctx.state.node();
+    let dc = &ctx.state.config().datacenter;
+    json_by_id(&ctx, |store| {
+        store
+            .services
+            .values()
+            .filter(|s| s.node == node && s.id != "consul")
+            .map(|s| (s.id.clone(), AgentServiceOut::from_service(s, dc)))
+            .collect()
+    })
 }
 
 /// The content hash of a rendered service, stable over identical content.

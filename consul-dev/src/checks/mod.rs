@@ -3,7 +3,8 @@
 //! of services critical for too long (`reaper`).
 //!
 //! It sits above `state` (results go into the store, a runner's handle is kept with its
-//! check so that removing the check stops it) and below the HTTP layer, which it never uses.
+//! check so that removing the check stops it) and uses `config`, `error` and `wire`'s
+//! durations besides; never the HTTP layer.
 
 mod probe;
 mod reaper;

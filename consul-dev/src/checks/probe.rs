@@ -1,5 +1,6 @@
 //! The probes of HTTP, TCP and gRPC checks, with the HTTP clients they share ([`Clients`]):
-//! each run answers a status and an output in Go's words. Uses `state`'s model and `error`.
+//! each run answers a status and an output in Go's words. Uses `state`'s model, `error` and
+//! `wire`'s durations.
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! Starting a check's runner and applying its results: the [`Checks`] handle starts one task
 //! per TTL, HTTP, TCP or gRPC check, and every result, the agent's own or a client's TTL
-//! update, goes through Consul's thresholds ([`apply_result`]). Uses `state`, `wire`'s
-//! durations and the probes.
+//! update, goes through Consul's thresholds ([`apply_result`]). Uses `state`, `error`,
+//! `wire`'s durations and the probes.
 
 use std::sync::Arc;
 use std::time::Duration;
