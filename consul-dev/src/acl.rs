@@ -1,10 +1,11 @@
 //! A minimal ACL system: off by default; with an agent token configured, default-deny
-//! with that token as the only (management) token.
+//! with that token as the only (management) token. Uses `config`, `query` and `error`.
 
 use http::HeaderMap;
 
-use crate::Config;
-use crate::web::{HttpError, Query};
+use crate::config::Config;
+use crate::error::HttpError;
+use crate::query::Query;
 
 /// What a request may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,23 +1,24 @@
 //! `/v1/catalog/*`: nodes and services of the cluster, including external nodes
 //! registered through the catalog (their checks are stored, never run).
+//!
+//! Reads and writes the store; the request and response shapes are `wire`'s. Uses the
+//! blocking engine, filters, `health`'s selections and the HTTP layer besides.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::Path;
 use axum::response::Response;
-use http::HeaderMap;
-use serde::Serialize;
-use serde_json::Value;
 
+use crate::blocking::WatchKey;
+use crate::error::{HttpError, Result};
 use crate::filter::passes;
 use crate::health::{has_tags, node_matches, node_meta};
-use crate::state::{Check, Key, Node, Service, Status, Store};
-use crate::web::{self, AppState, Ctx, HttpError, Read, Result, WatchKey, get, json, put};
+use crate::state::{Check, Key, Node, Status, Store};
+use crate::web::{self, AppState, Ctx, Read, Write, get, json, put};
 use crate::wire::{
-    CheckDef, DecodeError, Fields, NodeOut, NodeServiceOut, TaggedAddr, Weights, empty_proxy,
-    parse_body,
+    CatalogDeregistration, CatalogRegistration, NodeOut, NodeServiceOut, NodeServicesOut,
+    ServiceNodeOut,
 };
 
 /// The catalog endpoints.
@@ -35,66 +36,8 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/v1/catalog/connect/{*name}", get(crate::health::connect))
 }
 
-/// One flat `/v1/catalog/service` entry (Consul's `ServiceNode`).
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct ServiceNodeOut {
-    #[serde(rename = "ID")]
-    id: String,
-    node: String,
-    address: String,
-    datacenter: String,
-    tagged_addresses: BTreeMap<String, String>,
-    node_meta: BTreeMap<String, String>,
-    service_kind: String,
-    #[serde(rename = "ServiceID")]
-    service_id: String,
-    service_name: String,
-    service_tags: Vec<String>,
-    service_address: String,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    service_tagged_addresses: BTreeMap<String, TaggedAddr>,
-    service_weights: Weights,
-    service_meta: BTreeMap<String, String>,
-    service_port: i64,
-    service_socket_path: String,
-    service_enable_tag_override: bool,
-    service_proxy: Value,
-    service_connect: Value,
-    service_peer_name: String,
-    create_index: u64,
-    modify_index: u64,
-}
-
-fn service_node(n: &Node, s: &Service) -> ServiceNodeOut {
-    ServiceNodeOut {
-        id: n.id.clone(),
-        node: n.name.clone(),
-        address: n.address.clone(),
-        datacenter: n.datacenter.clone(),
-        tagged_addresses: n.tagged_addresses.clone(),
-        node_meta: n.meta.clone(),
-        service_kind: s.kind.clone(),
-        service_id: s.id.clone(),
-        service_name: s.name.clone(),
-        service_tags: s.tags.clone(),
-        service_address: s.address.clone(),
-        service_tagged_addresses: s.tagged_addresses.clone(),
-        service_weights: s.weights,
-        service_meta: s.meta.clone(),
-        service_port: s.port,
-        service_socket_path: s.socket_path.clone(),
-        service_enable_tag_override: s.enable_tag_override,
-        service_proxy: empty_proxy(),
-        service_connect: Value::Object(serde_json::Map::new()),
-        service_peer_name: String::new(),
-        create_index: s.create_index,
-        modify_index: s.modify_index,
-    }
-}
-
 async fn datacenters(ctx: Ctx) -> Response {
-    json(&ctx.query, &[ctx.state.config.datacenter.as_str()])
+    json(&ctx.query, &[ctx.state.config().datacenter.as_str()])
 }
 
 async fn nodes(read: Read) -> Result<Response> {
@@ -117,13 +60,6 @@ async fn nodes(read: Read) -> Result<Response> {
     })
     .await;
     Ok(read.answer(index, &out))
-}
-
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct NodeServicesOut {
-    node: NodeOut,
-    services: BTreeMap<String, NodeServiceOut>,
 }
 
 async fn node(Path(name): Path<String>, read: Read) -> Result<Response> {
@@ -163,7 +99,7 @@ async fn services(read: Read) -> Result<Response> {
                     let Some(n) = store.nodes.get(&s.node) else {
                         continue;
                     };
-                    if !passes(filter.as_ref(), &service_node(n, s)) {
+                    if !passes(filter.as_ref(), &ServiceNodeOut::from_service(n, s)) {
                         continue;
                     }
                 }
@@ -188,7 +124,12 @@ async fn service(Path(name): Path<String>, read: Read) -> Result<Response> {
             store
                 .instances(&name)
                 .filter(|s| has_tags(s, &tags) && node_matches(store, &s.node, &meta))
-                .filter_map(|s| store.nodes.get(&s.node).map(|n| service_node(n, s)))
+                .filter_map(|s| {
+                    store
+                        .nodes
+                        .get(&s.node)
+                        .map(|n| ServiceNodeOut::from_service(n, s))
+                })
                 .filter(|e| passes(filter.as_ref(), e))
                 .collect()
         } else {
@@ -202,163 +143,9 @@ async fn service(Path(name): Path<String>, read: Read) -> Result<Response> {
 
 // === Writes ===
 
-/// A decoded catalog registration.
-#[derive(Debug)]
-struct CatalogRegistration {
-    node: String,
-    id: String,
-    address: String,
-    tagged_addresses: BTreeMap<String, String>,
-    node_meta: BTreeMap<String, String>,
-    service: Option<Service>,
-    checks: Vec<(CheckDef, String, String)>,
-}
-
-const REGISTER_FIELDS: &[crate::wire::FieldSpec] = &[
-    ("ID", &[]),
-    ("Node", &[]),
-    ("Address", &[]),
-    ("Datacenter", &[]),
-    ("TaggedAddresses", &["tagged_addresses"]),
-    ("NodeMeta", &["node_meta"]),
-    ("Service", &[]),
-    ("Check", &[]),
-    ("Checks", &[]),
-    ("SkipNodeUpdate", &["skip_node_update"]),
-    ("Token", &[]),
-    ("Locality", &[]),
-];
-
-const NODE_SERVICE_FIELDS: &[crate::wire::FieldSpec] = &[
-    ("Kind", &[]),
-    ("ID", &[]),
-    ("Service", &[]),
-    ("Tags", &[]),
-    ("Address", &[]),
-    ("TaggedAddresses", &["tagged_addresses"]),
-    ("Meta", &[]),
-    ("Port", &[]),
-    ("SocketPath", &["socket_path"]),
-    ("Weights", &[]),
-    ("EnableTagOverride", &["enable_tag_override"]),
-    ("Proxy", &[]),
-    ("Connect", &[]),
-    ("Locality", &[]),
-    ("PeerName", &[]),
-    ("CreateIndex", &[]),
-    ("ModifyIndex", &[]),
-];
-
-const HEALTH_CHECK_FIELDS: &[crate::wire::FieldSpec] = &[
-    ("Node", &[]),
-    ("CheckID", &["ID"]),
-    ("Name", &[]),
-    ("Status", &[]),
-    ("Notes", &[]),
-    ("Output", &[]),
-    ("ServiceID", &[]),
-    ("ServiceName", &[]),
-    ("ServiceTags", &[]),
-    ("Type", &[]),
-    ("Interval", &[]),
-    ("Timeout", &[]),
-    ("ExposedPort", &[]),
-    ("Definition", &[]),
-    ("CreateIndex", &[]),
-    ("ModifyIndex", &[]),
-];
-
-fn decode_registration(v: &Value) -> std::result::Result<CatalogRegistration, DecodeError> {
-    let f = Fields::new(v, "RegisterRequest", REGISTER_FIELDS)?;
-    let node = f.string("Node")?;
-    let service = match f.object("Service", "structs.NodeService")? {
-        None => None,
-        Some(sv) => {
-            let s = Fields::new(sv, "NodeService", NODE_SERVICE_FIELDS)?;
-            let weights = match s.object("Weights", "structs.Weights")? {
-                Some(w) => {
-                    let w = Fields::new(w, "Weights", &[("Passing", &[]), ("Warning", &[])])?;
-                    Weights {
-                        passing: w.int("Passing")?,
-                        warning: w.int("Warning")?,
-                    }
-                }
-                None => Weights::default(),
-            };
-            let mut tagged = BTreeMap::new();
-            if let Some(Value::Object(map)) = s.object("TaggedAddresses", "map")? {
-                for (k, a) in map {
-                    let a = Fields::new(a, "ServiceAddress", &[("Address", &[]), ("Port", &[])])?;
-                    tagged.insert(
-                        k.clone(),
-                        TaggedAddr {
-                            address: a.string("Address")?,
-                            port: a.int("Port")?,
-                        },
-                    );
-                }
-            }
-            let name = s.string("Service")?;
-            let id = s.string("ID")?;
-            Some(Service {
-                node: node.clone(),
-                kind: s.string("Kind")?,
-                id: if id.is_empty() { name.clone() } else { id },
-                name,
-                tags: s.strings("Tags")?,
-                address: s.string("Address")?,
-                tagged_addresses: tagged,
-                meta: s.string_map("Meta")?,
-                port: s.int("Port")?,
-                socket_path: s.string("SocketPath")?,
-                weights,
-                enable_tag_override: s.boolean("EnableTagOverride")?,
-                locality: s.object("Locality", "structs.Locality")?.cloned(),
-                create_index: 0,
-                modify_index: 0,
-            })
-        }
-    };
-    let mut checks = Vec::new();
-    let single = f.object("Check", "structs.HealthCheck")?;
-    for cv in single
-        .into_iter()
-        .chain(f.array("Checks", "structs.HealthChecks")?)
-    {
-        if cv.is_null() {
-            continue;
-        }
-        let c = Fields::new(cv, "HealthCheck", HEALTH_CHECK_FIELDS)?;
-        let def = CheckDef {
-            check_id: c.string("CheckID")?,
-            name: c.string("Name")?,
-            status: c.string("Status")?,
-            notes: c.string("Notes")?,
-            service_id: c.string("ServiceID")?,
-            ..CheckDef::default()
-        };
-        checks.push((def, c.string("Output")?, c.string("Type")?));
-    }
-    Ok(CatalogRegistration {
-        node,
-        id: f.string("ID")?,
-        address: f.string("Address")?,
-        tagged_addresses: f.string_map("TaggedAddresses")?,
-        node_meta: f.string_map("NodeMeta")?,
-        service,
-        checks,
-    })
-}
-
-async fn register(
-    State(state): State<AppState>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response> {
-    let ctx = Ctx::new(&state, raw.as_deref(), &headers)?;
-    let value = parse_body(&body).map_err(HttpError::decode)?;
-    let reg = decode_registration(&value).map_err(HttpError::decode)?;
+async fn register(Write { ctx, body: value }: Write) -> Result<Response> {
+    let state = &ctx.state;
+    let reg = CatalogRegistration::decode(&value).map_err(HttpError::decode)?;
     if reg.node.is_empty() {
         return Err(HttpError::bad_request("Must provide node"));
     }
@@ -383,7 +170,7 @@ async fn register(
         authz.require("service:write", &s.name)?;
     }
     let mut store = state.lock();
-    apply_registration(&state, &mut store, reg)?;
+    apply_registration(state, &mut store, reg)?;
     Ok(json(&ctx.query, &true))
 }
 
@@ -399,7 +186,7 @@ fn apply_registration(state: &AppState, store: &mut Store, reg: CatalogRegistrat
             id: reg.id.clone(),
             name: node_name.clone(),
             address: reg.address.clone(),
-            datacenter: state.config.datacenter.clone(),
+            datacenter: state.config().datacenter.clone(),
             tagged_addresses: BTreeMap::new(),
             meta: BTreeMap::new(),
             create_index: idx,
@@ -472,29 +259,13 @@ fn apply_registration(state: &AppState, store: &mut Store, reg: CatalogRegistrat
     Ok(())
 }
 
-async fn deregister(
-    State(state): State<AppState>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response> {
-    let ctx = Ctx::new(&state, raw.as_deref(), &headers)?;
-    let value = parse_body(&body).map_err(HttpError::decode)?;
-    let f = Fields::new(
-        &value,
-        "DeregisterRequest",
-        &[
-            ("Node", &[]),
-            ("Datacenter", &[]),
-            ("ServiceID", &[]),
-            ("CheckID", &[]),
-            ("Token", &[]),
-        ],
-    )
-    .map_err(HttpError::decode)?;
-    let node = f.string("Node").map_err(HttpError::decode)?;
-    let service_id = f.string("ServiceID").map_err(HttpError::decode)?;
-    let check_id = f.string("CheckID").map_err(HttpError::decode)?;
+async fn deregister(Write { ctx, body: value }: Write) -> Result<Response> {
+    let state = &ctx.state;
+    let CatalogDeregistration {
+        node,
+        service_id,
+        check_id,
+    } = CatalogDeregistration::decode(&value).map_err(HttpError::decode)?;
     if node.is_empty() {
         return Err(HttpError::bad_request("Must provide node"));
     }

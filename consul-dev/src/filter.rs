@@ -10,12 +10,15 @@
 //! Evaluating against the rendered JSON, rather than typed structs, means an unknown
 //! selector simply matches nothing instead of failing up front as in Consul (a documented
 //! deviation).
+//!
+//! Uses `query` and `error` only.
 
 use regex::Regex;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::web::{HttpError, Query};
+use crate::error::HttpError;
+use crate::query::Query;
 
 /// A parsed filter expression.
 #[derive(Debug, Clone)]

@@ -1,14 +1,19 @@
-//! `/v1/health/*`: service entries with their checks, as the catalog sees them.
+//! `/v1/health/*`: service entries with their checks, as the catalog sees them; and the
+//! selections (`tag`, `node-meta`) the catalog's reads share. Uses the store, the blocking
+//! engine, ACLs, filters, the wire shapes and the HTTP layer.
 
 use axum::Router;
 use axum::extract::Path;
 use axum::response::Response;
 
 use crate::acl::Authz;
+use crate::blocking::WatchKey;
+use crate::error::{HttpError, Result};
 use crate::filter::{Filter, passes};
+use crate::query::Query;
 use crate::state::{Check, Service, Status, Store};
-use crate::web::{self, AppState, HttpError, Query, Read, Result, WatchKey, get};
-use crate::wire::{CheckOut, NodeOut, NodeServiceOut, ServiceEntryOut};
+use crate::web::{self, AppState, Read, get};
+use crate::wire::{CheckOut, NodeOut, NodeServiceOut, ServiceEntryOut, parse_go_bool};
 
 /// The health endpoints.
 pub(crate) fn router() -> Router<AppState> {
@@ -81,8 +86,9 @@ fn parse_passing(q: &Query) -> Result<bool> {
     match q.get("passing") {
         None => Ok(false),
         Some("") => Ok(true),
-        Some(v) => web::parse_go_bool(v)
-            .ok_or_else(|| HttpError::bad_request("Invalid value for ?passing")),
+        Some(v) => {
+            parse_go_bool(v).ok_or_else(|| HttpError::bad_request("Invalid value for ?passing"))
+        }
     }
 }
 

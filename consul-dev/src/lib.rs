@@ -23,19 +23,29 @@
 //! ```
 #![forbid(unsafe_code)]
 
+// Each module uses only those below it (the README's "Layout" draws it):
+// leaves `config`, `query`; `state` (model, store, wake-ups); `wire` (on the model);
+// `error`; `acl`, `filter`; `blocking`, `checks` (on the store); `web`; the endpoint
+// families `agent`, `catalog`, `health`, `status`, `ui`; and this file, which starts it all.
 mod acl;
 mod agent;
+mod blocking;
 mod catalog;
 mod checks;
+mod config;
+mod error;
 mod filter;
 mod health;
+mod query;
 mod state;
 mod status;
 mod ui;
 mod web;
 mod wire;
 
-use std::fmt;
+pub use config::Config;
+pub use error::Error;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,165 +65,9 @@ use tokio::sync::watch;
 use tokio::task::{AbortHandle, JoinHandle};
 use tonic::codegen::Service;
 
+use crate::checks::Checks;
 use crate::state::Shared;
-
-/// The Consul version this agent claims to be.
-pub(crate) const CONSUL_VERSION: &str = "1.21.0";
-
-// === Error ===
-
-/// Errors starting or running the agent.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum Error {
-    /// The HTTP listener could not be bound.
-    #[error("failed to bind {addr}")]
-    Bind {
-        /// The requested address.
-        addr: SocketAddr,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The bound listener's address could not be read.
-    #[error("failed to read the listener's address")]
-    LocalAddr(#[source] std::io::Error),
-    /// The HTTP client used by HTTP checks could not be built.
-    #[error("failed to build the HTTP check client")]
-    Client(#[source] Box<reqwest::Error>),
-}
-
-// === Config ===
-
-/// How the agent presents itself and the timings of its reaper.
-///
-/// Built with [`Config::default`] and the `#[must_use]` setters. Its `Debug` output shows
-/// whether an ACL token is set, never the token.
-#[derive(Clone)]
-#[non_exhaustive]
-pub struct Config {
-    /// The local node's name (default: the host name).
-    pub node_name: String,
-    /// The local node's ID (default: a random UUID).
-    pub node_id: String,
-    /// The datacenter (default `dc1`).
-    pub datacenter: String,
-    /// With a token, ACLs are on with default policy deny, and this is the only (management)
-    /// token. Without one, ACLs are off.
-    pub acl_token: Option<String>,
-    /// How often services critical past their `DeregisterCriticalServiceAfter` are reaped
-    /// (Consul: 30s). Shorter values are a test-only deviation.
-    pub reaper_interval: Duration,
-    /// The floor applied to `DeregisterCriticalServiceAfter` (Consul: 1m). Shorter values are
-    /// a test-only deviation.
-    pub min_deregister_after: Duration,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            node_name: host_name(),
-            node_id: random_uuid(),
-            datacenter: "dc1".to_owned(),
-            acl_token: None,
-            reaper_interval: Duration::from_secs(30),
-            min_deregister_after: Duration::from_secs(60),
-        }
-    }
-}
-
-/// By hand so that the management token never reaches a log or a panic message.
-impl fmt::Debug for Config {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let Config {
-            node_name,
-            node_id,
-            datacenter,
-            acl_token,
-            reaper_interval,
-            min_deregister_after,
-        } = self;
-        f.debug_struct("Config")
-            .field("node_name", node_name)
-            .field("node_id", node_id)
-            .field("datacenter", datacenter)
-            .field("acl_token", &acl_token.as_ref().map(|_| "<redacted>"))
-            .field("reaper_interval", reaper_interval)
-            .field("min_deregister_after", min_deregister_after)
-            .finish()
-    }
-}
-
-impl Config {
-    /// Sets the node name.
-    #[must_use]
-    pub fn node_name(mut self, name: impl Into<String>) -> Self {
-        self.node_name = name.into();
-        self
-    }
-
-    /// Sets the node ID.
-    #[must_use]
-    pub fn node_id(mut self, id: impl Into<String>) -> Self {
-        self.node_id = id.into();
-        self
-    }
-
-    /// Sets the datacenter.
-    #[must_use]
-    pub fn datacenter(mut self, dc: impl Into<String>) -> Self {
-        self.datacenter = dc.into();
-        self
-    }
-
-    /// Turns ACLs on (default deny) with `token` as the management token.
-    #[must_use]
-    pub fn acl_token(mut self, token: impl Into<String>) -> Self {
-        self.acl_token = Some(token.into());
-        self
-    }
-
-    /// Sets the reaper period.
-    #[must_use]
-    pub fn reaper_interval(mut self, every: Duration) -> Self {
-        self.reaper_interval = every;
-        self
-    }
-
-    /// Sets the `DeregisterCriticalServiceAfter` floor.
-    #[must_use]
-    pub fn min_deregister_after(mut self, floor: Duration) -> Self {
-        self.min_deregister_after = floor;
-        self
-    }
-}
-
-/// The machine's host name, or `consul-dev` if it cannot be read.
-fn host_name() -> String {
-    ["/proc/sys/kernel/hostname", "/etc/hostname"]
-        .iter()
-        .find_map(|p| std::fs::read_to_string(p).ok())
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "consul-dev".to_owned())
-}
-
-/// A random version-4 UUID string.
-fn random_uuid() -> String {
-    let mut b = [0u8; 16];
-    fastrand::fill(&mut b);
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h = hex::encode(b);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
-}
+use crate::web::{App, AppState};
 
 // === DevAgent ===
 
@@ -221,7 +75,7 @@ fn random_uuid() -> String {
 #[derive(Debug)]
 pub struct DevAgent {
     addr: SocketAddr,
-    shared: Arc<Shared>,
+    app: AppState,
     shutdown_tx: watch::Sender<bool>,
     server: Option<JoinHandle<()>>,
     reaper: AbortHandle,
@@ -238,8 +92,10 @@ impl DevAgent {
         let listener = bind(addr).await?;
         let local = listener.local_addr().map_err(Error::LocalAddr)?;
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
-        let shared = Arc::new(Shared::new(config, shutdown_rx.clone())?);
-        let app = router(Arc::clone(&shared));
+        let shared = Arc::new(Shared::new(config, shutdown_rx.clone()));
+        let runner = Checks::new(Arc::clone(&shared))?;
+        let app = Arc::new(App::new(Arc::clone(&shared), runner));
+        let service = router(Arc::clone(&app));
         let mut stop = shutdown_rx;
         // Go sets TCP_NODELAY on every connection, Consul's HTTP server's included; so do we,
         // so that no answer is ever held back by Nagle's algorithm.
@@ -249,7 +105,7 @@ impl DevAgent {
             }
         });
         let server = tokio::spawn(async move {
-            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+            let serve = axum::serve(listener, service).with_graceful_shutdown(async move {
                 // An error means the agent handle is gone: stop too.
                 let _ = stop.wait_for(|s| *s).await;
             });
@@ -257,11 +113,11 @@ impl DevAgent {
                 tracing::error!(error = %e, "HTTP server failed");
             }
         });
-        let reaper = tokio::spawn(checks::reaper(Arc::clone(&shared))).abort_handle();
-        tracing::info!(addr = %local, node = %shared.config.node_name, "consul-dev agent started");
+        let reaper = tokio::spawn(checks::reaper(shared)).abort_handle();
+        tracing::info!(addr = %local, node = %app.node(), "consul-dev agent started");
         Ok(DevAgent {
             addr: local,
-            shared,
+            app,
             shutdown_tx,
             server: Some(server),
             reaper,
@@ -284,7 +140,7 @@ impl DevAgent {
     /// is counted is certain to wake it. Tests use this (or
     /// [`DevAgent::wait_for_blocked_queries`]) instead of sleeping before a change.
     pub fn blocked_queries(&self) -> usize {
-        self.shared.blocked.get()
+        self.app.blocked.get()
     }
 
     /// Waits until at least `n` blocking queries are waiting for a change.
@@ -309,7 +165,7 @@ impl DevAgent {
     /// # }
     /// ```
     pub async fn wait_for_blocked_queries(&self, n: usize) {
-        self.shared.blocked.wait_for_at_least(n).await;
+        self.app.blocked.wait_for_at_least(n).await;
     }
 
     /// Stops the server and all check runners, waiting (up to a few seconds) for open
@@ -331,7 +187,7 @@ impl DevAgent {
     fn signal_stop(&self) {
         self.shutdown_tx.send_replace(true);
         self.reaper.abort();
-        self.shared.stop_all_runners();
+        self.app.shared.stop_all_runners();
     }
 }
 
@@ -362,8 +218,8 @@ async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, Error> {
 }
 
 /// The whole HTTP API.
-fn router(shared: Arc<Shared>) -> WithPolicyHeader {
-    let policy = HeaderValue::from_static(acl::default_policy(&shared.config));
+fn router(app: AppState) -> WithPolicyHeader {
+    let policy = HeaderValue::from_static(acl::default_policy(app.config()));
     let router = Router::new()
         .merge(agent::router())
         .merge(health::router())
@@ -371,7 +227,7 @@ fn router(shared: Arc<Shared>) -> WithPolicyHeader {
         .merge(status::router())
         .merge(ui::router())
         .fallback(web::not_found)
-        .with_state(shared);
+        .with_state(app);
     WithPolicyHeader { router, policy }
 }
 
@@ -443,27 +299,3 @@ impl Future for PolicyHeaderFuture {
 
 const X_CONSUL_DEFAULT_ACL_POLICY: HeaderName =
     HeaderName::from_static("x-consul-default-acl-policy");
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn config_debug_redacts_the_acl_token() {
-        let config = Config::default().node_name("n1").acl_token("s3cr3t-token");
-        let debug = format!("{config:?}");
-        assert!(
-            !debug.contains("s3cr3t-token"),
-            "the token must not appear in Debug output: {debug}"
-        );
-        assert!(
-            debug.contains("acl_token: Some(\"<redacted>\")") && debug.contains("\"n1\""),
-            "Debug output still shows the other fields and that a token is set: {debug}"
-        );
-        let without = format!("{:?}", Config::default());
-        assert!(
-            without.contains("acl_token: None"),
-            "no token shows as None: {without}"
-        );
-    }
-}

@@ -1,4 +1,4 @@
-//! `/v1/status/*`: raft leader and peers of the one-node cluster.
+//! `/v1/status/*`: raft leader and peers of the one-node cluster. Uses the HTTP layer.
 
 use axum::Router;
 use axum::response::Response;

@@ -1,4 +1,5 @@
-//! A small read-only HTML page at `/ui/`: services, instances and check statuses.
+//! A small read-only HTML page at `/ui/`: services, instances and check statuses. Uses the
+//! store through the HTTP layer's state.
 
 use std::fmt::Write as _;
 
@@ -39,8 +40,8 @@ async fn page(State(state): State<AppState>) -> Response {
     let _ = write!(
         html,
         "<h1>consul-dev</h1><p>node <b>{}</b>, datacenter <b>{}</b>, index {}</p>",
-        esc(&state.config.node_name),
-        esc(&state.config.datacenter),
+        esc(&state.config().node_name),
+        esc(&state.config().datacenter),
         store.index
     );
     html.push_str(

@@ -1,137 +1,78 @@
-//! HTTP plumbing shared by every endpoint family: plain-text errors, query parsing,
-//! JSON answers with Consul's headers, method routing with Consul's 405s, blocking waits.
+//! HTTP plumbing shared by every endpoint family: the router's state ([`App`]), the
+//! per-request extractors ([`Ctx`], [`Write`], [`Read`]), JSON answers with Consul's headers, and
+//! method routing with Consul's 405s. It sits above everything but the handlers: the store,
+//! the blocking-query engine, the check runner, ACLs, filters and the wire formats.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::collections::BTreeMap;
+use std::sync::{Arc, MutexGuard};
 
 use axum::body::{Body, Bytes};
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::handler::Handler;
 use axum::response::{IntoResponse, Response};
 use axum::routing::MethodRouter;
 use http::request::Parts;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use serde::Serialize;
-use tokio::sync::{Notify, watch};
+use serde_json::Value;
 
 use crate::acl::Authz;
-use crate::filter::Filter;
+use crate::blocking::{self, BlockedCount, Blocking, ResponseCache, WatchKey};
+use crate::checks::Checks;
+use crate::config::Config;
+use crate::error::{HttpError, Result, text};
+use crate::filter::{Filter, passes};
+use crate::query::Query;
 use crate::state::{Shared, Store};
-use crate::wire::parse_go_duration;
+use crate::wire::parse_body;
 
 /// The shared state as handlers see it.
-pub(crate) type AppState = Arc<Shared>;
+pub(crate) type AppState = Arc<App>;
 
-// === HttpError ===
+// === App ===
 
-/// An error answered as Consul does: a status and a plain-text body.
+/// Everything a handler reaches: the store, the check runner, and what blocking queries
+/// share besides the store.
 #[derive(Debug)]
-pub(crate) struct HttpError {
-    pub(crate) status: StatusCode,
-    pub(crate) body: String,
+pub(crate) struct App {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) checks: Checks,
+    /// Shared answers for identical blocking reads.
+    pub(crate) cache: ResponseCache,
+    /// How many blocking queries are waiting for a change (see `DevAgent::blocked_queries`).
+    pub(crate) blocked: BlockedCount,
 }
 
-impl HttpError {
-    pub(crate) fn new(status: StatusCode, body: impl Into<String>) -> HttpError {
-        HttpError {
-            status,
-            body: body.into(),
+impl App {
+    /// The agent's state over `shared`, with `checks` running its checks.
+    pub(crate) fn new(shared: Arc<Shared>, checks: Checks) -> App {
+        App {
+            shared,
+            checks,
+            cache: ResponseCache::default(),
+            blocked: BlockedCount::default(),
         }
     }
-    pub(crate) fn bad_request(body: impl Into<String>) -> HttpError {
-        HttpError::new(StatusCode::BAD_REQUEST, body)
-    }
-    pub(crate) fn not_found(body: impl Into<String>) -> HttpError {
-        HttpError::new(StatusCode::NOT_FOUND, body)
-    }
-    pub(crate) fn forbidden(body: impl Into<String>) -> HttpError {
-        HttpError::new(StatusCode::FORBIDDEN, body)
-    }
-    pub(crate) fn internal(body: impl Into<String>) -> HttpError {
-        HttpError::new(StatusCode::INTERNAL_SERVER_ERROR, body)
-    }
-    /// The `Request decode failed: ...` 400.
-    pub(crate) fn decode(e: crate::wire::DecodeError) -> HttpError {
-        HttpError::bad_request(format!("Request decode failed: {}", e.0))
-    }
-}
 
-impl IntoResponse for HttpError {
-    fn into_response(self) -> Response {
-        text(self.status, self.body)
+    /// Locks the store.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Store> {
+        self.shared.lock()
     }
-}
 
-/// A plain-text answer.
-pub(crate) fn text(status: StatusCode, body: impl Into<String>) -> Response {
-    let mut resp = Response::new(Body::from(body.into()));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    resp
+    /// The local node's name.
+    pub(crate) fn node(&self) -> &str {
+        self.shared.node()
+    }
+
+    /// How the agent presents itself.
+    pub(crate) fn config(&self) -> &Config {
+        &self.shared.config
+    }
 }
 
 /// A successful write: 200 with an empty body.
 pub(crate) fn ok_empty() -> Response {
     StatusCode::OK.into_response()
-}
-
-pub(crate) type Result<T, E = HttpError> = std::result::Result<T, E>;
-
-// === Query ===
-
-/// The parsed query string, keeping repeats and value-less flags (`?stale`).
-#[derive(Debug, Default)]
-pub(crate) struct Query {
-    pairs: Vec<(String, String)>,
-}
-
-impl Query {
-    /// Parses a raw query string.
-    pub(crate) fn parse(raw: Option<&str>) -> Query {
-        let pairs = raw
-            .map(|q| {
-                url::form_urlencoded::parse(q.as_bytes())
-                    .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        Query { pairs }
-    }
-
-    /// The first value of `key` ("" for a bare flag).
-    pub(crate) fn get(&self, key: &str) -> Option<&str> {
-        self.pairs
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// Whether `key` is present at all.
-    pub(crate) fn has(&self, key: &str) -> bool {
-        self.get(key).is_some()
-    }
-
-    /// Every value of `key`.
-    pub(crate) fn all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.pairs
-            .iter()
-            .filter(move |(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// Go's `strconv.ParseBool`.
-pub(crate) fn parse_go_bool(s: &str) -> Option<bool> {
-    match s {
-        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
-        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
-        _ => None,
-    }
 }
 
 // === Ctx ===
@@ -164,7 +105,7 @@ impl Ctx {
         }
         if let Some(dc) = query.get("dc")
             && !dc.is_empty()
-            && dc != state.config.datacenter
+            && dc != state.config().datacenter
         {
             return Err(HttpError::internal("No path to datacenter"));
         }
@@ -178,7 +119,7 @@ impl Ctx {
 
     /// Resolves the request's token (403 `ACL not found` for an unknown secret).
     pub(crate) fn authz(&self) -> Result<Authz> {
-        crate::acl::resolve(&self.state.config, self.token.as_deref())
+        crate::acl::resolve(self.state.config(), self.token.as_deref())
     }
 
     /// Parses `?filter=` if present (500 on a malformed expression).
@@ -188,13 +129,39 @@ impl Ctx {
 }
 
 /// A handler taking a `Ctx` gets it built by [`Ctx::new`] from the request's query and
-/// headers. Handlers with a body build theirs after reading it instead, so that a body
-/// error (413) still wins over a query error.
+/// headers. Handlers with a body take a [`Write`] instead, which builds it after reading
+/// the body, so that a body error (413) still wins over a query error.
 impl FromRequestParts<AppState> for Ctx {
     type Rejection = HttpError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Ctx> {
         Ctx::new(state, parts.uri.query(), &parts.headers)
+    }
+}
+
+// === Write ===
+
+/// A write with a JSON body, read in Consul's order: the body first (so that a 413 wins
+/// over everything), then the request's [`Ctx`], then the body's JSON (so that a query
+/// error wins over a decode error).
+#[derive(Debug)]
+pub(crate) struct Write {
+    pub(crate) ctx: Ctx,
+    pub(crate) body: Value,
+}
+
+impl FromRequest<AppState> for Write {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Write, Response> {
+        let raw = req.uri().query().map(str::to_owned);
+        let headers = req.headers().clone();
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let ctx = Ctx::new(state, raw.as_deref(), &headers).map_err(IntoResponse::into_response)?;
+        let body = parse_body(&bytes).map_err(|e| HttpError::decode(e).into_response())?;
+        Ok(Write { ctx, body })
     }
 }
 
@@ -219,7 +186,7 @@ impl FromRequestParts<AppState> for Read {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Read> {
         let ctx = Ctx::from_request_parts(parts, state).await?;
         let consistency = consistency(&ctx.query)?;
-        let blocking = blocking(&ctx.query)?;
+        let blocking = blocking::params(&ctx.query)?;
         Ok(Read {
             ctx,
             consistency,
@@ -243,6 +210,17 @@ impl Read {
         add_meta(resp.headers_mut(), self.consistency, index);
         resp
     }
+}
+
+/// Runs `compute` until its index exceeds the read's `index`, the wait expires or the agent
+/// stops. Without an index (or index 0) answers at once.
+pub(crate) async fn block<T>(
+    read: &Read,
+    key: WatchKey,
+    compute: impl FnMut(&Store) -> (u64, T),
+) -> (u64, T) {
+    let state = &read.ctx.state;
+    blocking::block_index(&state.shared, &state.blocked, read.blocking, key, compute).await
 }
 
 // === Read answers ===
@@ -302,46 +280,29 @@ fn json_bytes(body: Result<Bytes, String>) -> Response {
     }
 }
 
+/// The agent's list answer: a JSON object of the `(ID, item)` pairs `list` renders that
+/// pass the request's `?filter`; empty without read permission (lists filter, not fail).
+pub(crate) fn json_by_id<T: Serialize>(
+    ctx: &Ctx,
+    list: impl FnOnce(&Store) -> Vec<(String, T)>,
+) -> Result<Response> {
+    let filter = ctx.filter()?;
+    let authz = ctx.authz()?;
+    let store = ctx.state.lock();
+    let mut out = BTreeMap::new();
+    if authz.can_read() {
+        for (id, rendered) in list(&store) {
+            if passes(filter.as_ref(), &rendered) {
+                out.insert(id, rendered);
+            }
+        }
+    }
+    Ok(json(&ctx.query, &out))
+}
+
 /// Serializes `value` as Consul does (compact, or indented with `?pretty`).
 pub(crate) fn json<T: Serialize>(q: &Query, value: &T) -> Response {
     json_bytes(encode(q, value).map_err(|e| e.to_string()))
-}
-
-// === ResponseCache ===
-
-/// Encoded answers of recent reads, keyed by the query's meaning and valid for one index.
-///
-/// Many watchers of one service wake together on a change and ask the same question at the
-/// same index; the first computes and encodes the answer and the rest reuse its bytes.
-#[derive(Debug, Default)]
-pub(crate) struct ResponseCache {
-    entries: Mutex<HashMap<String, (u64, Bytes)>>,
-}
-
-/// Entries kept before the cache is cleared (a bound, not a tuning knob).
-const CACHE_LIMIT: usize = 512;
-
-impl ResponseCache {
-    /// The cached bytes for `key` at `index`, or `make()`'s (then cached).
-    pub(crate) fn get_or(
-        &self,
-        key: &str,
-        index: u64,
-        make: impl FnOnce() -> Result<Bytes, String>,
-    ) -> Result<Bytes, String> {
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((i, bytes)) = entries.get(key)
-            && *i == index
-        {
-            return Ok(bytes.clone());
-        }
-        let bytes = make()?;
-        if entries.len() >= CACHE_LIMIT {
-            entries.clear();
-        }
-        entries.insert(key.to_owned(), (index, bytes.clone()));
-        Ok(bytes)
-    }
 }
 
 const X_CONSUL_INDEX: HeaderName = HeaderName::from_static("x-consul-index");
@@ -363,229 +324,6 @@ fn add_meta(h: &mut HeaderMap, c: Consistency, index: u64) {
             Consistency::Consistent => "consistent",
         }),
     );
-}
-
-// === Blocking ===
-
-/// Default blocking wait.
-const DEFAULT_WAIT: Duration = Duration::from_secs(300);
-/// Longest blocking wait.
-const MAX_WAIT: Duration = Duration::from_secs(600);
-
-/// Blocking parameters: `index` and the effective wait (with jitter).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Blocking {
-    pub(crate) index: u64,
-    pub(crate) wait: Duration,
-}
-
-/// Parses `index` and `wait` (400 `Invalid index` / `Invalid wait time`).
-pub(crate) fn blocking(q: &Query) -> Result<Blocking> {
-    let index = match q.get("index") {
-        None | Some("") => 0,
-        Some(s) => s
-            .parse::<u64>()
-            .map_err(|_| HttpError::bad_request("Invalid index"))?,
-    };
-    let wait = match q.get("wait") {
-        None | Some("") => DEFAULT_WAIT,
-        Some(s) => {
-            let nanos =
-                parse_go_duration(s).map_err(|_| HttpError::bad_request("Invalid wait time"))?;
-            let d = crate::wire::nanos_to_duration(nanos);
-            if d.is_zero() {
-                DEFAULT_WAIT
-            } else {
-                d.min(MAX_WAIT)
-            }
-        }
-    };
-    // Consul adds up to wait/16 so that many clients do not return in lockstep.
-    let jitter_max = wait.as_nanos() / 16;
-    let jitter = if jitter_max == 0 {
-        Duration::ZERO
-    } else {
-        Duration::from_nanos(fastrand::u64(
-            0..u64::try_from(jitter_max).unwrap_or(u64::MAX),
-        ))
-    };
-    Ok(Blocking {
-        index,
-        wait: wait + jitter,
-    })
-}
-
-/// What a blocking query waits on.
-#[derive(Debug, Clone)]
-pub(crate) enum WatchKey {
-    /// A service name's index.
-    Service(String),
-    /// Any write.
-    Global,
-}
-
-/// Runs `compute` until its index exceeds the read's `index`, the wait expires or the agent
-/// stops. Without an index (or index 0) answers at once.
-pub(crate) async fn block<T>(
-    read: &Read,
-    key: WatchKey,
-    compute: impl FnMut(&Store) -> (u64, T),
-) -> (u64, T) {
-    let b = read.blocking;
-    wait_for(&read.ctx.state, b.wait, key, compute, |(index, _)| {
-        b.index == 0 || *index > b.index
-    })
-    .await
-}
-
-/// Like [`block`], but waits for a change in a content hash (agent service hash blocking).
-/// Without a hash (or an empty one) answers at once; `None` from `compute` (the service
-/// is gone) also answers at once.
-pub(crate) async fn block_hash<T>(
-    state: &AppState,
-    hash: Option<&str>,
-    wait: Duration,
-    key: WatchKey,
-    compute: impl FnMut(&Store) -> Option<(String, T)>,
-) -> Option<(String, T)> {
-    wait_for(state, wait, key, compute, |result| match (hash, result) {
-        (Some(want), Some((have, _))) => want.is_empty() || want != have,
-        _ => true,
-    })
-    .await
-}
-
-/// The blocking-query loop: runs `compute` under the store's lock until `answers` accepts
-/// its result, the wait expires or the agent stops, and returns the last result.
-///
-/// A query subscribes only once it must wait, under the same lock as the `compute` it waits
-/// after, so no change can fall in between; and it keeps that receiver until it answers, so
-/// a woken query that answers (the common case) takes the store's lock once and no new
-/// subscription.
-async fn wait_for<R>(
-    state: &AppState,
-    wait: Duration,
-    key: WatchKey,
-    mut compute: impl FnMut(&Store) -> R,
-    answers: impl Fn(&R) -> bool,
-) -> R {
-    let deadline = tokio::time::Instant::now() + wait;
-    let mut shutdown = state.shutdown.clone();
-    let mut subscription: Option<watch::Receiver<u64>> = None;
-    loop {
-        let rx = {
-            let mut store = state.lock();
-            let result = compute(&store);
-            if answers(&result) || *shutdown.borrow() {
-                return result;
-            }
-            match &mut subscription {
-                Some(rx) => rx,
-                None => subscription.insert(subscribe(&mut store, &key)),
-            }
-        };
-        let _blocked = BlockedGuard::enter(&state.blocked);
-        // Whether the sender was dropped (watcher cleanup): then resubscribe.
-        let lost = tokio::select! {
-            changed = rx.changed() => changed.is_err(),
-            () = tokio::time::sleep_until(deadline) => {
-                let store = state.lock();
-                return compute(&store);
-            }
-            _ = shutdown.changed() => {
-                let store = state.lock();
-                return compute(&store);
-            }
-        };
-        if lost {
-            subscription = None;
-            tokio::task::yield_now().await;
-        }
-    }
-}
-
-/// How many blocking queries wait for a change, for tests that must change something only
-/// once a query is blocked.
-///
-/// A counter plus a `Notify`, not a `watch` channel: a thousand queries woken by one change
-/// each leave and re-enter, and nobody is usually waiting on the count, so the common path
-/// is two atomic operations.
-#[derive(Debug, Default)]
-pub(crate) struct BlockedCount {
-    count: AtomicUsize,
-    waiters: AtomicUsize,
-    changed: Notify,
-}
-
-impl BlockedCount {
-    /// The current count.
-    pub(crate) fn get(&self) -> usize {
-        self.count.load(Ordering::SeqCst)
-    }
-
-    /// Waits until the count is at least `n`.
-    pub(crate) async fn wait_for_at_least(&self, n: usize) {
-        struct Waiting<'a>(&'a AtomicUsize);
-        impl Drop for Waiting<'_> {
-            fn drop(&mut self) {
-                self.0.fetch_sub(1, Ordering::SeqCst);
-            }
-        }
-        self.waiters.fetch_add(1, Ordering::SeqCst);
-        // Also when the wait is given up: then counting goes back to notifying nobody.
-        let _waiting = Waiting(&self.waiters);
-        loop {
-            let changed = self.changed.notified();
-            tokio::pin!(changed);
-            // Registered before the check, so a change in between is not missed.
-            changed.as_mut().enable();
-            if self.get() >= n {
-                break;
-            }
-            changed.await;
-        }
-    }
-
-    fn enter(&self) {
-        self.count.fetch_add(1, Ordering::SeqCst);
-        self.announce();
-    }
-
-    fn leave(&self) {
-        self.count.fetch_sub(1, Ordering::SeqCst);
-        self.announce();
-    }
-
-    fn announce(&self) {
-        if self.waiters.load(Ordering::SeqCst) > 0 {
-            self.changed.notify_waiters();
-        }
-    }
-}
-
-/// Counts a query as blocked while it waits for a change. It is entered after the query
-/// subscribed, so a change made once the count shows it is sure to wake it; dropping it
-/// (wake, timeout, or the client going away) leaves.
-struct BlockedGuard<'a>(&'a BlockedCount);
-
-impl<'a> BlockedGuard<'a> {
-    fn enter(count: &'a BlockedCount) -> BlockedGuard<'a> {
-        count.enter();
-        BlockedGuard(count)
-    }
-}
-
-impl Drop for BlockedGuard<'_> {
-    fn drop(&mut self) {
-        self.0.leave();
-    }
-}
-
-fn subscribe(store: &mut Store, key: &WatchKey) -> watch::Receiver<u64> {
-    match key {
-        WatchKey::Service(name) => store.subscribe_service(name),
-        WatchKey::Global => store.subscribe_global(),
-    }
 }
 
 // === Routing ===
@@ -670,31 +408,10 @@ pub(crate) async fn not_found(uri: http::Uri) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::parse_go_bool;
 
     fn q(s: &str) -> Query {
         Query::parse(Some(s))
-    }
-
-    #[test]
-    fn wait_defaults_caps_and_jitter() {
-        let b = blocking(&q("index=5")).expect("valid");
-        assert_eq!(b.index, 5);
-        assert!(b.wait >= DEFAULT_WAIT && b.wait < DEFAULT_WAIT + DEFAULT_WAIT / 16);
-        let b = blocking(&q("index=5&wait=20m")).expect("valid");
-        assert!(
-            b.wait >= MAX_WAIT && b.wait < MAX_WAIT + MAX_WAIT / 16,
-            "capped at 10m"
-        );
-        let b = blocking(&q("index=5&wait=1600ms")).expect("valid");
-        assert!(b.wait >= Duration::from_millis(1600) && b.wait < Duration::from_millis(1700));
-        assert_eq!(
-            blocking(&q("index=x")).expect_err("bad").body,
-            "Invalid index"
-        );
-        assert_eq!(
-            blocking(&q("wait=10")).expect_err("bad").body,
-            "Invalid wait time"
-        );
     }
 
     #[test]

@@ -6,6 +6,10 @@ use std::time::Duration;
 use consul_dev::{Config, DevAgent};
 use serde_json::Value;
 
+/// How long a test waits for something the agent does on its own (a check run, a TTL
+/// expiry, a reaping) before it fails.
+pub const LONG: Duration = Duration::from_secs(30);
+
 /// An agent and a client pointed at it.
 #[derive(Debug)]
 pub struct Agent {
@@ -185,4 +189,10 @@ pub fn check_in(entries: &Value, id: &str) -> Option<Value> {
         .iter()
         .flat_map(|e| e["Checks"].as_array().cloned().unwrap_or_default())
         .find(|c| c["CheckID"] == id)
+}
+
+/// Registers a service that is expected to be refused: the status and body.
+pub async fn register_err(a: &Agent, body: Value) -> (u16, String) {
+    let r = a.put_json("/v1/agent/service/register", &body).await;
+    (r.status, r.body)
 }

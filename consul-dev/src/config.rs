@@ -1,0 +1,162 @@
+//! How the agent presents itself ([`Config`]: node, datacenter, ACL token, reaper timings)
+//! and the Consul version it claims. A leaf: uses no other module of the crate.
+
+use std::fmt;
+use std::time::Duration;
+
+/// The Consul version this agent claims to be.
+pub(crate) const CONSUL_VERSION: &str = "1.21.0";
+
+/// How the agent presents itself and the timings of its reaper.
+///
+/// Built with [`Config::default`] and the `#[must_use]` setters. Its `Debug` output shows
+/// whether an ACL token is set, never the token.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct Config {
+    /// The local node's name (default: the host name).
+    pub node_name: String,
+    /// The local node's ID (default: a random UUID).
+    pub node_id: String,
+    /// The datacenter (default `dc1`).
+    pub datacenter: String,
+    /// With a token, ACLs are on with default policy deny, and this is the only (management)
+    /// token. Without one, ACLs are off.
+    pub acl_token: Option<String>,
+    /// How often services critical past their `DeregisterCriticalServiceAfter` are reaped
+    /// (Consul: 30s). Shorter values are a test-only deviation.
+    pub reaper_interval: Duration,
+    /// The floor applied to `DeregisterCriticalServiceAfter` (Consul: 1m). Shorter values are
+    /// a test-only deviation.
+    pub min_deregister_after: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            node_name: host_name(),
+            node_id: random_uuid(),
+            datacenter: "dc1".to_owned(),
+            acl_token: None,
+            reaper_interval: Duration::from_secs(30),
+            min_deregister_after: Duration::from_secs(60),
+        }
+    }
+}
+
+/// By hand so that the management token never reaches a log or a panic message.
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Config {
+            node_name,
+            node_id,
+            datacenter,
+            acl_token,
+            reaper_interval,
+            min_deregister_after,
+        } = self;
+        f.debug_struct("Config")
+            .field("node_name", node_name)
+            .field("node_id", node_id)
+            .field("datacenter", datacenter)
+            .field("acl_token", &acl_token.as_ref().map(|_| "<redacted>"))
+            .field("reaper_interval", reaper_interval)
+            .field("min_deregister_after", min_deregister_after)
+            .finish()
+    }
+}
+
+impl Config {
+    /// Sets the node name.
+    #[must_use]
+    pub fn node_name(mut self, name: impl Into<String>) -> Self {
+        self.node_name = name.into();
+        self
+    }
+
+    /// Sets the node ID.
+    #[must_use]
+    pub fn node_id(mut self, id: impl Into<String>) -> Self {
+        self.node_id = id.into();
+        self
+    }
+
+    /// Sets the datacenter.
+    #[must_use]
+    pub fn datacenter(mut self, dc: impl Into<String>) -> Self {
+        self.datacenter = dc.into();
+        self
+    }
+
+    /// Turns ACLs on (default deny) with `token` as the management token.
+    #[must_use]
+    pub fn acl_token(mut self, token: impl Into<String>) -> Self {
+        self.acl_token = Some(token.into());
+        self
+    }
+
+    /// Sets the reaper period.
+    #[must_use]
+    pub fn reaper_interval(mut self, every: Duration) -> Self {
+        self.reaper_interval = every;
+        self
+    }
+
+    /// Sets the `DeregisterCriticalServiceAfter` floor.
+    #[must_use]
+    pub fn min_deregister_after(mut self, floor: Duration) -> Self {
+        self.min_deregister_after = floor;
+        self
+    }
+}
+
+/// The machine's host name, or `consul-dev` if it cannot be read.
+fn host_name() -> String {
+    ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .find_map(|p| std::fs::read_to_string(p).ok())
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "consul-dev".to_owned())
+}
+
+/// A random version-4 UUID string.
+fn random_uuid() -> String {
+    let mut b = [0u8; 16];
+    fastrand::fill(&mut b);
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = hex::encode(b);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_debug_redacts_the_acl_token() {
+        let config = Config::default().node_name("n1").acl_token("s3cr3t-token");
+        let debug = format!("{config:?}");
+        assert!(
+            !debug.contains("s3cr3t-token"),
+            "the token must not appear in Debug output: {debug}"
+        );
+        assert!(
+            debug.contains("acl_token: Some(\"<redacted>\")") && debug.contains("\"n1\""),
+            "Debug output still shows the other fields and that a token is set: {debug}"
+        );
+        let without = format!("{:?}", Config::default());
+        assert!(
+            without.contains("acl_token: None"),
+            "no token shows as None: {without}"
+        );
+    }
+}

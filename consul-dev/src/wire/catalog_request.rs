@@ -1,0 +1,176 @@
+//! Catalog request shapes: what a client sends to `PUT /v1/catalog/register` and
+//! `/deregister`, decoded with Go's rules and texts. Uses the decoder, the agent request
+//! shapes (weights, tagged addresses, check definitions) and `state`'s model.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use super::agent_request::{CheckDef, Nulls, decode_tagged, decode_weights};
+use super::decode::{DecodeError, FieldSpec, Fields};
+use crate::state::{Service, Weights};
+
+/// A decoded catalog registration.
+#[derive(Debug)]
+pub(crate) struct CatalogRegistration {
+    pub(crate) node: String,
+    pub(crate) id: String,
+    pub(crate) address: String,
+    pub(crate) tagged_addresses: BTreeMap<String, String>,
+    pub(crate) node_meta: BTreeMap<String, String>,
+    pub(crate) service: Option<Service>,
+    pub(crate) checks: Vec<(CheckDef, String, String)>,
+}
+
+const REGISTER_FIELDS: &[FieldSpec] = &[
+    ("ID", &[]),
+    ("Node", &[]),
+    ("Address", &[]),
+    ("Datacenter", &[]),
+    ("TaggedAddresses", &["tagged_addresses"]),
+    ("NodeMeta", &["node_meta"]),
+    ("Service", &[]),
+    ("Check", &[]),
+    ("Checks", &[]),
+    ("SkipNodeUpdate", &["skip_node_update"]),
+    ("Token", &[]),
+    ("Locality", &[]),
+];
+
+const NODE_SERVICE_FIELDS: &[FieldSpec] = &[
+    ("Kind", &[]),
+    ("ID", &[]),
+    ("Service", &[]),
+    ("Tags", &[]),
+    ("Address", &[]),
+    ("TaggedAddresses", &["tagged_addresses"]),
+    ("Meta", &[]),
+    ("Port", &[]),
+    ("SocketPath", &["socket_path"]),
+    ("Weights", &[]),
+    ("EnableTagOverride", &["enable_tag_override"]),
+    ("Proxy", &[]),
+    ("Connect", &[]),
+    ("Locality", &[]),
+    ("PeerName", &[]),
+    ("CreateIndex", &[]),
+    ("ModifyIndex", &[]),
+];
+
+const HEALTH_CHECK_FIELDS: &[FieldSpec] = &[
+    ("Node", &[]),
+    ("CheckID", &["ID"]),
+    ("Name", &[]),
+    ("Status", &[]),
+    ("Notes", &[]),
+    ("Output", &[]),
+    ("ServiceID", &[]),
+    ("ServiceName", &[]),
+    ("ServiceTags", &[]),
+    ("Type", &[]),
+    ("Interval", &[]),
+    ("Timeout", &[]),
+    ("ExposedPort", &[]),
+    ("Definition", &[]),
+    ("CreateIndex", &[]),
+    ("ModifyIndex", &[]),
+];
+
+impl CatalogRegistration {
+    /// Decodes a `PUT /v1/catalog/register` body. Its checks are `(definition, Output, Type)`:
+    /// the catalog stores them as sent and never runs them.
+    pub(crate) fn decode(v: &Value) -> Result<Self, DecodeError> {
+        let f = Fields::new(v, "RegisterRequest", REGISTER_FIELDS)?;
+        let node = f.string("Node")?;
+        let service = match f.object("Service", "structs.NodeService")? {
+            None => None,
+            Some(sv) => {
+                let s = Fields::new(sv, "NodeService", NODE_SERVICE_FIELDS)?;
+                let weights = match s.object("Weights", "structs.Weights")? {
+                    Some(w) => decode_weights(w)?,
+                    None => Weights::default(),
+                };
+                let tagged = decode_tagged(&s, "map", Nulls::Refuse)?;
+                let name = s.string("Service")?;
+                let id = s.string("ID")?;
+                Some(Service {
+                    node: node.clone(),
+                    kind: s.string("Kind")?,
+                    id: if id.is_empty() { name.clone() } else { id },
+                    name,
+                    tags: s.strings("Tags")?,
+                    address: s.string("Address")?,
+                    tagged_addresses: tagged,
+                    meta: s.string_map("Meta")?,
+                    port: s.int("Port")?,
+                    socket_path: s.string("SocketPath")?,
+                    weights,
+                    enable_tag_override: s.boolean("EnableTagOverride")?,
+                    locality: s.object("Locality", "structs.Locality")?.cloned(),
+                    create_index: 0,
+                    modify_index: 0,
+                })
+            }
+        };
+        let mut checks = Vec::new();
+        let single = f.object("Check", "structs.HealthCheck")?;
+        for cv in single
+            .into_iter()
+            .chain(f.array("Checks", "structs.HealthChecks")?)
+        {
+            if cv.is_null() {
+                continue;
+            }
+            let c = Fields::new(cv, "HealthCheck", HEALTH_CHECK_FIELDS)?;
+            let def = CheckDef {
+                check_id: c.string("CheckID")?,
+                name: c.string("Name")?,
+                status: c.string("Status")?,
+                notes: c.string("Notes")?,
+                service_id: c.string("ServiceID")?,
+                ..CheckDef::default()
+            };
+            checks.push((def, c.string("Output")?, c.string("Type")?));
+        }
+        Ok(CatalogRegistration {
+            node,
+            id: f.string("ID")?,
+            address: f.string("Address")?,
+            tagged_addresses: f.string_map("TaggedAddresses")?,
+            node_meta: f.string_map("NodeMeta")?,
+            service,
+            checks,
+        })
+    }
+}
+
+/// A decoded `PUT /v1/catalog/deregister` body: a whole node, or one of its services or
+/// checks.
+#[derive(Debug)]
+pub(crate) struct CatalogDeregistration {
+    pub(crate) node: String,
+    pub(crate) service_id: String,
+    pub(crate) check_id: String,
+}
+
+impl CatalogDeregistration {
+    /// Decodes `{"Node", "ServiceID", "CheckID", ...}`.
+    pub(crate) fn decode(v: &Value) -> Result<Self, DecodeError> {
+        let f = Fields::new(
+            v,
+            "DeregisterRequest",
+            &[
+                ("Node", &[]),
+                ("Datacenter", &[]),
+                ("ServiceID", &[]),
+                ("CheckID", &[]),
+                ("Token", &[]),
+            ],
+        )?;
+        Ok(CatalogDeregistration {
+            node: f.string("Node")?,
+            service_id: f.string("ServiceID")?,
+            check_id: f.string("CheckID")?,
+        })
+    }
+}
