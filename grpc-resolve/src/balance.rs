@@ -11,6 +11,8 @@
 //!
 //! Weight 0 (an instance whose status gives it no weight, such as critical) is used only
 //! when nothing else is ready, each such endpoint then counting as weight 1.
+//!
+//! May use: nothing else of the crate.
 
 /// The balancer's view of one ready endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,7 +3,10 @@
 //! A tonic client turns a channel error into a `tonic::Status` by walking the error's
 //! `source()` chain, so every variant keeps its cause as a source: the status a caller sees
 //! is the one the cause implies (`Unavailable` for a refused connection, the exact status
-//! for [`Error::NoEndpoints`]).
+//! for [`Error::NoEndpoints`]). [`DisplayChain`] is the one way the crate logs an error
+//! with its causes.
+//!
+//! May use: nothing else of the crate; every other module may use it.
 
 use std::time::Duration;
 
@@ -100,6 +103,21 @@ impl Error {
     /// Whether the same call may succeed later: no endpoints yet, or a transport failure.
     pub fn is_retryable(&self) -> bool {
         matches!(self, Error::NoEndpoints { .. } | Error::Transport { .. })
+    }
+}
+
+/// Displays an error with its causes, `a: b: c`.
+pub(crate) struct DisplayChain<'a>(pub(crate) &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for DisplayChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
     }
 }
 

@@ -34,10 +34,12 @@
 //! load for every connection, so a dead endpoint keeps getting calls while it is listed;
 //! it applies discovery only inside `poll_ready`, so an idle channel keeps stale
 //! endpoints; and with no endpoints a call waits forever. This crate keeps the parts
-//! apart, as linkerd does:
+//! apart, as linkerd does, each layer using only the ones below it:
 //!
-//! - [`discover`]: a task follows the resolver's watch and applies each snapshot's diff
-//!   as it arrives, traffic or not; resolver errors keep the last good set.
+//! - [`DiscoveredChannel`] (the channel): the tower service tonic calls; a call waits a
+//!   bounded time for a ready endpoint, then fails `Unavailable` naming the service. Its
+//!   discovery task follows the resolver's watch and applies each snapshot's diff as it
+//!   arrives, traffic or not; resolver errors keep the last good set.
 //! - the pool: each endpoint connects eagerly in its own task, is *ready* only while its
 //!   connection is up, and is ejected for a while after consecutive failures. The
 //!   connection is one hyper HTTP/2 connection (TLS with the `tls` feature, on by default)
@@ -46,8 +48,8 @@
 //! - the balancer: weighted power of two choices over ready endpoints, by in-flight calls
 //!   per unit of weight; with [`Builder::prefer_locality`], only over those in the preferred
 //!   zone while any of them is ready.
-//! - [`DiscoveredChannel`]: the tower service tonic calls; a call waits a bounded time
-//!   for a ready endpoint, then fails `Unavailable` naming the service.
+//! - [`discover`]: pure, the diff of a snapshot against the current set, and a tower
+//!   `Discover` stream for callers with their own balancer.
 
 #![forbid(unsafe_code)]
 
@@ -56,6 +58,7 @@ mod channel;
 pub mod discover;
 mod error;
 mod pool;
+mod replay;
 mod target;
 
 pub use channel::{Builder, DiscoveredChannel, ResponseFuture};

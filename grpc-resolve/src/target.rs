@@ -5,6 +5,8 @@
 //! [`Query`] to watch. Parsing does no I/O: building a resolver for the address is the job
 //! of the crate that talks to Consul.
 //!
+//! May use: `error`.
+//!
 //! # Examples
 //!
 //! ```
@@ -20,7 +22,7 @@
 
 use discovery_core::Query;
 
-use crate::Error;
+use crate::error::Error;
 
 /// A parsed `consul://[host[:port]]/service[?options]` target.
 ///

@@ -4,37 +4,19 @@
 //! Counting a call until the body ends (not just until the headers) makes a long server
 //! stream count as load, and holding a handle on the endpoint's connection keeps the
 //! connection of a removed endpoint open until its last stream is done.
+//!
+//! May use: `classify` (reading the status), the pool (where the call is counted).
 
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::HeaderMap;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use hyper::body::Incoming;
 
+use super::classify::{Verdict, verdict};
 use crate::pool::{Connection, Endpoint, Picked, Pool};
-
-/// What a call's answer says about its endpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Verdict {
-    /// The endpoint is fine (whatever the call's own status).
-    Healthy,
-    /// The endpoint answered `Unavailable` (or a gateway error): count it against it.
-    Unavailable,
-}
-
-/// Reads the `grpc-status` of a header or trailer map, if there is one.
-pub(crate) fn verdict(headers: &HeaderMap) -> Option<Verdict> {
-    const GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
-    let status = headers.get(&GRPC_STATUS)?;
-    Some(if status.as_bytes() == b"14" {
-        Verdict::Unavailable
-    } else {
-        Verdict::Healthy
-    })
-}
 
 /// One call in flight on one endpoint; dropping it ends the call's load.
 pub(crate) struct InFlight {
@@ -118,7 +100,7 @@ impl HttpBody for ResponseBody {
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(trailers) = frame.trailers_ref() {
-                    let verdict = self::verdict(trailers).unwrap_or(Verdict::Healthy);
+                    let verdict = verdict(trailers).unwrap_or(Verdict::Healthy);
                     self.finish(verdict);
                 }
             }

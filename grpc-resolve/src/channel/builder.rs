@@ -1,15 +1,20 @@
-//! Configuring a [`DiscoveredChannel`].
+//! Configuring a [`DiscoveredChannel`]: the [`Builder`], and the constructors that start
+//! one ([`DiscoveredChannel::builder`]), which live here so that the channel does not
+//! depend on its builder.
+//!
+//! May use: `service` (the channel it builds); below it, the pool's settings and
+//! `target`.
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
 use discovery_core::{Backoff, Query, Resolver};
-
 use http::HeaderValue;
 
-use super::DiscoveredChannel;
-use crate::pool::{Outlier, PoolConfig, Settings};
+use super::service::DiscoveredChannel;
+use crate::pool::{DEFAULT_CONNECT_TIMEOUT, PoolConfig};
+use crate::target::Target;
 
 /// Builds a [`DiscoveredChannel`]; made by [`DiscoveredChannel::builder`].
 #[must_use = "a builder does nothing until built"]
@@ -20,9 +25,30 @@ pub struct Builder {
     timeout: Option<Duration>,
     config: PoolConfig,
     #[cfg(feature = "tls")]
-    tls: Option<std::sync::Arc<crate::rustls::ClientConfig>>,
+    tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
     #[cfg(feature = "tls")]
-    tls_server_name: Option<crate::rustls::pki_types::ServerName<'static>>,
+    tls_server_name: Option<tokio_rustls::rustls::pki_types::ServerName<'static>>,
+}
+
+// === impl DiscoveredChannel ===
+
+impl DiscoveredChannel {
+    /// Starts building a channel to `service` as `resolver` finds it.
+    pub fn builder<R>(resolver: R, service: impl Into<String>) -> Builder
+    where
+        R: Resolver + 'static,
+    {
+        Builder::new(Arc::new(resolver), Query::new(service))
+    }
+
+    /// Starts building a channel for a parsed target: its query, with `resolver` (which the
+    /// caller makes for the target's address).
+    pub fn builder_for_target<R>(resolver: R, target: &Target) -> Builder
+    where
+        R: Resolver + 'static,
+    {
+        Builder::new(Arc::new(resolver), target.query.clone())
+    }
 }
 
 // === impl Builder ===
@@ -31,25 +57,15 @@ impl Builder {
     /// How long a call waits for an endpoint when none is ready, by default.
     pub const DEFAULT_EMPTY_TIMEOUT: Duration = Duration::from_secs(10);
     /// How long one connection attempt may take, by default.
-    pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+    pub const DEFAULT_CONNECT_TIMEOUT: Duration = DEFAULT_CONNECT_TIMEOUT;
 
-    pub(super) fn new(resolver: Arc<dyn Resolver>, query: Query) -> Self {
+    fn new(resolver: Arc<dyn Resolver>, query: Query) -> Self {
         Builder {
             resolver,
             query,
             empty_timeout: Self::DEFAULT_EMPTY_TIMEOUT,
             timeout: None,
-            config: PoolConfig {
-                settings: Settings::new(Some(Self::DEFAULT_CONNECT_TIMEOUT)),
-                concurrency_limit: None,
-                backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(5)),
-                outlier: Outlier {
-                    consecutive_failures: 5,
-                    base_ejection: Duration::from_secs(1),
-                    max_ejection: Duration::from_secs(60),
-                },
-                locality: None,
-            },
+            config: PoolConfig::default(),
             #[cfg(feature = "tls")]
             tls: None,
             #[cfg(feature = "tls")]
@@ -84,7 +100,7 @@ impl Builder {
     }
 
     /// Replaces the whole query, service name included (for instance one from a parsed
-    /// [`Target`](crate::Target)).
+    /// [`Target`]).
     pub fn query(mut self, query: Query) -> Self {
         self.query = query;
         self
@@ -205,7 +221,7 @@ impl Builder {
     /// # Ok::<(), grpc_resolve::rustls::Error>(())
     /// ```
     #[cfg(feature = "tls")]
-    pub fn tls(mut self, config: std::sync::Arc<crate::rustls::ClientConfig>) -> Self {
+    pub fn tls(mut self, config: Arc<tokio_rustls::rustls::ClientConfig>) -> Self {
         self.tls = Some(config);
         self
     }
@@ -214,7 +230,10 @@ impl Builder {
     /// when instances register by IP address (default: each endpoint's host). Takes effect
     /// with [`Builder::tls`].
     #[cfg(feature = "tls")]
-    pub fn tls_server_name(mut self, name: crate::rustls::pki_types::ServerName<'static>) -> Self {
+    pub fn tls_server_name(
+        mut self,
+        name: tokio_rustls::rustls::pki_types::ServerName<'static>,
+    ) -> Self {
         self.tls_server_name = Some(name);
         self
     }
@@ -265,7 +284,7 @@ impl Builder {
         {
             config.settings.tls = self
                 .tls
-                .map(|tls| crate::pool::tls::Tls::new(tls, self.tls_server_name));
+                .map(|tls| crate::pool::Tls::new(tls, self.tls_server_name));
         }
         DiscoveredChannel::start(
             self.resolver,

@@ -1,4 +1,6 @@
 //! The future a call returns.
+//!
+//! May use: `error`.
 
 use std::fmt;
 use std::future::Future;
@@ -7,7 +9,7 @@ use std::task::{Context, Poll};
 
 use tonic::body::Body;
 
-use crate::Error;
+use crate::error::Error;
 
 type Inner = Pin<Box<dyn Future<Output = Result<http::Response<Body>, Error>> + Send>>;
 

@@ -1,4 +1,6 @@
 //! Discovery as a tower `Discover` stream, for callers that bring their own balancer.
+//!
+//! May use: `diff`.
 
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
@@ -10,7 +12,7 @@ use discovery_core::{Query, Resolver, ServiceInstance, Update, UpdateStream};
 use futures_core::Stream;
 use tower::discover::Change;
 
-use super::diff;
+use super::diff::diff;
 
 type MakeEndpoint = Box<dyn FnMut(&ServiceInstance) -> Option<tonic::transport::Endpoint> + Send>;
 

@@ -1,4 +1,6 @@
 //! The pure part of discovery: what changed between the endpoints we have and a snapshot.
+//!
+//! May use: nothing else of the crate.
 
 use std::collections::{HashMap, HashSet};
 

@@ -1,4 +1,6 @@
 //! TLS for endpoint connections (the `tls` feature), on rustls.
+//!
+//! May use: `error`.
 
 use std::sync::Arc;
 

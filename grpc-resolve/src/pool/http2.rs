@@ -15,6 +15,9 @@
 //!
 //! What tonic's channel adds to each request is done here too: the endpoint's scheme and
 //! authority go into the request URI, and a `user-agent` is set when the caller set none.
+//!
+//! May use: `settings`, `tls` (through the settings), the crate's `replay` (the request
+//! body calls send) and `error`.
 
 use std::future::Future;
 use std::io;
@@ -33,25 +36,9 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tower_service::Service;
 
-use crate::channel::ReplayBody;
+use super::settings::Settings;
 use crate::error::BoxError;
-
-/// How every endpoint's connection is made and configured.
-#[derive(Clone)]
-pub(crate) struct Settings {
-    /// Bounds one whole attempt: TCP, TLS and the HTTP/2 handshake.
-    pub(crate) connect_timeout: Option<Duration>,
-    pub(crate) tcp_keepalive: Option<Duration>,
-    pub(crate) keep_alive_interval: Option<Duration>,
-    pub(crate) keep_alive_timeout: Option<Duration>,
-    pub(crate) keep_alive_while_idle: bool,
-    pub(crate) initial_stream_window_size: Option<u32>,
-    pub(crate) initial_connection_window_size: Option<u32>,
-    pub(crate) adaptive_window: bool,
-    pub(crate) user_agent: HeaderValue,
-    #[cfg(feature = "tls")]
-    pub(crate) tls: Option<super::tls::Tls>,
-}
+use crate::replay::ReplayBody;
 
 /// A handle on one live connection: cheap to clone; the connection stays open while any
 /// handle does or a stream is in flight.
@@ -67,53 +54,6 @@ pub(crate) struct Connection {
 pub(crate) type Driver = JoinHandle<()>;
 
 const USER_AGENT: HeaderName = http::header::USER_AGENT;
-
-// === impl Settings ===
-
-impl Settings {
-    pub(crate) fn new(connect_timeout: Option<Duration>) -> Self {
-        Settings {
-            connect_timeout,
-            tcp_keepalive: None,
-            keep_alive_interval: None,
-            keep_alive_timeout: None,
-            keep_alive_while_idle: false,
-            initial_stream_window_size: None,
-            initial_connection_window_size: None,
-            adaptive_window: false,
-            user_agent: HeaderValue::from_static(concat!(
-                "grpc-resolve/",
-                env!("CARGO_PKG_VERSION")
-            )),
-            #[cfg(feature = "tls")]
-            tls: None,
-        }
-    }
-
-    /// The scheme calls to every endpoint carry: `https` with TLS.
-    pub(crate) fn scheme(&self) -> Scheme {
-        #[cfg(feature = "tls")]
-        if self.tls.is_some() {
-            return Scheme::HTTPS;
-        }
-        Scheme::HTTP
-    }
-
-    fn http2(&self) -> http2::Builder<TokioExecutor> {
-        let mut builder = http2::Builder::new(TokioExecutor::new());
-        builder
-            .timer(TokioTimer::new())
-            .initial_stream_window_size(self.initial_stream_window_size)
-            .initial_connection_window_size(self.initial_connection_window_size)
-            .adaptive_window(self.adaptive_window)
-            .keep_alive_interval(self.keep_alive_interval)
-            .keep_alive_while_idle(self.keep_alive_while_idle);
-        if let Some(timeout) = self.keep_alive_timeout {
-            builder.keep_alive_timeout(timeout);
-        }
-        builder
-    }
-}
 
 // === impl Connection ===
 
@@ -142,6 +82,22 @@ impl Connection {
         }
         self.send.send_request(Request::from_parts(parts, body))
     }
+}
+
+/// hyper's HTTP/2 client builder, configured by `settings`.
+fn builder(settings: &Settings) -> http2::Builder<TokioExecutor> {
+    let mut builder = http2::Builder::new(TokioExecutor::new());
+    builder
+        .timer(TokioTimer::new())
+        .initial_stream_window_size(settings.initial_stream_window_size)
+        .initial_connection_window_size(settings.initial_connection_window_size)
+        .adaptive_window(settings.adaptive_window)
+        .keep_alive_interval(settings.keep_alive_interval)
+        .keep_alive_while_idle(settings.keep_alive_while_idle);
+    if let Some(timeout) = settings.keep_alive_timeout {
+        builder.keep_alive_timeout(timeout);
+    }
+    builder
 }
 
 /// Makes one connection to `authority` within the connect timeout: TCP, TLS if configured,
@@ -223,7 +179,7 @@ where
         io,
         heard: Some(heard),
     });
-    let (send, connection) = settings.http2().handshake(io).await?;
+    let (send, connection) = builder(settings).handshake(io).await?;
     // Driven here until the server speaks; dropping it (the connect timeout) closes it.
     let mut connection = Box::pin(connection);
     // The sender goes with the connection's IO, so `first_bytes` fails only once the

@@ -1,33 +1,51 @@
-//! Keeping one endpoint connected: an eager connect loop with backoff.
+//! Keeping one endpoint connected: an eager reconnect loop with backoff.
 //!
 //! A tonic `Channel` hides its connection state: it reconnects lazily, inside a call. That
 //! is what makes a dead endpoint look ready to tonic's own balancer. Here the loop owns the
 //! connection's life instead: it connects before any call needs it, publishes the
 //! connection only once the HTTP/2 handshake is done, and learns the moment the connection
 //! closes because it holds the task that drives it.
+//!
+//! May use: `endpoint` (the state it moves), `http2` (making connections), `settings`,
+//! `stats`, the crate's `error`. It reaches the pool it runs for only through [`Owner`],
+//! which the pool implements, so the pool can start loops without the loop depending on it.
 
 use std::sync::Arc;
 
 use http::uri::Authority;
 use tokio::time::Instant;
 
-use super::{Endpoint, Pool, connection};
+use super::endpoint::Endpoint;
+use super::http2;
+use super::settings::PoolConfig;
+use super::stats::Counters;
+use crate::error::DisplayChain;
+
+/// What a reconnect loop needs from the pool its endpoint belongs to.
+pub(crate) trait Owner: Send + Sync + 'static {
+    /// How to connect and back off.
+    fn config(&self) -> &PoolConfig;
+    /// Where a failed attempt is counted.
+    fn counters(&self) -> &Counters;
+    /// An endpoint connected or lost its connection: picks may now turn out differently.
+    fn endpoint_changed(&self);
+}
 
 /// Connects `endpoint` and keeps it connected until the task is aborted (the endpoint left
 /// discovery or the channel was dropped). Aborting it leaves the current connection to the
 /// calls still using it: it closes once they are done.
-pub(super) async fn run(pool: Arc<Pool>, endpoint: Arc<Endpoint>, authority: Authority) {
+pub(crate) async fn run<O: Owner>(owner: Arc<O>, endpoint: Arc<Endpoint>, authority: Authority) {
     let mut attempt = 0u32;
     loop {
         if let Some(until) = endpoint.ejected_until() {
             // Probing back is a reconnect after the ejection ends.
             tokio::time::sleep_until(until).await;
         }
-        match connection::connect(&authority, &pool.config.settings).await {
+        match http2::connect(&authority, &owner.config().settings).await {
             Ok((connection, mut driver)) => {
                 attempt = 0;
                 endpoint.set_connection(Some(connection));
-                pool.changed();
+                owner.endpoint_changed();
                 tracing::debug!(endpoint = %endpoint.id, %authority, "endpoint connected");
                 tokio::select! {
                     _ = &mut driver => {
@@ -39,10 +57,10 @@ pub(super) async fn run(pool: Arc<Pool>, endpoint: Arc<Endpoint>, authority: Aut
                 // Dropping the endpoint's handle lets the connection close once the calls
                 // still on it are done.
                 endpoint.set_connection(None);
-                pool.changed();
+                owner.endpoint_changed();
             }
             Err(error) => {
-                let delay = pool.config.backoff.delay(attempt);
+                let delay = owner.config().backoff.delay(attempt);
                 attempt = attempt.saturating_add(1);
                 tracing::debug!(
                     endpoint = %endpoint.id,
@@ -51,24 +69,9 @@ pub(super) async fn run(pool: Arc<Pool>, endpoint: Arc<Endpoint>, authority: Aut
                     retry_in = ?delay,
                     "connect failed"
                 );
-                pool.counters.connect_failures.inc();
+                owner.counters().connect_failed();
                 tokio::time::sleep_until(Instant::now() + delay).await;
             }
         }
-    }
-}
-
-/// Displays an error with its causes, `a: b: c`.
-pub(crate) struct DisplayChain<'a>(pub(crate) &'a (dyn std::error::Error + 'static));
-
-impl std::fmt::Display for DisplayChain<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut source = self.0.source();
-        while let Some(cause) = source {
-            write!(f, ": {cause}")?;
-            source = cause.source();
-        }
-        Ok(())
     }
 }

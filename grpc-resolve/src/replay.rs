@@ -8,6 +8,9 @@
 //! goes on reading the original. Nothing is buffered ahead of the network, so streaming
 //! requests stream as before; a request larger than the cap simply cannot be retried. The
 //! idea is linkerd2-proxy's `ReplayBody`.
+//!
+//! May use: nothing else of the crate. It sits below both the pool, whose connections send
+//! it, and the channel, whose retries replay it.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};

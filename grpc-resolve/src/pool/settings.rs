@@ -1,0 +1,102 @@
+//! Every setting of the pool, with its default, in one place: how endpoints connect
+//! ([`Settings`]), how many calls each takes, how they reconnect and when they are ejected
+//! ([`PoolConfig`], [`Outlier`]). The channel's builder only changes these values.
+//!
+//! May use: `tls` (the type of the TLS setting).
+
+use std::time::Duration;
+
+use discovery_core::Backoff;
+use http::HeaderValue;
+use http::uri::Scheme;
+
+/// How long one connection attempt may take, by default.
+pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How the pool connects and ejects.
+#[derive(Clone)]
+pub(crate) struct PoolConfig {
+    pub(crate) settings: Settings,
+    /// At most this many calls in flight on one endpoint.
+    pub(crate) concurrency_limit: Option<usize>,
+    pub(crate) backoff: Backoff,
+    pub(crate) outlier: Outlier,
+    /// The locality to prefer: when any usable endpoint is in it, calls go only there.
+    pub(crate) locality: Option<String>,
+}
+
+/// Passive outlier detection settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Outlier {
+    pub(crate) consecutive_failures: u32,
+    pub(crate) base_ejection: Duration,
+    pub(crate) max_ejection: Duration,
+}
+
+/// How every endpoint's connection is made and configured.
+#[derive(Clone)]
+pub(crate) struct Settings {
+    /// Bounds one whole attempt: TCP, TLS and the HTTP/2 handshake.
+    pub(crate) connect_timeout: Option<Duration>,
+    pub(crate) tcp_keepalive: Option<Duration>,
+    pub(crate) keep_alive_interval: Option<Duration>,
+    pub(crate) keep_alive_timeout: Option<Duration>,
+    pub(crate) keep_alive_while_idle: bool,
+    pub(crate) initial_stream_window_size: Option<u32>,
+    pub(crate) initial_connection_window_size: Option<u32>,
+    pub(crate) adaptive_window: bool,
+    pub(crate) user_agent: HeaderValue,
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<super::tls::Tls>,
+}
+
+// === impl PoolConfig ===
+
+impl Default for PoolConfig {
+    /// The defaults a channel's builder starts from.
+    fn default() -> Self {
+        PoolConfig {
+            settings: Settings::new(Some(DEFAULT_CONNECT_TIMEOUT)),
+            concurrency_limit: None,
+            backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(5)),
+            outlier: Outlier {
+                consecutive_failures: 5,
+                base_ejection: Duration::from_secs(1),
+                max_ejection: Duration::from_secs(60),
+            },
+            locality: None,
+        }
+    }
+}
+
+// === impl Settings ===
+
+impl Settings {
+    pub(crate) fn new(connect_timeout: Option<Duration>) -> Self {
+        Settings {
+            connect_timeout,
+            tcp_keepalive: None,
+            keep_alive_interval: None,
+            keep_alive_timeout: None,
+            keep_alive_while_idle: false,
+            initial_stream_window_size: None,
+            initial_connection_window_size: None,
+            adaptive_window: false,
+            user_agent: HeaderValue::from_static(concat!(
+                "grpc-resolve/",
+                env!("CARGO_PKG_VERSION")
+            )),
+            #[cfg(feature = "tls")]
+            tls: None,
+        }
+    }
+
+    /// The scheme calls to every endpoint carry: `https` with TLS.
+    pub(crate) fn scheme(&self) -> Scheme {
+        #[cfg(feature = "tls")]
+        if self.tls.is_some() {
+            return Scheme::HTTPS;
+        }
+        Scheme::HTTP
+    }
+}
