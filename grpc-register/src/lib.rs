@@ -34,11 +34,14 @@
 #![forbid(unsafe_code)]
 
 mod advertise;
+mod builder;
 mod error;
+mod keepalive;
 mod server;
 mod signal;
 
 pub use advertise::local_ip_toward;
+pub use builder::{Builder, CheckKind, Registered, RouterLayer};
 pub use error::Error;
-pub use server::{Builder, CheckKind, Registered, Running};
+pub use server::Running;
 pub use signal::shutdown_signal;
