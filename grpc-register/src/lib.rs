@@ -33,6 +33,8 @@
 
 #![forbid(unsafe_code)]
 
+// Layers, each using only those before it: `error`, `signal`, `advertise`; `keepalive`;
+// `server`; `builder` on top.
 mod advertise;
 mod builder;
 mod error;
