@@ -1,14 +1,16 @@
-//! `/v1/agent/...`: the local agent's services and checks.
+//! `/v1/agent/...`: the local agent's services and checks, reached with [`Client::agent`].
+//! Uses the client, the shared wire types and Go durations; no other endpoint family.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::Error;
-use crate::client::{Client, QueryMeta, QueryOptions};
+use crate::client::{Client, QueryMeta, QueryOptions, decode, escape, status_error};
 use crate::duration::serde_go_opt;
-use crate::types::{CheckStatus, HealthCheck, Meta, ServiceAddress, Weights, nullable};
+use crate::error::Error;
+pub use crate::types::{AgentService, Locality};
+use crate::types::{CheckStatus, HealthCheck, Meta, Weights, nullable};
 
 /// The body of `PUT /v1/agent/service/register`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -143,58 +145,6 @@ impl CheckDefinition {
     }
 }
 
-/// A service as `GET /v1/agent/services` reports it.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-#[non_exhaustive]
-pub struct AgentService {
-    /// Unique ID on the agent.
-    #[serde(rename = "ID")]
-    pub id: String,
-    /// Service name.
-    pub service: String,
-    /// Tags.
-    #[serde(default, deserialize_with = "nullable")]
-    pub tags: Vec<String>,
-    /// Metadata.
-    #[serde(default, deserialize_with = "nullable")]
-    pub meta: Meta,
-    /// Port (absent when 0).
-    #[serde(default)]
-    pub port: u16,
-    /// Address; empty means the node's.
-    #[serde(default)]
-    pub address: String,
-    /// Tagged addresses (`lan_ipv4`, `wan_ipv4`…).
-    #[serde(default, deserialize_with = "nullable")]
-    pub tagged_addresses: BTreeMap<String, ServiceAddress>,
-    /// Weights.
-    #[serde(default)]
-    pub weights: Weights,
-    /// Whether anti-entropy may overwrite tags.
-    #[serde(default)]
-    pub enable_tag_override: bool,
-    /// Datacenter of the agent.
-    #[serde(default)]
-    pub datacenter: String,
-    /// Where the instance runs (Consul 1.17+), for locality-aware routing.
-    #[serde(default)]
-    pub locality: Option<Locality>,
-}
-
-/// A service's `Locality`: the cloud region and zone it runs in.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-#[non_exhaustive]
-pub struct Locality {
-    /// The region.
-    #[serde(default)]
-    pub region: String,
-    /// The zone within the region.
-    #[serde(default)]
-    pub zone: String,
-}
-
 /// The body of `PUT /v1/agent/check/register`: a check on its own, for the node or for an
 /// existing service.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -311,13 +261,18 @@ pub struct Agent<'a> {
     client: &'a Client,
 }
 
+// === impl Client ===
+
+impl Client {
+    /// The agent endpoints (`/v1/agent/...`).
+    pub fn agent(&self) -> Agent<'_> {
+        Agent { client: self }
+    }
+}
+
 // === impl Agent ===
 
-impl<'a> Agent<'a> {
-    pub(crate) fn new(client: &'a Client) -> Self {
-        Agent { client }
-    }
-
+impl Agent<'_> {
     /// `PUT /v1/agent/service/register`: adds or replaces a service on the local agent.
     pub async fn register_service(&self, registration: &ServiceRegistration) -> Result<(), Error> {
         self.client
@@ -472,7 +427,7 @@ impl<'a> Agent<'a> {
         match status.as_u16() {
             404 => Ok(None),
             200 | 429 | 503 => {
-                let one: AgentServiceChecks = crate::client::decode(&body)?;
+                let one: AgentServiceChecks = decode(&body)?;
                 Ok(Some((one.aggregated_status, one)))
             }
             _ => Err(status_error(status, &body)),
@@ -492,7 +447,7 @@ impl<'a> Agent<'a> {
             // 429 warning, 503 critical or maintenance; 404 unknown.
             404 => Ok(None),
             200 | 429 | 503 => {
-                let list: Vec<AgentServiceChecks> = crate::client::decode(&body)?;
+                let list: Vec<AgentServiceChecks> = decode(&body)?;
                 let worst = list
                     .iter()
                     .map(|s| s.aggregated_status)
@@ -521,20 +476,6 @@ impl<'a> Agent<'a> {
             .await?;
         Ok(members.unwrap_or_default())
     }
-}
-
-fn status_error(status: http::StatusCode, body: &[u8]) -> Error {
-    Error::Status {
-        status,
-        message: String::from_utf8_lossy(body).trim().to_owned(),
-    }
-}
-
-/// Escapes one path segment.
-pub(crate) fn escape(segment: &str) -> String {
-    url::form_urlencoded::byte_serialize(segment.as_bytes())
-        .collect::<String>()
-        .replace('+', "%20")
 }
 
 #[cfg(test)]
@@ -582,10 +523,5 @@ mod tests {
         assert_eq!(text, r#"{"Status":"passing","TTL":"15s"}"#);
         let back: CheckDefinition = serde_json::from_str(&text).unwrap();
         assert_eq!(back, check);
-    }
-
-    #[test]
-    fn escape_keeps_ids_in_one_segment() {
-        assert_eq!(escape("web 1/x"), "web%201%2Fx");
     }
 }

@@ -1,14 +1,13 @@
-//! `/v1/catalog/...`: the cluster-wide registry of nodes and services.
+//! `/v1/catalog/...`: the cluster-wide registry of nodes and services, reached with
+//! [`Client::catalog`]. Uses the client and the shared wire types; no other endpoint family.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::Error;
-use crate::agent::{AgentService, escape};
-use crate::client::{Client, QueryMeta, QueryOptions};
-use crate::health::Node;
-use crate::types::{Meta, ServiceAddress, Weights, nullable};
+use crate::client::{Client, QueryMeta, QueryOptions, escape};
+use crate::error::Error;
+use crate::types::{AgentService, CheckStatus, Meta, Node, ServiceAddress, Weights, nullable};
 
 /// One instance as `GET /v1/catalog/service/:name` lists it: node and service fields flat.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -184,11 +183,7 @@ pub struct CatalogCheck {
 
 impl CatalogCheck {
     /// A check with an ID, name and status.
-    pub fn new(
-        check_id: impl Into<String>,
-        name: impl Into<String>,
-        status: crate::CheckStatus,
-    ) -> Self {
+    pub fn new(check_id: impl Into<String>, name: impl Into<String>, status: CheckStatus) -> Self {
         CatalogCheck {
             check_id: check_id.into(),
             name: name.into(),
@@ -250,13 +245,18 @@ pub struct Catalog<'a> {
     client: &'a Client,
 }
 
+// === impl Client ===
+
+impl Client {
+    /// The catalog endpoints (`/v1/catalog/...`).
+    pub fn catalog(&self) -> Catalog<'_> {
+        Catalog { client: self }
+    }
+}
+
 // === impl Catalog ===
 
-impl<'a> Catalog<'a> {
-    pub(crate) fn new(client: &'a Client) -> Self {
-        Catalog { client }
-    }
-
+impl Catalog<'_> {
     /// `GET /v1/catalog/services`: every service name with its tags.
     pub async fn services(
         &self,

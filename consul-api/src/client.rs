@@ -1,5 +1,7 @@
 //! The HTTP plumbing every endpoint family shares: one reqwest client, query options, the
-//! metadata headers, error mapping and bounded body reads.
+//! metadata headers, path escaping, error mapping and bounded body reads.
+//! The bottom of the client: uses only the configuration and the error type. Each family
+//! adds its accessor (`client.agent()`…) in its own file.
 
 use std::time::Duration;
 
@@ -9,8 +11,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use url::Url;
 
+use crate::config::Config;
 use crate::config::Token;
-use crate::{Config, Error};
+use crate::error::Error;
 
 /// The largest answer body the client reads. A catalog of ten thousand instances is a few
 /// megabytes; anything far beyond is a misbehaving server, not data.
@@ -244,26 +247,6 @@ impl Client {
         &self.config
     }
 
-    /// The agent endpoints (`/v1/agent/...`).
-    pub fn agent(&self) -> crate::agent::Agent<'_> {
-        crate::agent::Agent::new(self)
-    }
-
-    /// The health endpoints (`/v1/health/...`).
-    pub fn health(&self) -> crate::health::Health<'_> {
-        crate::health::Health::new(self)
-    }
-
-    /// The catalog endpoints (`/v1/catalog/...`).
-    pub fn catalog(&self) -> crate::catalog::Catalog<'_> {
-        crate::catalog::Catalog::new(self)
-    }
-
-    /// The status endpoints (`/v1/status/...`).
-    pub fn status(&self) -> crate::status::Status<'_> {
-        crate::status::Status::new(self)
-    }
-
     fn url(&self, path: &str) -> Result<Url, Error> {
         self.base
             .join(path)
@@ -376,10 +359,16 @@ async fn send(req: RequestBuilder) -> Result<Response, Error> {
         return Ok(resp);
     }
     let body = read_body(resp).await.unwrap_or_default();
-    Err(Error::Status {
+    Err(status_error(status, &body))
+}
+
+/// The error for an answer with status `status` and body `body` (Consul's plain-text
+/// complaint).
+pub(crate) fn status_error(status: StatusCode, body: &[u8]) -> Error {
+    Error::Status {
         status,
-        message: String::from_utf8_lossy(&body).trim().to_owned(),
-    })
+        message: String::from_utf8_lossy(body).trim().to_owned(),
+    }
 }
 
 /// Reads the body, refusing more than [`MAX_BODY`] bytes without buffering them.
@@ -398,6 +387,13 @@ async fn read_body(mut resp: Response) -> Result<Vec<u8>, Error> {
         body.extend_from_slice(&chunk);
     }
     Ok(body)
+}
+
+/// Escapes one path segment, so an ID or name with `/` or spaces stays one segment.
+pub(crate) fn escape(segment: &str) -> String {
+    url::form_urlencoded::byte_serialize(segment.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
 }
 
 /// Decodes JSON, naming the path of the field that failed.
@@ -436,6 +432,11 @@ mod tests {
             ("node-meta", "rack:r1".into()),
         ];
         assert_eq!(pairs, want);
+    }
+
+    #[test]
+    fn escape_keeps_ids_in_one_segment() {
+        assert_eq!(escape("web 1/x"), "web%201%2Fx");
     }
 
     #[test]

@@ -1,14 +1,15 @@
-//! Where the agent is and how to talk to it, read as Consul's own CLI reads it.
+//! Where the agent is and how to talk to it, read as Consul's own CLI reads it: the
+//! address, credentials and timeouts, and the HTTP client they describe. Uses `tls` for the
+//! certificate settings.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use url::Url;
 
-use crate::Error;
+use crate::error::Error;
+use crate::tls::TlsConfig;
 
 /// A secret (an ACL token, a password). Its `Debug` never shows it.
 #[derive(Clone, PartialEq, Eq)]
@@ -39,25 +40,6 @@ pub struct BasicAuth {
     pub username: String,
     /// The password, if any.
     pub password: Option<Token>,
-}
-
-/// TLS settings for an `https` agent address.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct TlsConfig {
-    /// A PEM file of CA certificates to trust (`CONSUL_CACERT`).
-    pub ca_cert: Option<PathBuf>,
-    /// A directory of PEM CA certificates to trust (`CONSUL_CAPATH`).
-    pub ca_path: Option<PathBuf>,
-    /// A PEM client certificate (`CONSUL_CLIENT_CERT`), with `client_key`.
-    pub client_cert: Option<PathBuf>,
-    /// The PEM private key of `client_cert` (`CONSUL_CLIENT_KEY`).
-    pub client_key: Option<PathBuf>,
-    /// The name to verify the server's certificate against and send as SNI, instead of
-    /// the address's host (`CONSUL_TLS_SERVER_NAME`).
-    pub server_name: Option<String>,
-    /// Skip certificate verification (`CONSUL_HTTP_SSL_VERIFY=false`). Dangerous.
-    pub insecure_skip_verify: bool,
 }
 
 /// Client settings. Build with [`Config::from_env`], [`Config::from_lookup`] or
@@ -254,19 +236,8 @@ impl Config {
         if let Some(path) = &self.unix_socket {
             builder = builder.unix_socket(path.clone());
         }
-        let tls = &self.tls;
-        if tls.insecure_skip_verify {
-            builder = builder.danger_accept_invalid_certs(true);
-        }
-        for (var, path) in ca_files(tls)? {
-            for cert in ca_certificates(var, &path)? {
-                builder = builder.add_root_certificate(cert);
-            }
-        }
-        if let (Some(cert), Some(key)) = (&tls.client_cert, &tls.client_key) {
-            builder = builder.identity(client_identity(cert, key)?);
-        }
-        if let Some(name) = &tls.server_name {
+        builder = crate::tls::apply(&self.tls, builder)?;
+        if let Some(name) = &self.tls.server_name {
             // Verify the certificate against `name` and send it as SNI: dial the URL by that
             // name, and pin the name to the configured host's addresses.
             let host = self.address.host_str().unwrap_or_default().to_owned();
@@ -294,132 +265,6 @@ impl Config {
         }
         Ok(url)
     }
-}
-
-fn ca_files(tls: &TlsConfig) -> Result<Vec<(&'static str, PathBuf)>, Error> {
-    let mut files = Vec::new();
-    if let Some(path) = &tls.ca_cert {
-        files.push(("CONSUL_CACERT", path.clone()));
-    }
-    if let Some(dir) = &tls.ca_path {
-        let entries = std::fs::read_dir(dir).map_err(|e| {
-            Error::config(
-                "CONSUL_CAPATH",
-                format!("cannot read {}: {e}", dir.display()),
-            )
-        })?;
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path
-                .extension()
-                .is_some_and(|ext| ext == "pem" || ext == "crt")
-            {
-                files.push(("CONSUL_CAPATH", path));
-            }
-        }
-    }
-    Ok(files)
-}
-
-/// The CA certificates in one PEM file. A file with none is an error, not an empty trust
-/// list; and since reqwest checks a certificate only when a client is built (and then says
-/// only "builder error"), each file is checked here so that the error names it and the
-/// cause.
-fn ca_certificates(var: &'static str, path: &Path) -> Result<Vec<reqwest::Certificate>, Error> {
-    let pem = read_certificates(path, var)?;
-    let certs = reqwest::Certificate::from_pem_bundle(&pem)
-        .map_err(|e| Error::config(var, format!("{}: {}", path.display(), causes(&e))))?;
-    let check = certs.iter().fold(
-        reqwest::Client::builder().tls_built_in_root_certs(false),
-        |check, cert| check.add_root_certificate(cert.clone()),
-    );
-    accepted(check, var, || {
-        format!("{} is not a usable CA certificate", path.display())
-    })?;
-    Ok(certs)
-}
-
-/// The client certificate and its key, as the identity reqwest presents. reqwest takes both
-/// in one PEM, checks the key only when a client is built, and then says only "builder
-/// error"; each file is checked here first so that the error names the one at fault. The
-/// key's contents never go into a message.
-fn client_identity(cert: &Path, key: &Path) -> Result<reqwest::Identity, Error> {
-    let cert_pem = read_certificates(cert, "CONSUL_CLIENT_CERT")?;
-    let key_pem = read(key, "CONSUL_CLIENT_KEY")?;
-    if PrivateKeyDer::from_pem_slice(&key_pem).is_err() {
-        return Err(Error::config(
-            "CONSUL_CLIENT_KEY",
-            format!("no PEM private key in {}", key.display()),
-        ));
-    }
-    let mut pem = cert_pem;
-    pem.push(b'\n');
-    pem.extend(key_pem);
-    let identity = reqwest::Identity::from_pem(&pem).map_err(|e| {
-        Error::config(
-            "CONSUL_CLIENT_CERT",
-            format!("{} with {}: {}", cert.display(), key.display(), causes(&e)),
-        )
-    })?;
-    // Whether the key parses, and is the certificate's, is known only once a client is built.
-    let check = reqwest::Client::builder()
-        .tls_built_in_root_certs(false)
-        .identity(identity.clone());
-    accepted(check, "CONSUL_CLIENT_KEY", || {
-        format!(
-            "{} is not a usable key for {}",
-            key.display(),
-            cert.display()
-        )
-    })?;
-    Ok(identity)
-}
-
-/// Reads a PEM file that must hold at least one certificate (`var` names the setting).
-fn read_certificates(path: &Path, var: &'static str) -> Result<Vec<u8>, Error> {
-    let pem = read(path, var)?;
-    let found = CertificateDer::pem_slice_iter(&pem).collect::<Result<Vec<_>, _>>();
-    if !found.is_ok_and(|certs| !certs.is_empty()) {
-        return Err(Error::config(
-            var,
-            format!("no PEM certificate in {}", path.display()),
-        ));
-    }
-    Ok(pem)
-}
-
-/// Builds a throwaway client from `check` to learn whether reqwest accepts what was added
-/// to it (it checks certificates and keys only then); if not, a configuration error for
-/// `var` saying `what` and the cause.
-fn accepted(
-    check: reqwest::ClientBuilder,
-    var: &'static str,
-    what: impl FnOnce() -> String,
-) -> Result<(), Error> {
-    check
-        .build()
-        .map(drop)
-        .map_err(|e| Error::config(var, format!("{}: {}", what(), causes(&e))))
-}
-
-/// What a reqwest builder error is about: its causes, without its own "builder error".
-fn causes(err: &reqwest::Error) -> String {
-    let mut text = Vec::new();
-    let mut cause = std::error::Error::source(err);
-    while let Some(err) = cause {
-        text.push(err.to_string());
-        cause = err.source();
-    }
-    if text.is_empty() {
-        err.to_string()
-    } else {
-        text.join(": ")
-    }
-}
-
-fn read(path: &std::path::Path, var: &'static str) -> Result<Vec<u8>, Error> {
-    std::fs::read(path)
-        .map_err(|e| Error::config(var, format!("cannot read {}: {e}", path.display())))
 }
 
 fn parse_address(raw: &str, var: &'static str) -> Result<(Url, Option<PathBuf>), Error> {

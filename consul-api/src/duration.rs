@@ -1,4 +1,5 @@
 //! Go-format durations, as Consul writes and reads them (`"10s"`, `"1m30s"`, `"250ms"`).
+//! Uses nothing else of the crate.
 
 use std::fmt::Write as _;
 use std::time::Duration;

@@ -1,4 +1,5 @@
-//! The one error type of the client.
+//! The one error type of the client, its mapping onto discovery-core's, and the crate's
+//! error-chain formatter. Uses nothing else of the crate.
 
 use http::StatusCode;
 
@@ -113,6 +114,23 @@ impl From<Error> for discovery_core::Error {
             Error::Decode { .. } | Error::TooLarge { .. } => discovery_core::Error::invalid(err),
             Error::Config { .. } => discovery_core::Error::other(err),
         }
+    }
+}
+
+/// What an error is about: its causes, outermost first, joined by `": "`, without its own
+/// message, which for some (reqwest's "builder error") says nothing; its own message when it
+/// has no cause. The crate's one formatter of an error chain.
+pub(crate) fn causes(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = Vec::new();
+    let mut cause = err.source();
+    while let Some(err) = cause {
+        text.push(err.to_string());
+        cause = err.source();
+    }
+    if text.is_empty() {
+        err.to_string()
+    } else {
+        text.join(": ")
     }
 }
 

@@ -1,36 +1,12 @@
-//! `/v1/health/...`: instances with their checks, the source of discovery.
-
-use std::collections::BTreeMap;
+//! `/v1/health/...`: instances with their checks, the source of discovery, reached with
+//! [`Client::health`]. Uses the client and the shared wire types; no other endpoint family.
 
 use serde::Deserialize;
 
-use crate::Error;
-use crate::agent::{AgentService, escape};
-use crate::client::{Client, QueryMeta, QueryOptions};
-use crate::types::{CheckStatus, HealthCheck, Meta, nullable};
-
-/// A node as the health and catalog endpoints report it.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-#[non_exhaustive]
-pub struct Node {
-    /// The node's UUID.
-    #[serde(rename = "ID", default)]
-    pub id: String,
-    /// The node's name.
-    pub node: String,
-    /// The node's address: what to dial when a service has none of its own.
-    pub address: String,
-    /// The node's datacenter.
-    #[serde(default)]
-    pub datacenter: String,
-    /// Tagged addresses (`lan`, `wan`…).
-    #[serde(default, deserialize_with = "nullable")]
-    pub tagged_addresses: BTreeMap<String, String>,
-    /// Node metadata.
-    #[serde(default, deserialize_with = "nullable")]
-    pub meta: Meta,
-}
+use crate::client::{Client, QueryMeta, QueryOptions, escape};
+use crate::error::Error;
+pub use crate::types::Node;
+use crate::types::{AgentService, CheckStatus, HealthCheck, nullable};
 
 /// One instance with its node and checks, from `GET /v1/health/service/:name`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -74,13 +50,18 @@ pub struct Health<'a> {
     client: &'a Client,
 }
 
+// === impl Client ===
+
+impl Client {
+    /// The health endpoints (`/v1/health/...`).
+    pub fn health(&self) -> Health<'_> {
+        Health { client: self }
+    }
+}
+
 // === impl Health ===
 
-impl<'a> Health<'a> {
-    pub(crate) fn new(client: &'a Client) -> Self {
-        Health { client }
-    }
-
+impl Health<'_> {
     /// `GET /v1/health/service/:service`: the instances of a service with their checks.
     /// Pass `opts.index` from the last answer's [`QueryMeta::last_index`] to block until
     /// something changes.

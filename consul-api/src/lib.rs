@@ -31,21 +31,25 @@
 
 #![forbid(unsafe_code)]
 
+// Layers, each using only those before it: `error`, `duration`, `types`; `tls`, `config`;
+// `client`; the endpoint families `agent`, `catalog`, `health`, `status` (side by side,
+// none importing another); `backend` (ConsulRegistry, conversions, watches) on top.
 pub mod agent;
+mod backend;
 pub mod catalog;
 mod client;
 mod config;
 pub mod duration;
 mod error;
 pub mod health;
-mod registry;
 pub mod status;
+mod tls;
 mod types;
-pub mod watch;
 
+pub use backend::watch::{self, WatchConfig, WatchHub};
+pub use backend::{ConsulRegistry, to_instance, to_service_registration};
 pub use client::{Client, Consistency, MAX_BODY, QueryMeta, QueryOptions};
-pub use config::{BasicAuth, Config, DEFAULT_ADDRESS, TlsConfig, Token};
+pub use config::{BasicAuth, Config, DEFAULT_ADDRESS, Token};
 pub use error::Error;
-pub use registry::{ConsulRegistry, to_instance, to_service_registration};
+pub use tls::TlsConfig;
 pub use types::{CheckStatus, HealthCheck, Meta, ServiceAddress, Weights};
-pub use watch::{WatchConfig, WatchHub};

@@ -1,7 +1,8 @@
-//! `/v1/status/...`: the cluster's raft status.
+//! `/v1/status/...`: the cluster's raft status, reached with [`Client::status`].
+//! Uses the client only.
 
-use crate::Error;
 use crate::client::{Client, QueryOptions};
+use crate::error::Error;
 
 /// The status endpoints, from [`Client::status`].
 #[derive(Debug, Clone, Copy)]
@@ -9,11 +10,18 @@ pub struct Status<'a> {
     client: &'a Client,
 }
 
-impl<'a> Status<'a> {
-    pub(crate) fn new(client: &'a Client) -> Self {
-        Status { client }
-    }
+// === impl Client ===
 
+impl Client {
+    /// The status endpoints (`/v1/status/...`).
+    pub fn status(&self) -> Status<'_> {
+        Status { client: self }
+    }
+}
+
+// === impl Status ===
+
+impl Status<'_> {
     /// `GET /v1/status/leader`: the leader's raft address, `""` when there is none.
     pub async fn leader(&self) -> Result<String, Error> {
         let (leader, _) = self

@@ -1,4 +1,5 @@
-//! Wire types shared by several endpoint families.
+//! Wire types shared by several endpoint families: statuses, checks, weights, nodes and
+//! agent services. Uses only Go durations and discovery-core's health status.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -153,3 +154,78 @@ pub struct HealthCheck {
 
 /// Free-form string map, as Consul's `Meta` fields.
 pub type Meta = BTreeMap<String, String>;
+
+/// A node as the health and catalog endpoints report it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+#[non_exhaustive]
+pub struct Node {
+    /// The node's UUID.
+    #[serde(rename = "ID", default)]
+    pub id: String,
+    /// The node's name.
+    pub node: String,
+    /// The node's address: what to dial when a service has none of its own.
+    pub address: String,
+    /// The node's datacenter.
+    #[serde(default)]
+    pub datacenter: String,
+    /// Tagged addresses (`lan`, `wan`…).
+    #[serde(default, deserialize_with = "nullable")]
+    pub tagged_addresses: BTreeMap<String, String>,
+    /// Node metadata.
+    #[serde(default, deserialize_with = "nullable")]
+    pub meta: Meta,
+}
+
+/// A service as `GET /v1/agent/services` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+#[non_exhaustive]
+pub struct AgentService {
+    /// Unique ID on the agent.
+    #[serde(rename = "ID")]
+    pub id: String,
+    /// Service name.
+    pub service: String,
+    /// Tags.
+    #[serde(default, deserialize_with = "nullable")]
+    pub tags: Vec<String>,
+    /// Metadata.
+    #[serde(default, deserialize_with = "nullable")]
+    pub meta: Meta,
+    /// Port (absent when 0).
+    #[serde(default)]
+    pub port: u16,
+    /// Address; empty means the node's.
+    #[serde(default)]
+    pub address: String,
+    /// Tagged addresses (`lan_ipv4`, `wan_ipv4`…).
+    #[serde(default, deserialize_with = "nullable")]
+    pub tagged_addresses: BTreeMap<String, ServiceAddress>,
+    /// Weights.
+    #[serde(default)]
+    pub weights: Weights,
+    /// Whether anti-entropy may overwrite tags.
+    #[serde(default)]
+    pub enable_tag_override: bool,
+    /// Datacenter of the agent.
+    #[serde(default)]
+    pub datacenter: String,
+    /// Where the instance runs (Consul 1.17+), for locality-aware routing.
+    #[serde(default)]
+    pub locality: Option<Locality>,
+}
+
+/// A service's `Locality`: the cloud region and zone it runs in.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+#[non_exhaustive]
+pub struct Locality {
+    /// The region.
+    #[serde(default)]
+    pub region: String,
+    /// The zone within the region.
+    #[serde(default)]
+    pub zone: String,
+}

@@ -1,4 +1,4 @@
-//! Which address to publish for a listener.
+//! Which address to publish for a listener. Uses nothing else of the crate.
 //!
 //! The usual Consul deployment runs an agent on every node at `127.0.0.1:8500`, so "the
 //! interface that routes to the registry" is often loopback, which no other node can dial.

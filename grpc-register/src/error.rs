@@ -1,4 +1,4 @@
-//! The crate's error type.
+//! The crate's error type. Uses nothing else of the crate.
 
 /// Why a registered server could not start or stop cleanly.
 #[derive(Debug, thiserror::Error)]

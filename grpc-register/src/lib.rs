@@ -33,12 +33,17 @@
 
 #![forbid(unsafe_code)]
 
+// Layers, each using only those before it: `error`, `signal`, `advertise`; `keepalive`;
+// `server`; `builder` on top.
 mod advertise;
+mod builder;
 mod error;
+mod keepalive;
 mod server;
 mod signal;
 
 pub use advertise::local_ip_toward;
+pub use builder::{Builder, CheckKind, Registered, RouterLayer};
 pub use error::Error;
-pub use server::{Builder, CheckKind, Registered, Running};
+pub use server::Running;
 pub use signal::shutdown_signal;

@@ -1,4 +1,4 @@
-//! The process signals that mean "stop".
+//! The process signals that mean "stop". Uses nothing else of the crate.
 
 /// Resolves at the first SIGINT or SIGTERM (Ctrl-C on other platforms).
 pub async fn shutdown_signal() {

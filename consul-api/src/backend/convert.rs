@@ -1,61 +1,13 @@
-//! The Consul backend of `discovery-core`: [`ConsulRegistry`] implements `Registry` and
-//! `Resolver` over the agent and health endpoints.
+//! Conversions between discovery-core's model and Consul's wire types: a `Registration`
+//! to a service definition, a health entry to a `ServiceInstance`, a `Query` to read
+//! options. Pure functions; uses the wire types of the client and its families, no I/O.
 
-use async_trait::async_trait;
-use discovery_core::{
-    CheckSpec, HealthStatus, Query, Registration, Registry, Resolver, ServiceInstance, UpdateStream,
-};
+use discovery_core::{CheckSpec, Query, Registration, ServiceInstance};
 
-use crate::agent::{CheckDefinition, ServiceRegistration};
-use crate::client::{Client, QueryOptions};
+use crate::agent::{CheckDefinition, Locality, ServiceRegistration};
+use crate::client::QueryOptions;
 use crate::health::ServiceEntry;
-use crate::types::CheckStatus;
-use crate::watch::{WatchConfig, WatchHub};
-use crate::{Config, Error};
-
-/// Consul as a [`Registry`] and [`Resolver`].
-#[derive(Debug, Clone)]
-pub struct ConsulRegistry {
-    client: Client,
-    hub: WatchHub,
-}
-
-// === impl ConsulRegistry ===
-
-impl ConsulRegistry {
-    /// A registry talking through `client`.
-    pub fn new(client: Client) -> Self {
-        let hub = WatchHub::new(client.clone(), WatchConfig::default());
-        ConsulRegistry { client, hub }
-    }
-
-    /// A registry for the agent the environment names (`CONSUL_HTTP_ADDR`…).
-    pub fn from_env() -> Result<Self, Error> {
-        Ok(Self::new(Client::new(Config::from_env()?)?))
-    }
-
-    /// Replaces the watch settings.
-    #[must_use]
-    pub fn watch_config(mut self, watch: WatchConfig) -> Self {
-        self.hub = WatchHub::new(self.client.clone(), watch);
-        self
-    }
-
-    /// The hub that shares one blocking-query loop among all watchers of a query.
-    pub fn watch_hub(&self) -> &WatchHub {
-        &self.hub
-    }
-
-    /// The underlying client.
-    pub fn client(&self) -> &Client {
-        &self.client
-    }
-
-    /// The ID Consul gives the single check of service `instance_id`.
-    pub fn check_id(instance_id: &str) -> String {
-        format!("service:{instance_id}")
-    }
-}
+use crate::types::Weights;
 
 /// Maps a registration onto Consul's service definition.
 pub fn to_service_registration(registration: &Registration) -> ServiceRegistration {
@@ -108,17 +60,14 @@ pub fn to_service_registration(registration: &Registration) -> ServiceRegistrati
     out.address = (!instance.host.is_empty()).then(|| instance.host.clone());
     out.port = Some(instance.port);
     out.meta = instance.meta.clone();
-    out.weights = Some(crate::types::Weights {
+    out.weights = Some(Weights {
         passing: instance.weights.passing,
         warning: instance.weights.warning,
     });
-    out.locality = instance
-        .locality
-        .as_ref()
-        .map(|zone| crate::agent::Locality {
-            region: String::new(),
-            zone: zone.clone(),
-        });
+    out.locality = instance.locality.as_ref().map(|zone| Locality {
+        region: String::new(),
+        zone: zone.clone(),
+    });
     out.check = check;
     out
 }
@@ -158,6 +107,7 @@ fn locality(entry: &ServiceEntry) -> Option<String> {
         .filter(|z| !z.is_empty())
 }
 
+/// The read options that ask Consul what `query` asks.
 pub(crate) fn query_options(query: &Query) -> QueryOptions {
     QueryOptions {
         datacenter: query.datacenter.clone(),
@@ -165,60 +115,5 @@ pub(crate) fn query_options(query: &Query) -> QueryOptions {
         passing: query.passing_only,
         filter: query.filter.clone(),
         ..Default::default()
-    }
-}
-
-#[async_trait]
-impl Registry for ConsulRegistry {
-    async fn register(&self, registration: &Registration) -> Result<(), discovery_core::Error> {
-        let body = to_service_registration(registration);
-        Ok(self.client.agent().register_service(&body).await?)
-    }
-
-    async fn deregister(&self, instance_id: &str) -> Result<(), discovery_core::Error> {
-        Ok(self.client.agent().deregister_service(instance_id).await?)
-    }
-
-    async fn is_registered(&self, instance_id: &str) -> Result<bool, discovery_core::Error> {
-        match self
-            .client
-            .agent()
-            .service(instance_id, &QueryOptions::default())
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(err) if err.is_not_found() => Ok(false),
-            Err(err) => Err(err.into()),
-        }
-    }
-
-    async fn report(
-        &self,
-        instance_id: &str,
-        status: HealthStatus,
-        output: &str,
-    ) -> Result<(), discovery_core::Error> {
-        let check = Self::check_id(instance_id);
-        Ok(self
-            .client
-            .agent()
-            .update_ttl(&check, CheckStatus::from(status), output)
-            .await?)
-    }
-}
-
-#[async_trait]
-impl Resolver for ConsulRegistry {
-    async fn resolve(&self, query: &Query) -> Result<Vec<ServiceInstance>, discovery_core::Error> {
-        let (entries, _) = self
-            .client
-            .health()
-            .service(&query.service, &query_options(query))
-            .await?;
-        Ok(entries.iter().map(to_instance).collect())
-    }
-
-    fn watch(&self, query: &Query) -> UpdateStream {
-        self.hub.watch(query)
     }
 }

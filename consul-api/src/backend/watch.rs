@@ -1,4 +1,6 @@
 //! Watches built on blocking queries, shared by every subscriber of the same query.
+//! Uses the client's health endpoint and the backend's conversions; `ConsulRegistry` uses
+//! it, never the reverse.
 //!
 //! A [`WatchHub`] runs at most one blocking-query loop per distinct [`Query`]: a hundred
 //! channels resolving `adder` cost one request in flight, not a hundred. Each loop publishes
@@ -29,8 +31,8 @@ use discovery_core::{Backoff, Query, ServiceInstance, Update, UpdateStream};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::client::Client;
-use crate::registry::{query_options, to_instance};
+use super::convert::{query_options, to_instance};
+use crate::client::{Client, QueryOptions};
 
 /// Blocking-query and retry settings of watches.
 #[derive(Debug, Clone)]
@@ -264,7 +266,7 @@ struct WatchLoop {
     client: Client,
     config: WatchConfig,
     service: String,
-    opts: crate::QueryOptions,
+    opts: QueryOptions,
     /// The index to block on; 0 means "read without blocking".
     index: u64,
     /// The last snapshot produced, so identical answers produce nothing.

@@ -1,0 +1,563 @@
+//! The builder: what a registered server is configured with, and the registrations it
+//! derives from that once the listener's address is known. [`Builder::start`] runs the
+//! start sequence (bind → serve → SERVING → register → keep alive) and hands over a
+//! [`Running`] server. Uses the running server, the keep-alive task and `advertise`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use discovery_core::{CheckSpec, Registration, Registry, ServiceInstance, Weights};
+use health::{Health, HealthServer, HealthService};
+use tokio::sync::oneshot;
+use tonic::body::Body;
+use tonic::service::Routes;
+use tonic::transport::server::{Router, TcpIncoming};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::advertise;
+use crate::error::Error;
+use crate::keepalive::{Entry, KeepAlive, SharedRegistry, register};
+use crate::server::Running;
+use crate::signal::shutdown_signal;
+
+/// The layer stacks a tonic `Router<L>` can be served with: tonic's own bounds on
+/// `Router::serve_with_incoming_shutdown`, written once for [`Builder::start`] and
+/// [`Builder::serve`] (and here, in the blanket impl that gives it to every such `L`; there
+/// is nothing to implement).
+pub trait RouterLayer:
+    Layer<
+        Routes,
+        Service: Service<
+            http::Request<Body>,
+            Response = http::Response<Self::ResponseBody>,
+            Future: Send,
+            Error: Into<BoxError> + Send,
+        > + Clone
+                     + Send
+                     + 'static,
+    > + Send
+    + 'static
+{
+    /// The body of the stack's responses.
+    type ResponseBody: http_body::Body<Data = Bytes, Error: Into<BoxError>> + Send + 'static;
+}
+
+impl<L, B> RouterLayer for L
+where
+    L: Layer<
+            Routes,
+            Service: Service<
+                http::Request<Body>,
+                Response = http::Response<B>,
+                Future: Send,
+                Error: Into<BoxError> + Send,
+            > + Clone
+                         + Send
+                         + 'static,
+        > + Send
+        + 'static,
+    B: http_body::Body<Data = Bytes, Error: Into<BoxError>> + Send + 'static,
+{
+    type ResponseBody = B;
+}
+
+/// What tonic (and tower) ask of a service's and a body's errors.
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Namespace of the entry point: [`Registered::builder`].
+#[derive(Debug)]
+pub struct Registered(());
+
+impl Registered {
+    /// Starts configuring a server that registers as `service` in `registry`.
+    pub fn builder<R: Registry + 'static>(registry: R, service: impl Into<String>) -> Builder {
+        Builder::new(SharedRegistry(Arc::new(registry)), service.into())
+    }
+}
+
+/// How the registry checks the instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CheckKind {
+    /// The registry calls `grpc.health.v1.Health/Check` on the server for `service`
+    /// (`""`, the default, asks about the whole server).
+    Grpc {
+        /// The health service name to ask about.
+        service: String,
+    },
+    /// The server reports its own health from its `Health` state every third of `ttl`.
+    Ttl(Duration),
+    /// The registry sends `GET http://<host>:<port><path>`; the server must serve it.
+    Http {
+        /// The path, starting with `/`.
+        path: String,
+    },
+    /// The registry opens a TCP connection to the server.
+    Tcp,
+    /// No check: the instance always looks healthy. For tests only.
+    None,
+}
+
+/// Configures a registered server; from [`Registered::builder`].
+#[derive(Debug)]
+#[must_use]
+pub struct Builder {
+    registry: SharedRegistry,
+    service: String,
+    id: Option<String>,
+    tags: Vec<String>,
+    meta: BTreeMap<String, String>,
+    weights: Weights,
+    locality: Option<String>,
+    check: CheckKind,
+    interval: Duration,
+    timeout: Duration,
+    deregister_after: Option<Duration>,
+    advertise: Option<String>,
+    registry_addr: Option<SocketAddr>,
+    drain: Duration,
+    grace: Duration,
+    /// Further services on the same server: (registered name, gRPC health service name).
+    extra: Vec<(String, String)>,
+    health: Health,
+    health_server: HealthServer<HealthService>,
+}
+
+// === impl Builder ===
+
+impl Builder {
+    fn new(registry: SharedRegistry, service: String) -> Self {
+        let (health, health_server) = Health::new();
+        Builder {
+            registry,
+            service,
+            id: None,
+            tags: Vec::new(),
+            meta: BTreeMap::new(),
+            weights: Weights::default(),
+            locality: None,
+            check: CheckKind::Grpc {
+                service: health::SERVER.to_owned(),
+            },
+            interval: CheckSpec::DEFAULT_INTERVAL,
+            timeout: CheckSpec::DEFAULT_TIMEOUT,
+            deregister_after: None,
+            advertise: None,
+            registry_addr: None,
+            drain: Duration::from_secs(2),
+            grace: Duration::from_secs(10),
+            extra: Vec::new(),
+            health,
+            health_server,
+        }
+    }
+
+    /// The instance ID; default `<service>-<host>-<port>`, unique per listener.
+    pub fn id(mut self, id: impl Into<String>) -> Self {
+        self.id = Some(id.into());
+        self
+    }
+
+    /// Adds a tag.
+    pub fn tag(mut self, tag: impl Into<String>) -> Self {
+        self.tags.push(tag.into());
+        self
+    }
+
+    /// Adds a metadata pair.
+    pub fn meta(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.meta.insert(key.into(), value.into());
+        self
+    }
+
+    /// Sets the traffic weights.
+    pub fn weights(mut self, weights: Weights) -> Self {
+        self.weights = weights;
+        self
+    }
+
+    /// Sets the zone the instance runs in, for callers that prefer their own zone.
+    pub fn locality(mut self, zone: impl Into<String>) -> Self {
+        self.locality = Some(zone.into());
+        self
+    }
+
+    /// Sets how the registry checks the instance (default: gRPC health of the server).
+    pub fn check(mut self, check: CheckKind) -> Self {
+        self.check = check;
+        self
+    }
+
+    /// Sets the check interval (default 10s).
+    pub fn check_interval(mut self, interval: Duration) -> Self {
+        self.interval = interval;
+        self
+    }
+
+    /// Sets the deadline of one check (default 5s).
+    pub fn check_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Has the registry remove the instance after its check has been critical this long,
+    /// so a crashed server does not linger.
+    pub fn deregister_after(mut self, after: Duration) -> Self {
+        self.deregister_after = Some(after);
+        self
+    }
+
+    /// The host to register instead of the one derived from the listener.
+    pub fn advertise(mut self, host: impl Into<String>) -> Self {
+        self.advertise = Some(host.into());
+        self
+    }
+
+    /// The registry's address, used to pick the local interface to advertise when the
+    /// listener is bound to a wildcard address.
+    pub fn registry_addr(mut self, addr: SocketAddr) -> Self {
+        self.registry_addr = Some(addr);
+        self
+    }
+
+    /// Time between deregistering and closing the listener, so resolvers stop sending new
+    /// calls first (default 2s).
+    pub fn drain(mut self, drain: Duration) -> Self {
+        self.drain = drain;
+        self
+    }
+
+    /// How long in-flight calls may take to finish once the listener closes (default 10s).
+    pub fn grace(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
+    }
+
+    /// Registers one more service of the same server under its own name: `service` is the
+    /// registry name, `health_service` the gRPC service name (`pkg.Service`) whose health
+    /// decides it. With gRPC checks the registry asks `host:port/<health_service>`.
+    pub fn also_register(
+        mut self,
+        service: impl Into<String>,
+        health_service: impl Into<String>,
+    ) -> Self {
+        self.extra.push((service.into(), health_service.into()));
+        self
+    }
+
+    /// The server's health handle: set per-service statuses through it.
+    pub fn health(&self) -> Health {
+        self.health.clone()
+    }
+
+    /// Binds `listen`, serves `router` with the health service added, marks it SERVING and
+    /// registers it. Returns once the first registration attempt is done; if it failed, the
+    /// server serves anyway and registration is retried in the background.
+    pub async fn start<L: RouterLayer>(
+        self,
+        router: Router<L>,
+        listen: SocketAddr,
+    ) -> Result<Running, Error> {
+        // Bind first: the real port is only known afterwards.
+        let incoming = TcpIncoming::bind(listen)
+            .map_err(|source| Error::Bind {
+                addr: listen,
+                source: Box::new(source),
+            })?
+            // tonic's Server::tcp_nodelay does not apply to serve_with_incoming.
+            .with_nodelay(Some(true));
+        let local_addr = incoming.local_addr().map_err(|e| Error::Bind {
+            addr: listen,
+            source: Box::new(e),
+        })?;
+        let host = advertise::choose(self.advertise.as_deref(), local_addr, self.registry_addr)
+            .map_err(Error::Advertise)?;
+        let entries = self.entries(&host, local_addr.port());
+
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let router = router.add_service(self.health_server);
+        let server = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async {
+            let _ = stop_rx.await;
+        }));
+
+        self.health.set_serving(health::SERVER).await;
+        for entry in &entries {
+            if !entry.health_service.is_empty() {
+                self.health.set_serving(&entry.health_service).await;
+            }
+        }
+
+        let mut maintained = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let registered = register(&*self.registry.0, &entry.registration).await;
+            maintained.push((entry, registered));
+        }
+        let registrations = maintained
+            .iter()
+            .map(|(entry, _)| entry.registration.clone())
+            .collect();
+
+        let keepalive = KeepAlive::spawn(
+            self.registry.clone(),
+            maintained,
+            self.health.clone(),
+            match self.check {
+                CheckKind::Ttl(ttl) => Some(ttl),
+                _ => None,
+            },
+            self.interval,
+        );
+
+        Ok(Running {
+            local_addr,
+            registrations,
+            registry: self.registry,
+            health: self.health,
+            drain: self.drain,
+            grace: self.grace,
+            server,
+            stop: stop_tx,
+            keepalive,
+        })
+    }
+
+    /// [`start`](Self::start), then run until SIGINT or SIGTERM, then stop gracefully.
+    pub async fn serve<L: RouterLayer>(
+        self,
+        router: Router<L>,
+        listen: SocketAddr,
+    ) -> Result<(), Error> {
+        self.start(router, listen)
+            .await?
+            .run_until(shutdown_signal())
+            .await
+    }
+
+    /// The registrations this server makes: its main service, then the extra ones.
+    fn entries(&self, host: &str, port: u16) -> Vec<Entry> {
+        let main_health = match &self.check {
+            CheckKind::Grpc { service } => service.clone(),
+            _ => health::SERVER.to_owned(),
+        };
+        let mut entries =
+            vec![self.entry(&self.service, self.id.clone(), &main_health, host, port)];
+        for (service, health_service) in &self.extra {
+            entries.push(self.entry(service, None, health_service, host, port));
+        }
+        entries
+    }
+
+    fn entry(
+        &self,
+        service: &str,
+        id: Option<String>,
+        health_service: &str,
+        host: &str,
+        port: u16,
+    ) -> Entry {
+        let id = id.unwrap_or_else(|| format!("{service}-{host}-{port}"));
+        let mut instance = ServiceInstance::new(id, service, host, port)
+            .tags(self.tags.iter().cloned())
+            .weights(self.weights);
+        instance.meta = self.meta.clone();
+        instance.locality = self.locality.clone();
+        let authority = instance.authority();
+        let check = match &self.check {
+            CheckKind::Grpc { .. } => Some(CheckSpec::grpc(if health_service.is_empty() {
+                authority
+            } else {
+                format!("{authority}/{health_service}")
+            })),
+            CheckKind::Ttl(ttl) => Some(CheckSpec::ttl(*ttl)),
+            CheckKind::Http { path } => Some(CheckSpec::http(format!("http://{authority}{path}"))),
+            CheckKind::Tcp => Some(CheckSpec::tcp(authority)),
+            CheckKind::None => None,
+        }
+        .map(|c| c.interval(self.interval).timeout(self.timeout));
+        let mut registration = Registration::new(instance);
+        registration.check = check;
+        registration.deregister_after = self.deregister_after;
+        Entry {
+            registration,
+            health_service: health_service.to_owned(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use discovery_core::MemoryRegistry;
+
+    use super::*;
+
+    fn builder() -> Builder {
+        Registered::builder(MemoryRegistry::new(), "adder")
+    }
+
+    /// The registrations `builder` derives for a listener at `host:port`.
+    fn derived(builder: &Builder, host: &str, port: u16) -> Vec<Registration> {
+        builder
+            .entries(host, port)
+            .into_iter()
+            .map(|entry| entry.registration)
+            .collect()
+    }
+
+    #[test]
+    fn by_default_one_instance_with_a_grpc_check_on_the_servers_own_health() {
+        let got = derived(&builder(), "10.0.0.5", 50051);
+        let want = Registration::new(ServiceInstance::new(
+            "adder-10.0.0.5-50051",
+            "adder",
+            "10.0.0.5",
+            50051,
+        ))
+        .check(CheckSpec::grpc("10.0.0.5:50051"));
+        assert_eq!(
+            got,
+            [want],
+            "default id <service>-<host>-<port>, no tags or meta, default weights, a gRPC \
+             check of the whole server at the default interval and timeout, no deregister_after"
+        );
+        let entries = builder().entries("10.0.0.5", 50051);
+        assert_eq!(
+            entries[0].health_service,
+            health::SERVER,
+            "the main instance follows the whole server's health"
+        );
+    }
+
+    #[test]
+    fn every_setting_reaches_the_registration() {
+        let weights = Weights {
+            passing: 3,
+            warning: 0,
+        };
+        let builder = builder()
+            .id("adder-1")
+            .tag("v2")
+            .tag("canary")
+            .meta("version", "2.1")
+            .weights(weights)
+            .locality("eu-west-1a")
+            .check(CheckKind::Grpc {
+                service: "calc.Adder".into(),
+            })
+            .check_interval(Duration::from_secs(3))
+            .check_timeout(Duration::from_millis(500))
+            .deregister_after(Duration::from_secs(90));
+        let got = derived(&builder, "10.0.0.5", 50051);
+
+        let mut instance = ServiceInstance::new("adder-1", "adder", "10.0.0.5", 50051)
+            .tags(["v2", "canary"])
+            .weights(weights)
+            .meta("version", "2.1");
+        instance.locality = Some("eu-west-1a".into());
+        let mut want = Registration::new(instance).check(
+            CheckSpec::grpc("10.0.0.5:50051/calc.Adder")
+                .interval(Duration::from_secs(3))
+                .timeout(Duration::from_millis(500)),
+        );
+        want.deregister_after = Some(Duration::from_secs(90));
+        assert_eq!(
+            got,
+            [want],
+            "id, tags in order, meta, weights, locality, a gRPC check of calc.Adder with the \
+             interval and timeout set, deregister_after"
+        );
+        assert_eq!(
+            builder.entries("10.0.0.5", 50051)[0].health_service,
+            "calc.Adder",
+            "the instance follows the health of the service its check asks about"
+        );
+    }
+
+    #[test]
+    fn each_check_kind_derives_its_check_spec() {
+        let check = |kind: CheckKind| {
+            let builder = builder()
+                .check(kind)
+                .check_interval(Duration::from_secs(2))
+                .check_timeout(Duration::from_secs(1));
+            derived(&builder, "10.0.0.5", 50051)[0].check.clone()
+        };
+        let every = |spec: CheckSpec| {
+            spec.interval(Duration::from_secs(2))
+                .timeout(Duration::from_secs(1))
+        };
+        assert_eq!(
+            check(CheckKind::Ttl(Duration::from_secs(15))),
+            Some(CheckSpec::ttl(Duration::from_secs(15))),
+            "a TTL check has its TTL and no interval or timeout"
+        );
+        assert_eq!(
+            check(CheckKind::Http {
+                path: "/healthz".into()
+            }),
+            Some(every(CheckSpec::http("http://10.0.0.5:50051/healthz"))),
+            "an HTTP check of the path on the bound address"
+        );
+        assert_eq!(
+            check(CheckKind::Tcp),
+            Some(every(CheckSpec::tcp("10.0.0.5:50051"))),
+            "a TCP check of the bound address"
+        );
+        assert_eq!(
+            check(CheckKind::None),
+            None,
+            "no check at all with CheckKind::None"
+        );
+    }
+
+    #[test]
+    fn an_ipv6_host_is_bracketed_in_the_check_target() {
+        let got = derived(&builder(), "fd00::5", 50051);
+        assert_eq!(
+            got[0].instance.host, "fd00::5",
+            "the host is registered bare"
+        );
+        assert_eq!(
+            got[0].check,
+            Some(CheckSpec::grpc("[fd00::5]:50051")),
+            "the check dials [host]:port"
+        );
+    }
+
+    #[test]
+    fn further_services_register_under_their_own_names_and_health() {
+        let builder = builder()
+            .id("adder-1")
+            .tag("v2")
+            .meta("version", "2.1")
+            .deregister_after(Duration::from_secs(60))
+            .also_register("multiplier", "calc.Multiplier");
+        let entries = builder.entries("10.0.0.5", 50051);
+        assert_eq!(entries.len(), 2, "the main service, then the extra one");
+
+        let extra = &entries[1];
+        let mut want = Registration::new(
+            ServiceInstance::new("multiplier-10.0.0.5-50051", "multiplier", "10.0.0.5", 50051)
+                .tags(["v2"])
+                .meta("version", "2.1"),
+        )
+        .check(CheckSpec::grpc("10.0.0.5:50051/calc.Multiplier"));
+        want.deregister_after = Some(Duration::from_secs(60));
+        assert_eq!(
+            extra.registration, want,
+            "the extra service gets a default id of its own (the id set is the main one's), \
+             the shared tags, meta and deregister_after, and a gRPC check of its own service"
+        );
+        assert_eq!(
+            extra.health_service, "calc.Multiplier",
+            "the extra instance follows its own service's health"
+        );
+        assert_eq!(
+            entries[0].registration.instance.id, "adder-1",
+            "the main instance keeps the id set"
+        );
+    }
+}
