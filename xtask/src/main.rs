@@ -1,6 +1,7 @@
 //! Project automation, run as `cargo xtask <command>`:
 //!
-//! - `ci`: exactly what `.ci/run` runs: format check, clippy with warnings denied, the tests.
+//! - `ci`: exactly what `.ci/run` runs: the module-layer check, format check, clippy with
+//!   warnings denied, the tests.
 //! - `layers [--verbose]`: checks the library crates' modules: no import cycles between them,
 //!   no file over 500 lines outside its tests, test modules last.
 //! - `dev-agent [args]`: starts consul-dev (default `--http-addr 127.0.0.1:8500`), a local
@@ -33,6 +34,7 @@ fn run() -> anyhow::Result<()> {
     let rest: Vec<String> = args.collect();
     match command.as_str() {
         "ci" => {
+            layers::run(workspace_root()?, &[])?;
             cargo(&["fmt", "--all", "--", "--check"])?;
             cargo(&[
                 "clippy",
