@@ -20,7 +20,7 @@ use tower_service::Service;
 
 use crate::advertise;
 use crate::error::Error;
-use crate::keepalive::{Entry, KeepAlive, SharedRegistry, register};
+use crate::keepalive::{Entry, KeepAlive, SharedRegistry, register_first};
 use crate::server::Running;
 use crate::signal::shutdown_signal;
 
@@ -291,10 +291,15 @@ impl Builder {
             }
         }
 
+        let ttl = match self.check {
+            CheckKind::Ttl(ttl) => Some(ttl),
+            _ => None,
+        };
         let mut maintained = Vec::with_capacity(entries.len());
         for entry in entries {
-            let registered = register(&*self.registry.0, &entry.registration).await;
-            maintained.push((entry, registered));
+            let standing =
+                register_first(&*self.registry.0, &self.health, ttl.is_some(), &entry).await;
+            maintained.push((entry, standing));
         }
         let registrations = maintained
             .iter()
@@ -305,10 +310,7 @@ impl Builder {
             self.registry.clone(),
             maintained,
             self.health.clone(),
-            match self.check {
-                CheckKind::Ttl(ttl) => Some(ttl),
-                _ => None,
-            },
+            ttl,
             self.interval,
         );
 

@@ -1,13 +1,15 @@
 //! grpc-register against a live agent: an in-process consul-dev per test, which these tests
 //! stop and restart at will (so they do not run against a shared real Consul).
 
+mod common;
+
 use std::convert::Infallible;
-use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use consul_api::{CheckStatus, Client, Config, ConsulRegistry, HealthCheck};
+use common::{check_until, dev_agent, listening, registered, registry_at};
+use consul_api::CheckStatus;
 use grpc_register::{CheckKind, Registered};
 use health::{InFlightLimitLayer, Probe, SERVER, Scope};
 use tokio::sync::Semaphore;
@@ -15,55 +17,6 @@ use tonic::body::Body;
 use tonic::server::NamedService;
 use tonic::transport::Server;
 use tower::ServiceExt;
-
-async fn dev_agent() -> (consul_dev::DevAgent, ConsulRegistry) {
-    let agent = consul_dev::DevAgent::start("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let registry = registry_at(&agent.http_addr());
-    (agent, registry)
-}
-
-fn registry_at(addr: &str) -> ConsulRegistry {
-    ConsulRegistry::new(Client::new(Config::new(addr).unwrap()).unwrap())
-}
-
-/// Polls the agent's checks until `done` accepts the check of `service_id`.
-async fn check_until(
-    registry: &ConsulRegistry,
-    service_id: &str,
-    what: &str,
-    done: impl Fn(&HealthCheck) -> bool,
-) -> HealthCheck {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(checks) = registry.client().agent().checks().await
-            && let Some(check) = checks.values().find(|c| c.service_id == service_id)
-            && done(check)
-        {
-            return check.clone();
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
-async fn registered(registry: &ConsulRegistry, service_id: &str) -> bool {
-    registry
-        .client()
-        .agent()
-        .services()
-        .await
-        .map(|s| s.contains_key(service_id))
-        .unwrap_or(false)
-}
-
-fn listening(addr: SocketAddr) -> bool {
-    TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registered_with_a_passing_grpc_check_on_the_bound_port_and_a_real_address() {
