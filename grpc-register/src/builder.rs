@@ -130,6 +130,21 @@ pub struct Builder {
 // === impl Builder ===
 
 impl Builder {
+    /// How long an instance's check may stay critical before the registry removes it,
+    /// unless [`Builder::deregister_after`] says otherwise: 10 minutes.
+    ///
+    /// A server killed outright (SIGKILL, OOM, a lost machine) never deregisters; without
+    /// this its critical registration stays forever, and each restart on a new port adds
+    /// one more. Passing-only queries skip critical instances, so one that lingers costs
+    /// little: the agent's check keeps dialling a dead port, the UI shows one more row.
+    /// Removing a live server costs more: one critical for a spell (a dependency down,
+    /// overload shedding, a slow start) is registered again by its keep-alive within one
+    /// interval, but each removal and return is two catalog writes that wake every watcher
+    /// of the service. Ten minutes
+    /// outlasts such spells, leaves a crashed instance visible long enough to be noticed,
+    /// and is well above Consul's floor of one minute. (go-kratos uses the same.)
+    pub const DEFAULT_DEREGISTER_AFTER: Duration = Duration::from_secs(10 * 60);
+
     fn new(registry: SharedRegistry, service: String) -> Self {
         let (health, health_server) = Health::new();
         Builder {
@@ -145,7 +160,7 @@ impl Builder {
             },
             interval: CheckSpec::DEFAULT_INTERVAL,
             timeout: CheckSpec::DEFAULT_TIMEOUT,
-            deregister_after: None,
+            deregister_after: Some(Self::DEFAULT_DEREGISTER_AFTER),
             advertise: None,
             registry_addr: None,
             drain: Duration::from_secs(2),
@@ -205,9 +220,12 @@ impl Builder {
     }
 
     /// Has the registry remove the instance after its check has been critical this long,
-    /// so a crashed server does not linger.
-    pub fn deregister_after(mut self, after: Duration) -> Self {
-        self.deregister_after = Some(after);
+    /// so a crashed server does not linger (default
+    /// [`DEFAULT_DEREGISTER_AFTER`](Self::DEFAULT_DEREGISTER_AFTER), 10 minutes; Consul
+    /// raises anything under a minute to a minute). `None` keeps a critical instance until
+    /// it deregisters itself.
+    pub fn deregister_after(mut self, after: impl Into<Option<Duration>>) -> Self {
+        self.deregister_after = after.into();
         self
     }
 
@@ -418,12 +436,20 @@ mod tests {
             "10.0.0.5",
             50051,
         ))
-        .check(CheckSpec::grpc("10.0.0.5:50051"));
+        .check(CheckSpec::grpc("10.0.0.5:50051"))
+        .deregister_after(Duration::from_secs(600));
         assert_eq!(
             got,
             [want],
             "default id <service>-<host>-<port>, no tags or meta, default weights, a gRPC \
-             check of the whole server at the default interval and timeout, no deregister_after"
+             check of the whole server at the default interval and timeout, removed after \
+             10 minutes critical"
+        );
+        let never = builder().deregister_after(None);
+        assert_eq!(
+            derived(&never, "10.0.0.5", 50051)[0].deregister_after,
+            None,
+            "deregister_after(None) turns the removal off"
         );
         let entries = builder().entries("10.0.0.5", 50051);
         assert_eq!(

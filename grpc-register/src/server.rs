@@ -16,6 +16,10 @@ use crate::keepalive::{KeepAlive, SharedRegistry};
 
 /// A server that is serving and registered; stop it with [`Running::stop`] or
 /// [`Running::run_until`].
+///
+/// Dropping it instead closes the listener and ends the keep-alive task but leaves the
+/// registration behind, as a crash would: the registry's check turns it critical, and its
+/// deregister-after removes it.
 #[derive(Debug)]
 pub struct Running {
     pub(crate) local_addr: SocketAddr,
