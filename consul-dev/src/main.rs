@@ -32,6 +32,13 @@ struct Args {
     /// Test flag: floor of DeregisterCriticalServiceAfter in milliseconds (Consul: 60000).
     #[arg(long, value_name = "MS")]
     min_deregister_after_ms: Option<u64>,
+    /// Concurrent HTTP connections allowed per client IP, as Consul's
+    /// `limits.http_max_conns_per_client` (0: no limit).
+    #[arg(long, value_name = "N", default_value_t = 200)]
+    http_max_conns_per_client: usize,
+    /// Seconds a client may take to send a request head after its first byte (0: none).
+    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+    http_header_read_timeout: u64,
 }
 
 /// By hand so that the management token never reaches a log or a panic message.
@@ -44,6 +51,8 @@ impl fmt::Debug for Args {
             acl_token,
             reaper_interval_ms,
             min_deregister_after_ms,
+            http_max_conns_per_client,
+            http_header_read_timeout,
         } = self;
         f.debug_struct("Args")
             .field("http_addr", http_addr)
@@ -52,6 +61,8 @@ impl fmt::Debug for Args {
             .field("acl_token", &acl_token.as_ref().map(|_| "<redacted>"))
             .field("reaper_interval_ms", reaper_interval_ms)
             .field("min_deregister_after_ms", min_deregister_after_ms)
+            .field("http_max_conns_per_client", http_max_conns_per_client)
+            .field("http_header_read_timeout", http_header_read_timeout)
             .finish()
     }
 }
@@ -65,7 +76,10 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let args = Args::parse();
-    let mut config = Config::default().datacenter(args.datacenter);
+    let mut config = Config::default()
+        .datacenter(args.datacenter)
+        .http_max_conns_per_client(args.http_max_conns_per_client)
+        .http_header_read_timeout(Duration::from_secs(args.http_header_read_timeout));
     if let Some(node) = args.node {
         config = config.node_name(node);
     }
@@ -134,6 +148,16 @@ mod tests {
         let args = Args::try_parse_from(["consul-dev", "--acl-token", "from-flag"])
             .expect("--acl-token parses");
         assert_eq!(args.acl_token.as_deref(), Some("from-flag"));
+    }
+
+    #[test]
+    fn connection_limit_defaults_to_consuls_and_can_be_raised() {
+        let args = Args::try_parse_from(["consul-dev"]).expect("no flags parse");
+        assert_eq!(args.http_max_conns_per_client, 200, "Consul's default");
+        assert_eq!(args.http_header_read_timeout, 10);
+        let args = Args::try_parse_from(["consul-dev", "--http-max-conns-per-client", "0"])
+            .expect("the flag parses");
+        assert_eq!(args.http_max_conns_per_client, 0, "0: no limit");
     }
 
     #[test]
