@@ -38,6 +38,15 @@ pub struct Config {
     /// (default 10s; zero: no limit). Consul's plain-HTTP listener has no such timeout; this
     /// one exists so that a client trickling its headers cannot hold a connection forever.
     pub http_header_read_timeout: Duration,
+    /// With a certificate and key: serve HTTPS (HTTP/2 and HTTP/1.1) instead of plain HTTP.
+    pub(crate) https: Option<HttpsIdentity>,
+}
+
+/// The agent's HTTPS certificate chain and private key, as PEM.
+#[derive(Clone)]
+pub(crate) struct HttpsIdentity {
+    pub(crate) cert_chain_pem: Vec<u8>,
+    pub(crate) key_pem: Vec<u8>,
 }
 
 impl Default for Config {
@@ -51,6 +60,7 @@ impl Default for Config {
             min_deregister_after: Duration::from_secs(60),
             http_max_conns_per_client: 200,
             http_header_read_timeout: Duration::from_secs(10),
+            https: None,
         }
     }
 }
@@ -67,6 +77,7 @@ impl fmt::Debug for Config {
             min_deregister_after,
             http_max_conns_per_client,
             http_header_read_timeout,
+            https,
         } = self;
         f.debug_struct("Config")
             .field("node_name", node_name)
@@ -77,6 +88,7 @@ impl fmt::Debug for Config {
             .field("min_deregister_after", min_deregister_after)
             .field("http_max_conns_per_client", http_max_conns_per_client)
             .field("http_header_read_timeout", http_header_read_timeout)
+            .field("https", &https.as_ref().map(|_| "<certificate and key>"))
             .finish()
     }
 }
@@ -132,6 +144,19 @@ impl Config {
         self
     }
 
+    /// Serves HTTPS instead of plain HTTP on the agent's address, as a Consul agent with
+    /// `ports.https` does: TLS with `cert_chain_pem` (PEM certificates, the agent's first)
+    /// and `key_pem` (its PEM private key), ALPN offering HTTP/2 and HTTP/1.1. An unusable
+    /// certificate or key fails [`DevAgent::start_with`](crate::DevAgent::start_with).
+    #[must_use]
+    pub fn https(mut self, cert_chain_pem: Vec<u8>, key_pem: Vec<u8>) -> Self {
+        self.https = Some(HttpsIdentity {
+            cert_chain_pem,
+            key_pem,
+        });
+        self
+    }
+
     /// Sets the header-read timeout (zero: none).
     #[must_use]
     pub fn http_header_read_timeout(mut self, timeout: Duration) -> Self {
@@ -182,6 +207,14 @@ mod tests {
         assert!(
             debug.contains("acl_token: Some(\"<redacted>\")") && debug.contains("\"n1\""),
             "Debug output still shows the other fields and that a token is set: {debug}"
+        );
+        let with_key = format!(
+            "{:?}",
+            Config::default().https(b"CERT".to_vec(), b"PRIVATE-KEY".to_vec())
+        );
+        assert!(
+            !with_key.contains("PRIVATE-KEY") && with_key.contains("<certificate and key>"),
+            "the HTTPS key must not appear in Debug output: {with_key}"
         );
         let without = format!("{:?}", Config::default());
         assert!(

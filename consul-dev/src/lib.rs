@@ -76,6 +76,7 @@ use crate::web::{App, AppState};
 #[derive(Debug)]
 pub struct DevAgent {
     addr: SocketAddr,
+    scheme: &'static str,
     app: AppState,
     shutdown_tx: watch::Sender<bool>,
     server: Option<JoinHandle<()>>,
@@ -90,9 +91,17 @@ impl DevAgent {
 
     /// Starts an agent with `config` on `addr` (port 0 picks a free port).
     pub async fn start_with(config: Config, addr: SocketAddr) -> Result<DevAgent, Error> {
+        let tls = match &config.https {
+            Some(id) => {
+                Some(serve::tls_acceptor(&id.cert_chain_pem, &id.key_pem).map_err(Error::Https)?)
+            }
+            None => None,
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let settings = serve::Settings {
             max_conns_per_client: config.http_max_conns_per_client,
             header_read_timeout: Some(config.http_header_read_timeout).filter(|t| !t.is_zero()),
+            tls,
         };
         let listener = bind(addr).await?;
         let local = listener.local_addr().map_err(Error::LocalAddr)?;
@@ -103,9 +112,10 @@ impl DevAgent {
         let service = router(Arc::clone(&app));
         let server = tokio::spawn(serve::run(listener, service, settings, shutdown_rx));
         let reaper = tokio::spawn(checks::reaper(shared)).abort_handle();
-        tracing::info!(addr = %local, node = %app.node(), "consul-dev agent started");
+        tracing::info!(addr = %local, node = %app.node(), scheme, "consul-dev agent started");
         Ok(DevAgent {
             addr: local,
+            scheme,
             app,
             shutdown_tx,
             server: Some(server),
@@ -118,9 +128,20 @@ impl DevAgent {
         self.addr
     }
 
-    /// `"127.0.0.1:PORT"`, usable as `CONSUL_HTTP_ADDR`.
+    /// `"127.0.0.1:PORT"`, usable as `CONSUL_HTTP_ADDR` (with
+    /// `CONSUL_HTTP_SSL=true` when the agent serves HTTPS).
     pub fn http_addr(&self) -> String {
         self.addr.to_string()
+    }
+
+    /// `"https"` when the agent serves HTTPS ([`Config::https`]), else `"http"`.
+    pub fn scheme(&self) -> &'static str {
+        self.scheme
+    }
+
+    /// The agent's base URL: `scheme://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     /// How many blocking queries are waiting for a change right now.

@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -39,6 +40,12 @@ struct Args {
     /// Seconds a client may take to send a request head after its first byte (0: none).
     #[arg(long, value_name = "SECONDS", default_value_t = 10)]
     http_header_read_timeout: u64,
+    /// Serve HTTPS (HTTP/2 and HTTP/1.1) with this PEM certificate chain, the agent's first.
+    #[arg(long, value_name = "PEM", requires = "https_key_file")]
+    https_cert_file: Option<PathBuf>,
+    /// The PEM private key of --https-cert-file.
+    #[arg(long, value_name = "PEM", requires = "https_cert_file")]
+    https_key_file: Option<PathBuf>,
 }
 
 /// By hand so that the management token never reaches a log or a panic message.
@@ -53,6 +60,8 @@ impl fmt::Debug for Args {
             min_deregister_after_ms,
             http_max_conns_per_client,
             http_header_read_timeout,
+            https_cert_file,
+            https_key_file,
         } = self;
         f.debug_struct("Args")
             .field("http_addr", http_addr)
@@ -63,6 +72,8 @@ impl fmt::Debug for Args {
             .field("min_deregister_after_ms", min_deregister_after_ms)
             .field("http_max_conns_per_client", http_max_conns_per_client)
             .field("http_header_read_timeout", http_header_read_timeout)
+            .field("https_cert_file", https_cert_file)
+            .field("https_key_file", https_key_file)
             .finish()
     }
 }
@@ -92,10 +103,16 @@ async fn main() -> anyhow::Result<()> {
     if let Some(ms) = args.min_deregister_after_ms {
         config = config.min_deregister_after(Duration::from_millis(ms));
     }
+    if let (Some(cert), Some(key)) = (&args.https_cert_file, &args.https_key_file) {
+        let read = |path: &PathBuf| {
+            std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+        };
+        config = config.https(read(cert)?, read(key)?);
+    }
     let agent = DevAgent::start_with(config, args.http_addr)
         .await
         .with_context(|| format!("starting consul-dev on {}", args.http_addr))?;
-    tracing::info!("HTTP API on http://{}", agent.http_addr());
+    tracing::info!("HTTP API on {}", agent.url());
     wait_for_signal().await?;
     tracing::info!("shutting down");
     agent.shutdown().await;
@@ -158,6 +175,21 @@ mod tests {
         let args = Args::try_parse_from(["consul-dev", "--http-max-conns-per-client", "0"])
             .expect("the flag parses");
         assert_eq!(args.http_max_conns_per_client, 0, "0: no limit");
+    }
+
+    #[test]
+    fn https_needs_both_the_certificate_and_the_key() {
+        let alone = Args::try_parse_from(["consul-dev", "--https-cert-file", "c.pem"]);
+        assert!(alone.is_err(), "a certificate without a key is refused");
+        let both = Args::try_parse_from([
+            "consul-dev",
+            "--https-cert-file",
+            "c.pem",
+            "--https-key-file",
+            "k.pem",
+        ])
+        .expect("both parse");
+        assert_eq!(both.https_key_file, Some(PathBuf::from("k.pem")));
     }
 
     #[test]

@@ -56,6 +56,7 @@ impl ConnLimiter {
             return None;
         }
         *count += 1;
+        tracing::trace!(%ip, open = *count, "connection admitted");
         Some(ConnPermit {
             ip,
             open: Arc::clone(&self.open),
@@ -84,6 +85,7 @@ impl Drop for ConnPermit {
         let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(count) = open.get_mut(&self.ip) {
             *count -= 1;
+            tracing::trace!(ip = %self.ip, open = *count, "connection closed");
             if *count == 0 {
                 open.remove(&self.ip);
             }

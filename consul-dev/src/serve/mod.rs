@@ -1,11 +1,15 @@
 //! Serving the HTTP API on a listener the way Consul's agent does at the connection level:
 //! the per-client connection limit with its raw 429 (`limit`), a header-read timeout that
 //! never cuts idle keep-alive connections (`head_timeout`), Go's 1 MiB header allowance,
-//! HTTP/1.1 only on the plain listener, and graceful shutdown. Generic over the service it
-//! serves, so it knows nothing of the API; uses no other module of the crate.
+//! HTTP/1.1 only on the plain listener, HTTPS with HTTP/2 by ALPN (`tls`), and graceful
+//! shutdown. Generic over the service it serves, so it knows nothing of the API; uses no
+//! other module of the crate.
 
 mod head_timeout;
 mod limit;
+mod tls;
+
+pub(crate) use self::tls::acceptor as tls_acceptor;
 
 use std::convert::Infallible;
 use std::future::poll_fn;
@@ -16,12 +20,14 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::response::Response;
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper_util::rt::TokioIo;
+use hyper::server::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
 use tonic::codegen::Service;
 
 use self::head_timeout::{HeadSeen, HeadTimeout};
@@ -31,13 +37,29 @@ use self::limit::{ConnLimiter, ConnPermit};
 /// plus the 4096 bytes of slack Go's server reads beyond it. A longer head gets 431.
 const MAX_HEADER_BYTES: usize = (1 << 20) + 4096;
 
+/// Go's HTTP/2 server default (`http2defaultMaxStreams`), which Consul keeps.
+const H2_MAX_CONCURRENT_STREAMS: u32 = 250;
+
 /// How the connections are served.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct Settings {
     /// Concurrent connections allowed per client IP (0: no limit).
     pub(crate) max_conns_per_client: usize,
     /// How long a started request head may take (`None`: forever, as Consul's plain HTTP).
     pub(crate) header_read_timeout: Option<Duration>,
+    /// Serve HTTPS (HTTP/2 or HTTP/1.1 by ALPN) instead of plain HTTP/1.1.
+    pub(crate) tls: Option<TlsAcceptor>,
+}
+
+/// By hand: the TLS acceptor has no `Debug` (and holds the private key).
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("max_conns_per_client", &self.max_conns_per_client)
+            .field("header_read_timeout", &self.header_read_timeout)
+            .field("https", &self.tls.is_some())
+            .finish()
+    }
 }
 
 /// Serves `service` on `listener` until `stop` turns true (or its sender is gone), then
@@ -89,7 +111,7 @@ pub(crate) async fn run<S>(
             }
             None => {
                 tracing::debug!(%peer, "too many connections from this client: 429");
-                connections.spawn(limit::refuse(tcp));
+                connections.spawn(refuse(tcp, settings.tls.clone()));
             }
         }
     }
@@ -97,6 +119,19 @@ pub(crate) async fn run<S>(
     graceful.shutdown().await;
     // Refused connections still draining are not watched; they end on their own timers.
     connections.shutdown().await;
+}
+
+/// Refuses a connection over the limit. Over HTTPS the 429 goes through TLS, as Go's
+/// `ConnState` hook writes it to the `tls.Conn` (which runs the handshake first).
+async fn refuse(tcp: TcpStream, tls: Option<TlsAcceptor>) {
+    match tls {
+        None => limit::refuse(tcp).await,
+        Some(acceptor) => {
+            if let Some(tls) = tls::handshake(&acceptor, tcp).await {
+                limit::refuse(tls).await;
+            }
+        }
+    }
 }
 
 /// Resolves once `stop` is true or its sender is gone (the agent handle dropped).
@@ -127,18 +162,50 @@ impl Connection {
             permit,
             watcher,
         } = self;
-        let head_seen = HeadSeen::default();
-        let io = HeadTimeout::new(tcp, settings.header_read_timeout, head_seen.clone());
-        let conn = http1::Builder::new()
-            // The clock is `HeadTimeout`'s; hyper's would also close idle connections.
-            .header_read_timeout(None)
-            .max_buf_size(MAX_HEADER_BYTES)
-            .serve_connection(TokioIo::new(io), hyper_service(service, head_seen));
-        if let Err(e) = watcher.watch(conn).await {
+        let ended = match &settings.tls {
+            None => serve_http1(tcp, service, &settings, watcher).await,
+            Some(acceptor) => match tls::handshake(acceptor, tcp).await {
+                None => Ok(()),
+                Some(tls) if tls::is_h2(&tls) => {
+                    let mut h2 = http2::Builder::new(TokioExecutor::new());
+                    h2.max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
+                        .max_header_list_size(MAX_HEADER_BYTES as u32);
+                    let conn = h2.serve_connection(
+                        TokioIo::new(tls),
+                        hyper_service(service, HeadSeen::default()),
+                    );
+                    watcher.watch(conn).await
+                }
+                Some(tls) => serve_http1(tls, service, &settings, watcher).await,
+            },
+        };
+        if let Err(e) = ended {
             tracing::debug!(%peer, error = %e, "connection ended with an error");
         }
         drop(permit);
     }
+}
+
+/// Serves HTTP/1.1 on `io`, with the header-read clock.
+async fn serve_http1<T, S>(
+    io: T,
+    service: S,
+    settings: &Settings,
+    watcher: Watcher,
+) -> hyper::Result<()>
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    let head_seen = HeadSeen::default();
+    let io = HeadTimeout::new(io, settings.header_read_timeout, head_seen.clone());
+    let conn = http1::Builder::new()
+        // The clock is `HeadTimeout`'s; hyper's would also close idle connections.
+        .header_read_timeout(None)
+        .max_buf_size(MAX_HEADER_BYTES)
+        .serve_connection(TokioIo::new(io), hyper_service(service, head_seen));
+    watcher.watch(conn).await
 }
 
 /// `service` as hyper calls it, marking each request head as read.
