@@ -33,11 +33,12 @@
 
 #![forbid(unsafe_code)]
 
-// Layers, each using only those before it: `error`, `signal`, `advertise`; `keepalive`;
-// `server`; `builder` on top.
+// Layers, each using only those before it: `error`, `signal`, `advertise`, `http_health`;
+// `keepalive`; `server`; `builder` on top.
 mod advertise;
 mod builder;
 mod error;
+mod http_health;
 mod keepalive;
 mod server;
 mod signal;
