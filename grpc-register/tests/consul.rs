@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -10,6 +11,7 @@ use std::time::Duration;
 
 use common::{check_until, dev_agent, listening, registered, registry_at};
 use consul_api::CheckStatus;
+use discovery_core::{Query, Resolver};
 use grpc_register::{CheckKind, Registered};
 use health::{InFlightLimitLayer, Probe, SERVER, Scope};
 use tokio::sync::Semaphore;
@@ -293,5 +295,40 @@ async fn over_the_in_flight_limit_consul_sees_critical_then_passing() {
         c.status == CheckStatus::Passing
     })
     .await;
+    running.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_meta_set_through_the_builder_reaches_consul() {
+    let (_agent, registry) = dev_agent().await;
+    let running = Registered::builder(registry.clone(), "tagged")
+        .meta("version", "2.1")
+        .meta("zone", "eu-west-1a")
+        .check_interval(Duration::from_secs(1))
+        .drain(Duration::ZERO)
+        .start(
+            Server::builder().add_routes(Default::default()),
+            "127.0.0.1:0".parse().unwrap(),
+        )
+        .await
+        .unwrap();
+    let services = registry.client().agent().services().await.unwrap();
+    let service = &services[running.id()];
+    let want: BTreeMap<String, String> = [("version", "2.1"), ("zone", "eu-west-1a")]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    assert_eq!(service.meta, want, "the agent's service carries the meta");
+
+    check_until(&registry, running.id(), "passing", |c| {
+        c.status == CheckStatus::Passing
+    })
+    .await;
+    let instances = registry.resolve(&Query::new("tagged")).await.unwrap();
+    assert_eq!(
+        instances.iter().map(|i| &i.meta).collect::<Vec<_>>(),
+        [&want],
+        "and so does what a resolver reads from the health endpoint"
+    );
     running.stop().await.unwrap();
 }
