@@ -7,24 +7,20 @@ mod common;
 
 use std::time::Duration;
 
-use common::{check_until, dev_agent, http_get};
+use common::{check_until, dev_agent, http_get, start};
 use consul_api::{CheckStatus, ConsulRegistry, HealthCheck};
 use grpc_register::{CheckKind, Registered, Running};
 use tokio::time::Instant;
-use tonic::transport::Server;
 
-async fn start(registry: &ConsulRegistry, service: &str, check: CheckKind) -> Running {
-    Registered::builder(registry.clone(), service)
-        .check(check)
-        .check_interval(Duration::from_secs(1))
-        .check_timeout(Duration::from_millis(500))
-        .drain(Duration::ZERO)
-        .start(
-            Server::builder().add_routes(Default::default()),
-            "127.0.0.1:0".parse().unwrap(),
-        )
-        .await
-        .unwrap()
+async fn checked(registry: &ConsulRegistry, service: &str, check: CheckKind) -> Running {
+    start(
+        Registered::builder(registry.clone(), service)
+            .check(check)
+            .check_interval(Duration::from_secs(1))
+            .check_timeout(Duration::from_millis(500))
+            .drain(Duration::ZERO),
+    )
+    .await
 }
 
 async fn passing(registry: &ConsulRegistry, running: &Running) -> HealthCheck {
@@ -49,7 +45,7 @@ async fn critical(registry: &ConsulRegistry, id: &str, why: &str) -> HealthCheck
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_grpc_check_passes_then_fails_once_not_serving() {
     let (_agent, registry) = dev_agent().await;
-    let running = start(
+    let running = checked(
         &registry,
         "grpc",
         CheckKind::Grpc {
@@ -71,7 +67,7 @@ async fn a_grpc_check_passes_then_fails_once_not_serving() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_http_check_of_the_served_health_route_passes_then_fails_once_not_serving() {
     let (_agent, registry) = dev_agent().await;
-    let running = start(
+    let running = checked(
         &registry,
         "http",
         CheckKind::HttpHealth {
@@ -117,7 +113,7 @@ async fn an_http_check_of_the_served_health_route_passes_then_fails_once_not_ser
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tcp_check_passes_then_fails_once_the_listener_is_gone() {
     let (_agent, registry) = dev_agent().await;
-    let running = start(&registry, "tcp", CheckKind::Tcp).await;
+    let running = checked(&registry, "tcp", CheckKind::Tcp).await;
     let check = passing(&registry, &running).await;
     assert_eq!(check.kind, "tcp", "{check:?}");
     let id = running.id().to_owned();
@@ -135,7 +131,7 @@ async fn a_tcp_check_passes_then_fails_once_the_listener_is_gone() {
 async fn a_ttl_check_passes_then_expires_once_the_reports_stop() {
     let (_agent, registry) = dev_agent().await;
     let ttl = Duration::from_secs(1);
-    let running = start(&registry, "ttl", CheckKind::Ttl(ttl)).await;
+    let running = checked(&registry, "ttl", CheckKind::Ttl(ttl)).await;
     let check = passing(&registry, &running).await;
     assert_eq!(check.kind, "ttl", "{check:?}");
     let id = running.id().to_owned();

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use common::{check_until, dev_agent, listening, registered, registry_at};
+use common::{check_until, dev_agent, listening, registered, registry_at, start};
 use consul_api::CheckStatus;
 use discovery_core::{Query, Resolver};
 use grpc_register::{CheckKind, Registered};
@@ -301,17 +301,14 @@ async fn over_the_in_flight_limit_consul_sees_critical_then_passing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn service_meta_set_through_the_builder_reaches_consul() {
     let (_agent, registry) = dev_agent().await;
-    let running = Registered::builder(registry.clone(), "tagged")
-        .meta("version", "2.1")
-        .meta("zone", "eu-west-1a")
-        .check_interval(Duration::from_secs(1))
-        .drain(Duration::ZERO)
-        .start(
-            Server::builder().add_routes(Default::default()),
-            "127.0.0.1:0".parse().unwrap(),
-        )
-        .await
-        .unwrap();
+    let running = start(
+        Registered::builder(registry.clone(), "tagged")
+            .meta("version", "2.1")
+            .meta("zone", "eu-west-1a")
+            .check_interval(Duration::from_secs(1))
+            .drain(Duration::ZERO),
+    )
+    .await;
     let services = registry.client().agent().services().await.unwrap();
     let service = &services[running.id()];
     let want: BTreeMap<String, String> = [("version", "2.1"), ("zone", "eu-west-1a")]

@@ -7,11 +7,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{check_until, dev_agent, dev_agent_with, http_get, registered};
+use common::{check_until, dev_agent, dev_agent_with, http_get, registered, start};
 use consul_api::CheckStatus;
 use grpc_register::{Builder, Registered};
 use tokio::time::Instant;
-use tonic::transport::Server;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_server_is_reaped_once_critical_for_its_deregister_after() {
@@ -23,15 +22,12 @@ async fn a_killed_server_is_reaped_once_critical_for_its_deregister_after() {
     )
     .await;
     let after = Duration::from_secs(2);
-    let running = Registered::builder(registry.clone(), "doomed")
-        .check_interval(Duration::from_secs(1))
-        .deregister_after(after)
-        .start(
-            Server::builder().add_routes(Default::default()),
-            "127.0.0.1:0".parse().unwrap(),
-        )
-        .await
-        .unwrap();
+    let running = start(
+        Registered::builder(registry.clone(), "doomed")
+            .check_interval(Duration::from_secs(1))
+            .deregister_after(after),
+    )
+    .await;
     let id = running.id().to_owned();
     check_until(&registry, &id, "passing", |c| {
         c.status == CheckStatus::Passing
@@ -70,14 +66,7 @@ async fn a_killed_server_is_reaped_once_critical_for_its_deregister_after() {
 async fn by_default_consul_is_told_to_reap_after_ten_minutes() {
     assert_eq!(Builder::DEFAULT_DEREGISTER_AFTER, Duration::from_secs(600));
     let (agent, registry) = dev_agent().await;
-    let running = Registered::builder(registry.clone(), "plain")
-        .drain(Duration::ZERO)
-        .start(
-            Server::builder().add_routes(Default::default()),
-            "127.0.0.1:0".parse().unwrap(),
-        )
-        .await
-        .unwrap();
+    let running = start(Registered::builder(registry.clone(), "plain").drain(Duration::ZERO)).await;
     let (code, body) = http_get(agent.addr(), "/v1/agent/checks").await.unwrap();
     assert_eq!(code, 200, "{body}");
     let checks: serde_json::Value = serde_json::from_str(&body).unwrap();

@@ -12,12 +12,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use common::{check_until, dev_agent_with, registry_at};
+use common::{check_until, dev_agent_with, registry_at, start};
 use consul_api::CheckStatus;
 use discovery_core::{CheckSpec, Error, HealthStatus, MemoryRegistry, Registration, Registry};
 use grpc_register::{CheckKind, Registered};
 use tokio::time::Instant;
-use tonic::transport::Server;
 
 /// A registry that can be taken down and brought back empty, recording each call it gets.
 #[derive(Clone, Default)]
@@ -112,17 +111,14 @@ impl Registry for Agent {
     }
 }
 
-async fn start(agent: &Agent, check: CheckKind) -> grpc_register::Running {
-    Registered::builder(agent.clone(), "adder")
-        .check(check)
-        .also_register("multiplier", "calc.Multiplier")
-        .drain(Duration::ZERO)
-        .start(
-            Server::builder().add_routes(Default::default()),
-            "127.0.0.1:0".parse().unwrap(),
-        )
-        .await
-        .unwrap()
+async fn serve(agent: &Agent, check: CheckKind) -> grpc_register::Running {
+    start(
+        Registered::builder(agent.clone(), "adder")
+            .check(check)
+            .also_register("multiplier", "calc.Multiplier")
+            .drain(Duration::ZERO),
+    )
+    .await
 }
 
 fn grpc() -> CheckKind {
@@ -135,7 +131,7 @@ fn grpc() -> CheckKind {
 async fn after_a_30s_outage_the_servers_are_back_within_a_second_of_the_registry_answering() {
     let agent = Agent::up();
     // The default 10 s check interval: the keep-alive looks every 8-10 s while all is well.
-    let running = start(&agent, grpc()).await;
+    let running = serve(&agent, grpc()).await;
     let ids: Vec<String> = running
         .registrations()
         .iter()
@@ -213,7 +209,7 @@ async fn after_a_30s_outage_the_servers_are_back_within_a_second_of_the_registry
 #[tokio::test(start_paused = true)]
 async fn a_first_registration_and_one_forgotten_while_answering_leave_the_verdict_to_the_check() {
     let agent = Agent::up();
-    let running = start(&agent, grpc()).await;
+    let running = serve(&agent, grpc()).await;
     let first = agent.calls_since(0);
     assert!(
         first
@@ -244,7 +240,7 @@ async fn a_first_registration_and_one_forgotten_while_answering_leave_the_verdic
 #[tokio::test(start_paused = true)]
 async fn a_ttl_registration_always_starts_with_the_health_state() {
     let agent = Agent::up();
-    let running = start(&agent, CheckKind::Ttl(Duration::from_secs(15))).await;
+    let running = serve(&agent, CheckKind::Ttl(Duration::from_secs(15))).await;
     let registrations: Vec<Registration> = agent
         .calls_since(0)
         .into_iter()
@@ -280,15 +276,12 @@ async fn an_agent_down_then_back_empty_lists_every_server_passing_within_2s() {
     let addr = agent.addr();
     let mut servers = Vec::new();
     for _ in 0..3 {
-        let running = Registered::builder(registry_at(&agent.http_addr()), "phoenix")
-            .check_interval(INTERVAL)
-            .drain(Duration::ZERO)
-            .start(
-                Server::builder().add_routes(Default::default()),
-                "127.0.0.1:0".parse().unwrap(),
-            )
-            .await
-            .unwrap();
+        let running = start(
+            Registered::builder(registry_at(&agent.http_addr()), "phoenix")
+                .check_interval(INTERVAL)
+                .drain(Duration::ZERO),
+        )
+        .await;
         servers.push(running);
     }
 

@@ -103,3 +103,15 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, Str
         .ok_or_else(bad)?;
     Ok((code, body))
 }
+
+/// Starts `builder` with no services of its own (the health service only) on a free
+/// loopback port.
+pub async fn start(builder: grpc_register::Builder) -> grpc_register::Running {
+    builder
+        .start(
+            tonic::transport::Server::builder().add_routes(Default::default()),
+            "127.0.0.1:0".parse().unwrap(),
+        )
+        .await
+        .unwrap()
+}
