@@ -24,7 +24,7 @@ use crate::error::{HttpError, Result, text};
 use crate::filter::{Filter, passes};
 use crate::query::Query;
 use crate::state::{Shared, Store};
-use crate::wire::parse_body;
+use crate::wire::{parse_body, parse_go_duration};
 
 /// The shared state as handlers see it.
 pub(crate) type AppState = Arc<App>;
@@ -241,16 +241,34 @@ pub(crate) enum Consistency {
     Consistent,
 }
 
-/// Parses `stale`/`consistent` (both → 400).
+/// Consul's `parseConsistency`: `stale`, `consistent`, `cached`, and `max_stale` (a Go
+/// duration; above zero it allows stale reads), then the conflicts, in that order.
 pub(crate) fn consistency(q: &Query) -> Result<Consistency> {
-    match (q.has("stale"), q.has("consistent")) {
-        (true, true) => Err(HttpError::bad_request(
-            "Cannot specify ?stale with ?consistent, conflicting semantics.",
-        )),
-        (true, false) => Ok(Consistency::Stale),
-        (false, true) => Ok(Consistency::Consistent),
-        (false, false) => Ok(Consistency::Leader),
+    let mut stale = q.has("stale");
+    let consistent = q.has("consistent");
+    if let Some(max_stale) = q.get("max_stale").filter(|v| !v.is_empty()) {
+        let nanos = parse_go_duration(max_stale).map_err(|_| {
+            HttpError::bad_request(format!("Invalid max_stale value {max_stale:?}"))
+        })?;
+        stale |= nanos > 0;
     }
+    if stale && consistent {
+        return Err(HttpError::bad_request(
+            "Cannot specify ?stale with ?consistent, conflicting semantics.",
+        ));
+    }
+    if q.has("cached") && consistent {
+        return Err(HttpError::bad_request(
+            "Cannot specify ?cached with ?consistent, conflicting semantics.",
+        ));
+    }
+    Ok(if consistent {
+        Consistency::Consistent
+    } else if stale {
+        Consistency::Stale
+    } else {
+        Consistency::Leader
+    })
 }
 
 /// Encodes `value` as Consul does (compact, or indented with `?pretty`).
@@ -403,14 +421,24 @@ where
 
 /// The answer for paths no route matches.
 pub(crate) async fn not_found(uri: http::Uri) -> Response {
-    if uri.path().starts_with("/v1/") {
-        text(
-            StatusCode::NOT_FOUND,
-            "Invalid URL path: not a recognized HTTP API endpoint\n",
-        )
+    let body = if uri.path().contains("/v1/") {
+        "Invalid URL path: not a recognized HTTP API endpoint\n"
     } else {
-        text(StatusCode::NOT_FOUND, "404 page not found\n")
-    }
+        "Invalid URL path: if attempting to use the HTTP API, ensure the path starts with \
+         '/v1/'\n"
+    };
+    outside_the_api(text(StatusCode::NOT_FOUND, body))
+}
+
+/// Marks an answer of Consul's `Index` handler or its UI, which are not wrapped by the
+/// API's `wrap` and so carry no `X-Consul-Default-ACL-Policy`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OutsideTheApi;
+
+/// `resp`, marked [`OutsideTheApi`].
+pub(crate) fn outside_the_api(mut resp: Response) -> Response {
+    resp.extensions_mut().insert(OutsideTheApi);
+    resp
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! Routing rules every endpoint shares: methods (405, `Allow`, OPTIONS), unknown paths,
-//! Enterprise-only parameters, where `?dc=` is read. Conformance cases 16, 37, 67;
+//! Enterprise-only parameters, where `?dc=` is read, the `Index` handler, consistency
+//! parameters. Conformance cases 16, 37, 67, 73;
 //! `tests/README.md` lists every case and where it is tested.
 
 mod common;
@@ -105,4 +106,71 @@ async fn case_67_dc_is_read_where_consul_forwards() {
         let r = a.get(path).await;
         assert_eq!((r.status, r.body.as_str()), want, "{path}");
     }
+}
+
+/// Case 73: what Consul's `Index` handler answers: an unknown path outside `/v1/` → 404
+/// `Invalid URL path: if attempting to use the HTTP API, ensure the path starts with
+/// '/v1/'`; `/` and `/ui` → 301 to `/ui/`; neither carries the ACL-policy header. The query
+/// is read as `parseConsistency` and `parseWait` read it: `max_stale` (400 when not a
+/// duration, stale when above zero), `cached` with `consistent` (400), `wait` before `index`.
+#[tokio::test]
+async fn case_73_index_answers_and_consistency_parameters() {
+    let a = Agent::start().await;
+    let r = a.get("/nonsense").await;
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (
+            404,
+            "Invalid URL path: if attempting to use the HTTP API, ensure the path starts with \
+             '/v1/'\n"
+        )
+    );
+    assert_eq!(r.header("x-consul-default-acl-policy"), None);
+    let no_redirects = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    for path in ["/", "/ui"] {
+        let r = a.send(no_redirects.get(a.url(path))).await;
+        assert_eq!(
+            (r.status, r.header("location").as_deref()),
+            (301, Some("/ui/")),
+            "{path}"
+        );
+        assert_eq!(r.header("x-consul-default-acl-policy"), None, "{path}");
+    }
+    for (path, want) in [
+        (
+            "/v1/catalog/nodes?max_stale=soon",
+            (400, "Invalid max_stale value \"soon\""),
+        ),
+        (
+            "/v1/catalog/nodes?max_stale=5s&consistent",
+            (
+                400,
+                "Cannot specify ?stale with ?consistent, conflicting semantics.",
+            ),
+        ),
+        (
+            "/v1/health/service/web?cached&consistent",
+            (
+                400,
+                "Cannot specify ?cached with ?consistent, conflicting semantics.",
+            ),
+        ),
+        (
+            "/v1/health/service/web?index=x&wait=10",
+            (400, "Invalid wait time"),
+        ),
+    ] {
+        let r = a.get(path).await;
+        assert_eq!((r.status, r.body.as_str()), want, "{path}");
+    }
+    let r = a.get("/v1/catalog/nodes?max_stale=5s").await;
+    assert_eq!(
+        r.header("x-consul-effective-consistency").as_deref(),
+        Some("stale"),
+        "a max_stale above zero allows stale reads"
+    );
 }

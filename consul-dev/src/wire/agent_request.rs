@@ -29,8 +29,9 @@ pub(crate) struct CheckDef {
     pub(crate) spec: CheckSpec,
 }
 
-const CHECK_FIELDS: &[FieldSpec] = &[
-    ("CheckID", &["check_id", "ID"]),
+/// The check-type keys Consul's `CheckType` and `CheckDefinition` share, with the
+/// snake_case aliases their decoders translate; any other alias is an unknown field there.
+const CHECK_TYPE_KEYS: &[FieldSpec] = &[
     ("Name", &[]),
     ("Status", &[]),
     ("Notes", &[]),
@@ -40,17 +41,18 @@ const CHECK_FIELDS: &[FieldSpec] = &[
     ("Header", &[]),
     ("Method", &[]),
     ("Body", &[]),
-    ("DisableRedirects", &["disable_redirects"]),
     ("TCP", &[]),
+    // Consul 1.19+; its alias is not confirmed from the source (kept rather than refuse
+    // what Consul may accept).
     ("TCPUseTLS", &["tcp_use_tls"]),
     ("UDP", &[]),
     ("GRPC", &[]),
     ("GRPCUseTLS", &["grpc_use_tls"]),
     ("H2PING", &[]),
     ("H2PingUseTLS", &["h2ping_use_tls"]),
-    ("OSService", &["os_service"]),
-    ("AliasNode", &["alias_node"]),
-    ("AliasService", &["alias_service"]),
+    ("OSService", &[]),
+    ("AliasNode", &[]),
+    ("AliasService", &[]),
     ("DockerContainerID", &["docker_container_id"]),
     ("Shell", &[]),
     ("TLSServerName", &["tls_server_name"]),
@@ -58,29 +60,59 @@ const CHECK_FIELDS: &[FieldSpec] = &[
     ("Interval", &[]),
     ("Timeout", &[]),
     ("TTL", &[]),
-    ("SuccessBeforePassing", &["success_before_passing"]),
-    ("FailuresBeforeWarning", &["failures_before_warning"]),
-    ("FailuresBeforeCritical", &["failures_before_critical"]),
+    ("SuccessBeforePassing", &[]),
+    ("FailuresBeforeWarning", &[]),
+    ("FailuresBeforeCritical", &[]),
     (
         "DeregisterCriticalServiceAfter",
         &["deregister_critical_service_after"],
     ),
-    ("OutputMaxSize", &["output_max_size"]),
-    ("ProxyHTTP", &["proxy_http"]),
-    ("ProxyGRPC", &["proxy_grpc"]),
+    ("OutputMaxSize", &[]),
 ];
+
+/// Keys only a service's check (`CheckType`) has: its ID is `CheckID`.
+const CHECK_TYPE_ONLY: &[FieldSpec] = &[
+    ("CheckID", &[]),
+    ("DisableRedirects", &[]),
+    ("ProxyHTTP", &[]),
+    ("ProxyGRPC", &[]),
+];
+
+/// Keys only `check/register`'s body (`CheckDefinition`) has: its ID is `ID`, never
+/// `CheckID` (which Go's `api.AgentServiceCheck` serializes, and Consul refuses here).
+const CHECK_DEFINITION_ONLY: &[FieldSpec] = &[
+    ("ID", &[]),
+    ("Token", &[]),
+    ("DisableRedirects", &["disable_redirects"]),
+];
+
+/// The accepted keys of the Go struct `strct` names.
+fn check_fields(strct: &str) -> Vec<FieldSpec> {
+    let only = if strct == "CheckDefinition" {
+        CHECK_DEFINITION_ONLY
+    } else {
+        CHECK_TYPE_ONLY
+    };
+    CHECK_TYPE_KEYS.iter().chain(only).copied().collect()
+}
 
 impl CheckDef {
     /// Decodes one check object; `Ok(None)` for an all-empty object.
     pub(crate) fn decode(v: &Value, strct: &'static str) -> Result<Option<Self>, DecodeError> {
-        let f = Fields::new(v, strct, CHECK_FIELDS)?;
+        let fields = check_fields(strct);
+        let f = Fields::new(v, strct, &fields)?;
         if f.is_empty() {
             return Ok(None);
         }
+        let id_key = if strct == "CheckDefinition" {
+            "ID"
+        } else {
+            "CheckID"
+        };
         // Accepted for compatibility; SNI overrides are not supported.
         f.string("TLSServerName")?;
         // Read in this order so that the first bad field named is the one it always was.
-        let check_id = f.string("CheckID")?;
+        let check_id = f.string(id_key)?;
         let name = f.string("Name")?;
         let status = f.string("Status")?;
         let notes = f.string("Notes")?;
@@ -232,7 +264,7 @@ const SERVICE_FIELDS: &[FieldSpec] = &[
     ("TaggedAddresses", &["tagged_addresses"]),
     ("Meta", &[]),
     ("Port", &[]),
-    ("SocketPath", &["socket_path"]),
+    ("SocketPath", &[]),
     ("Check", &[]),
     ("Checks", &[]),
     ("Weights", &[]),
