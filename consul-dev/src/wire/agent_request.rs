@@ -377,26 +377,32 @@ pub(crate) fn validate_meta(meta: &BTreeMap<String, String>) -> Result<(), Strin
         return Err("Node metadata cannot contain more than 64 key/value pairs".to_string());
     }
     for (k, v) in meta {
-        if k.is_empty() {
-            return Err("Key cannot be blank".to_owned());
+        if let Err(e) = validate_meta_pair(k, v) {
+            return Err(format!("Couldn't load metadata pair ('{k}', '{v}'): {e}"));
         }
-        if !k
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-        {
-            return Err(format!("Key contains invalid characters: {k}"));
-        }
-        if k.len() > 128 {
-            return Err(format!("Key is too long (limit: 128 characters): {k}"));
-        }
-        if k.starts_with("consul-") {
-            return Err(format!(
-                "Key prefix 'consul-' is reserved for internal use: {k}"
-            ));
-        }
-        if v.len() > 512 {
-            return Err(format!("Value is too long (limit: 512 characters): {k}"));
-        }
+    }
+    Ok(())
+}
+
+/// Consul's `validateMetaPair`.
+fn validate_meta_pair(k: &str, v: &str) -> Result<(), &'static str> {
+    if k.is_empty() {
+        return Err("Key cannot be blank");
+    }
+    if !k
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return Err("Key contains invalid characters");
+    }
+    if k.len() > 128 {
+        return Err("Key is too long (limit: 128 characters)");
+    }
+    if k.starts_with("consul-") {
+        return Err("Key prefix 'consul-' is reserved for internal use");
+    }
+    if v.len() > 512 {
+        return Err("Value is too long (limit: 512 characters)");
     }
     Ok(())
 }
