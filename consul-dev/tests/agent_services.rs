@@ -1,7 +1,6 @@
 //! Agent services: registering, listing, reading (with its content hash) and deregistering the
 //! local agent's services. Conformance cases 01, 02, 06, 07, 08, 12, 17, 18, 28, 74;
-//! `tests/README.md`
-//! lists every case and where it is tested.
+//! `tests/README.md` lists every case and where it is tested.
 
 mod common;
 
