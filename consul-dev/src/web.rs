@@ -83,6 +83,8 @@ pub(crate) struct Ctx {
     pub(crate) state: AppState,
     pub(crate) query: Query,
     pub(crate) token: Option<String>,
+    /// Whether `Accept` starts with `text/plain`.
+    pub(crate) accepts_text_plain: bool,
 }
 
 impl Ctx {
@@ -90,25 +92,46 @@ impl Ctx {
     /// here: only the reads that forward an RPC look at it ([`Read::forward`]).
     pub(crate) fn new(state: &AppState, raw: Option<&str>, headers: &HeaderMap) -> Result<Ctx> {
         let query = Query::parse(raw);
-        for (param, header_name, what) in [
-            ("ns", "x-consul-namespace", "Namespaces"),
-            ("partition", "x-consul-partition", "Partitions"),
+        // Consul CE's `parseEntMeta`: the namespace header, the `ns` query parameter, then
+        // the partition header and the `partition` parameter, each a 400 of its own wording.
+        for (param, header_name, canonical, what) in [
+            (
+                "ns",
+                "x-consul-namespace",
+                "X-Consul-Namespace",
+                "Namespaces",
+            ),
+            (
+                "partition",
+                "x-consul-partition",
+                "X-Consul-Partition",
+                "Partitions",
+            ),
         ] {
-            let in_query = query.get(param).is_some_and(|v| !v.is_empty());
             let in_header = headers
                 .get(header_name)
                 .is_some_and(|v| !v.as_bytes().is_empty());
-            if in_query || in_header {
+            if in_header {
+                return Err(HttpError::bad_request(format!(
+                    "Invalid header: \"{canonical}\" - {what} are a Consul Enterprise feature"
+                )));
+            }
+            if query.get(param).is_some_and(|v| !v.is_empty()) {
                 return Err(HttpError::bad_request(format!(
                     "Invalid query parameter: \"{param}\" - {what} are a Consul Enterprise feature"
                 )));
             }
         }
+        // Consul's `returnTextPlain` reads `Accept` (agent health answers as text).
+        let accepts_text_plain = headers
+            .get(header::ACCEPT)
+            .is_some_and(|v| v.as_bytes().starts_with(b"text/plain"));
         let token = crate::acl::token_from(&query, headers);
         Ok(Ctx {
             state: Arc::clone(state),
             query,
             token,
+            accepts_text_plain,
         })
     }
 

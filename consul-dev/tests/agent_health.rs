@@ -1,5 +1,5 @@
 //! Agent local health and maintenance: `/v1/agent/health/service/*` codes and texts, and service
-//! maintenance mode. Conformance cases 24, 25, 26, 27, 72; `tests/README.md` lists every case and where
+//! maintenance mode. Conformance cases 24, 25, 26, 27, 72, 80; `tests/README.md` lists every case and where
 //! it is tested.
 
 mod common;
@@ -156,4 +156,26 @@ async fn case_72_node_checks_count_in_local_health() {
              service name."
         )
     );
+}
+
+/// Case 80: agent health answers as text for `Accept: text/plain`, unless a non-empty
+/// `format` says otherwise, as Consul's `returnTextPlain`.
+#[tokio::test]
+async fn case_80_accept_text_plain_selects_text() {
+    let a = Agent::start().await;
+    a.register(json!({"Name": "web", "Check": {"TTL": "30s", "Status": "passing"}}))
+        .await;
+    let url = a.url("/v1/agent/health/service/id/web");
+    let r = a
+        .send(a.http.get(&url).header("Accept", "text/plain"))
+        .await;
+    assert_eq!((r.status, r.body.as_str()), (200, "passing"));
+    let r = a
+        .send(
+            a.http
+                .get(format!("{url}?format=json"))
+                .header("Accept", "text/plain"),
+        )
+        .await;
+    assert_eq!(r.json()["AggregatedStatus"], "passing", "format decides");
 }

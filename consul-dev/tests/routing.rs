@@ -1,6 +1,6 @@
 //! Routing rules every endpoint shares: methods (405, `Allow`, OPTIONS), unknown paths,
 //! Enterprise-only parameters, where `?dc=` is read, the `Index` handler, consistency
-//! parameters. Conformance cases 16, 37, 67, 73;
+//! parameters, the Enterprise headers. Conformance cases 16, 37, 67, 73, 79;
 //! `tests/README.md` lists every case and where it is tested.
 
 mod common;
@@ -172,5 +172,53 @@ async fn case_73_index_answers_and_consistency_parameters() {
         r.header("x-consul-effective-consistency").as_deref(),
         Some("stale"),
         "a max_stale above zero allows stale reads"
+    );
+}
+
+/// Case 79: the Enterprise headers are refused in their own words (`Invalid header:
+/// "X-Consul-Namespace" - Namespaces are a Consul Enterprise feature`, likewise
+/// `X-Consul-Partition`), in CE's `parseEntMeta` order: the namespace header, `ns`, the
+/// partition header, `partition`.
+#[tokio::test]
+async fn case_79_enterprise_headers_in_their_own_words() {
+    let a = Agent::start().await;
+    for (header, want) in [
+        (
+            "X-Consul-Namespace",
+            "Invalid header: \"X-Consul-Namespace\" - Namespaces are a Consul Enterprise feature",
+        ),
+        (
+            "X-Consul-Partition",
+            "Invalid header: \"X-Consul-Partition\" - Partitions are a Consul Enterprise feature",
+        ),
+    ] {
+        let r = a
+            .send(
+                a.http
+                    .get(a.url("/v1/health/service/web?ns=q&partition=q"))
+                    .header(header, "h"),
+            )
+            .await;
+        let want = if header == "X-Consul-Partition" {
+            "Invalid query parameter: \"ns\" - Namespaces are a Consul Enterprise feature"
+        } else {
+            want
+        };
+        assert_eq!((r.status, r.body.as_str()), (400, want), "{header}");
+    }
+    let r = a
+        .send(
+            a.http
+                .get(a.url("/v1/health/service/web?partition=q"))
+                .header("X-Consul-Partition", "h"),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (
+            400,
+            "Invalid header: \"X-Consul-Partition\" - Partitions are a Consul Enterprise feature"
+        ),
+        "the header before its query parameter"
     );
 }

@@ -61,14 +61,20 @@ fn health_of(state: &AppState, store: &Store, s: &Service) -> AgentHealthOut {
     }
 }
 
-/// `summary` as text with `?format=text`, else `body` as JSON; either with `code`.
+/// `summary` as text when Consul's `returnTextPlain` would (a non-empty `format` decides,
+/// `text`; without one, an `Accept` starting `text/plain`), else `body` as JSON; either
+/// with `code`.
 fn text_or_json(
     ctx: &Ctx,
     code: StatusCode,
     summary: impl Into<String>,
     body: &impl Serialize,
 ) -> Response {
-    if ctx.query.get("format") == Some("text") {
+    let as_text = match ctx.query.get("format").filter(|f| !f.is_empty()) {
+        Some(format) => format == "text",
+        None => ctx.accepts_text_plain,
+    };
+    if as_text {
         text(code, summary)
     } else {
         let mut r = json_resp(&ctx.query, body);
