@@ -131,7 +131,7 @@ async fn service(Path(name): Path<String>, read: Read) -> Result<Response> {
         (index, body)
     })
     .await;
-    Ok(read.answer_encoded(index, body))
+    Ok(read.answer_encoded_streamable(index, body))
 }
 
 /// `GET /v1/health/connect/:name`, `/v1/health/ingress/:name` and

@@ -237,8 +237,33 @@ impl Read {
 
     /// Like [`Read::answer`] for a body already encoded with [`encode`].
     pub(crate) fn answer_encoded(&self, index: u64, body: Result<Bytes, String>) -> Response {
+        self.answer_from(index, body, BLOCKING_QUERY)
+    }
+
+    /// Like [`Read::answer_encoded`] for `health/service`, which Consul serves from its
+    /// streaming backend (on by default) when the read blocks (`index` > 0) without
+    /// `cached` or `near`: `X-Consul-Query-Backend: streaming`.
+    pub(crate) fn answer_encoded_streamable(
+        &self,
+        index: u64,
+        body: Result<Bytes, String>,
+    ) -> Response {
+        let q = &self.ctx.query;
+        let streaming =
+            self.blocking.index > 0 && !q.has("cached") && q.get("near").is_none_or(str::is_empty);
+        let backend = if streaming { STREAMING } else { BLOCKING_QUERY };
+        self.answer_from(index, body, backend)
+    }
+
+    fn answer_from(
+        &self,
+        index: u64,
+        body: Result<Bytes, String>,
+        backend: HeaderValue,
+    ) -> Response {
         let mut resp = json_bytes(body);
         add_meta(resp.headers_mut(), self.consistency, index);
+        resp.headers_mut().insert(X_CONSUL_QUERY_BACKEND, backend);
         resp
     }
 }
@@ -308,7 +333,7 @@ pub(crate) fn encode<T: Serialize>(q: &Query, value: &T) -> Result<Bytes, serde_
     }
 }
 
-/// Room for every header of a JSON read (type, four `X-Consul-*`, the ACL policy,
+/// Room for every header of a JSON read (type, five `X-Consul-*`, the ACL policy,
 /// `Content-Length`), so that the map is allocated once and never regrown.
 const READ_HEADERS: usize = 8;
 
@@ -359,6 +384,11 @@ const X_CONSUL_KNOWNLEADER: HeaderName = HeaderName::from_static("x-consul-known
 const X_CONSUL_LASTCONTACT: HeaderName = HeaderName::from_static("x-consul-lastcontact");
 const X_CONSUL_EFFECTIVE_CONSISTENCY: HeaderName =
     HeaderName::from_static("x-consul-effective-consistency");
+/// Which of Consul's query backends answered: every read that sets the query metadata
+/// says so (`setMeta` → `setQueryBackend`).
+const X_CONSUL_QUERY_BACKEND: HeaderName = HeaderName::from_static("x-consul-query-backend");
+const BLOCKING_QUERY: HeaderValue = HeaderValue::from_static("blocking-query");
+const STREAMING: HeaderValue = HeaderValue::from_static("streaming");
 
 /// Adds `X-Consul-Index` (never 0), `KnownLeader`, `LastContact`, consistency.
 fn add_meta(h: &mut HeaderMap, c: Consistency, index: u64) {
