@@ -1,6 +1,6 @@
 //! Agent checks: the checks registered with a service, their IDs, names, validation and first
 //! status, TTL updates (`pass`, `warn`, `fail`, `update`), and `check/register`'s refusals.
-//! Conformance cases 03, 04, 05, 09, 10, 11, 13, 14, 15, 19, 20, 21, 22, 23, 65, 71;
+//! Conformance cases 03, 04, 05, 09, 10, 11, 13, 14, 15, 19, 20, 21, 22, 23, 65, 71, 82;
 //! `tests/README.md` lists every case and where it is tested.
 
 mod common;
@@ -415,4 +415,35 @@ async fn case_71_accepted_keys_are_the_go_structs() {
     )
     .await;
     assert_eq!(a.agent_check("w").await["ServiceID"], "web");
+}
+
+/// Case 82: Consul's `CheckType.Validate` in full: an alias check that is also an interval
+/// check, an alias check with a TTL and a negative `OutputMaxSize` are refused; negative
+/// `Interval` and `TTL` do not count as set.
+#[tokio::test]
+async fn case_82_check_type_validation() {
+    let a = Agent::start().await;
+    for (check, want) in [
+        (
+            json!({"AliasService": "db", "HTTP": "http://127.0.0.1:1/", "Interval": "10s"}),
+            "Invalid check: Interval cannot be set for Alias checks",
+        ),
+        (
+            json!({"AliasService": "db", "TTL": "10s"}),
+            "Invalid check: TTL must be not be set for Alias checks",
+        ),
+        (
+            json!({"TTL": "10s", "OutputMaxSize": -1}),
+            "Invalid check: MaxOutputMaxSize must be positive",
+        ),
+        (
+            json!({"TTL": "-1s", "Interval": "-1s"}),
+            "Invalid check: TTL must be > 0 for TTL checks",
+        ),
+    ] {
+        let (s, b) = register_err(&a, json!({"Name": "web", "Check": check})).await;
+        assert_eq!((s, b.as_str()), (400, want), "{check}");
+    }
+    a.register(json!({"Name": "web", "Check": {"AliasService": "db"}}))
+        .await;
 }

@@ -205,16 +205,17 @@ impl CheckDef {
 
     /// Consul's check-type validation; the reason follows `Invalid check: `.
     pub(crate) fn validate(&self) -> Result<(), String> {
+        // Consul's `CheckType.Validate`, in its order. A Docker container alone is not an
+        // interval check there (its script is).
         let intervalled = !self.script_args.is_empty()
             || !self.spec.http.is_empty()
             || !self.spec.tcp.is_empty()
             || !self.spec.udp.is_empty()
             || !self.spec.grpc.is_empty()
             || !self.spec.h2ping.is_empty()
-            || !self.docker_container_id.is_empty()
             || !self.os_service.is_empty();
         let alias = !self.alias_service.is_empty() || !self.alias_node.is_empty();
-        if self.spec.interval != 0 && self.spec.ttl != 0 {
+        if self.spec.interval > 0 && self.spec.ttl > 0 {
             return Err("Interval and TTL cannot both be specified".to_owned());
         }
         if intervalled && self.spec.interval <= 0 {
@@ -223,8 +224,17 @@ impl CheckDef {
                     .to_owned(),
             );
         }
+        if intervalled && alias {
+            return Err("Interval cannot be set for Alias checks".to_owned());
+        }
+        if alias && self.spec.ttl > 0 {
+            return Err("TTL must be not be set for Alias checks".to_owned());
+        }
         if !intervalled && !alias && self.spec.ttl <= 0 {
             return Err("TTL must be > 0 for TTL checks".to_owned());
+        }
+        if self.spec.output_max_size < 0 {
+            return Err("MaxOutputMaxSize must be positive".to_owned());
         }
         if self.failures_before_warning > self.failures_before_critical {
             return Err(
