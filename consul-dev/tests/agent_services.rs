@@ -1,5 +1,5 @@
 //! Agent services: registering, listing, reading (with its content hash) and deregistering the
-//! local agent's services. Conformance cases 01, 02, 06, 07, 08, 12, 17, 18, 28, 74;
+//! local agent's services. Conformance cases 01, 02, 06, 07, 08, 12, 17, 18, 28, 74, 83;
 //! `tests/README.md` lists every case and where it is tested.
 
 mod common;
@@ -203,4 +203,33 @@ async fn case_74_registration_refusals_and_replacement() {
         json!({}),
         "replacing removes every check of the service, maintenance included"
     );
+}
+
+/// Case 83: the `consul` service and the `serfHealth` check are the servers', not in the
+/// agent's local state, so the agent answers them as unknown (404, Consul's sentences):
+/// deregistering either, maintenance on `consul`, a TTL update of `serfHealth`. The catalog
+/// still lists both.
+#[tokio::test]
+async fn case_83_the_servers_service_and_check_are_not_the_agents() {
+    let a = Agent::start().await;
+    let service_404 = "Unknown service ID \"consul\". Ensure that the service ID is passed, not \
+                       the service name.";
+    let check_404 = "Unknown check ID \"serfHealth\". Ensure that the check ID is passed, not \
+                     the check name.";
+    for (path, want) in [
+        ("/v1/agent/service/deregister/consul", service_404),
+        (
+            "/v1/agent/service/maintenance/consul?enable=true",
+            service_404,
+        ),
+        ("/v1/agent/check/deregister/serfHealth", check_404),
+        ("/v1/agent/check/pass/serfHealth", check_404),
+    ] {
+        let r = a.put(path).await;
+        assert_eq!((r.status, r.body.as_str()), (404, want), "{path}");
+    }
+    let services = a.get_json("/v1/catalog/services").await;
+    assert_eq!(services["consul"], json!([]), "still in the catalog");
+    let checks = a.get_json("/v1/health/node/dev-node").await;
+    assert_eq!(checks[0]["CheckID"], "serfHealth", "{checks}");
 }

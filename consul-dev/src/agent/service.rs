@@ -196,14 +196,15 @@ pub(super) async fn deregister_service(Path(id): Path<String>, ctx: Ctx) -> Resu
     let authz = ctx.authz()?;
     let mut store = state.lock();
     let key: Key = (state.node().to_owned(), id.clone());
-    let Some(name) = store.services.get(&key).map(|s| s.name.clone()) else {
+    // `consul` is the servers' service, not in the agent's local state: unknown here.
+    let Some(name) = store
+        .services
+        .get(&key)
+        .filter(|s| s.id != "consul")
+        .map(|s| s.name.clone())
+    else {
         return Err(unknown_service(&id));
     };
-    if id == "consul" {
-        return Err(HttpError::internal(
-            "Deregistering the consul service is not allowed",
-        ));
-    }
     authz.require("service:write", &name)?;
     store.remove_service(&key.0, &key.1);
     tracing::info!(service = %id, "deregistered service");
