@@ -1,7 +1,7 @@
 //! Routing rules every endpoint shares: methods (405, `Allow`, OPTIONS), unknown paths,
 //! Enterprise-only parameters, where `?dc=` is read, the `Index` handler, consistency
-//! parameters, the Enterprise headers. Conformance cases 16, 37, 67, 73, 79;
-//! `tests/README.md` lists every case and where it is tested.
+//! parameters, the Enterprise headers, empty trailing segments. Conformance cases 16, 37, 67,
+//! 73, 79, 84; `tests/README.md` lists every case and where it is tested.
 
 mod common;
 
@@ -221,4 +221,57 @@ async fn case_79_enterprise_headers_in_their_own_words() {
         ),
         "the header before its query parameter"
     );
+}
+
+/// Case 84: a path whose last segment is empty reaches the handler, which answers as
+/// Consul's handler does for an empty ID, name or state.
+#[tokio::test]
+async fn case_84_empty_trailing_segments_reach_the_handler() {
+    let a = Agent::start().await;
+    let unknown_service =
+        "Unknown service ID \"\". Ensure that the service ID is passed, not the service name.";
+    let unknown_check =
+        "Unknown check ID \"\". Ensure that the check ID is passed, not the check name.";
+    for (put, path, want) in [
+        (false, "/v1/health/state/", (400, "Missing check state")),
+        (false, "/v1/health/connect/", (400, "Missing service name")),
+        (false, "/v1/health/ingress/", (400, "Missing service name")),
+        (false, "/v1/catalog/connect/", (400, "Missing service name")),
+        (
+            false,
+            "/v1/agent/health/service/name/",
+            (400, "Missing service Name"),
+        ),
+        (
+            false,
+            "/v1/agent/health/service/id/",
+            (400, "Missing serviceID"),
+        ),
+        (false, "/v1/agent/service/", (404, "unknown service ID: ")),
+        (
+            true,
+            "/v1/agent/service/maintenance/",
+            (400, "Missing service ID"),
+        ),
+        (
+            true,
+            "/v1/agent/service/deregister/",
+            (404, unknown_service),
+        ),
+        (true, "/v1/agent/check/deregister/", (404, unknown_check)),
+        (true, "/v1/agent/check/pass/", (404, unknown_check)),
+        (true, "/v1/agent/check/warn/", (404, unknown_check)),
+        (true, "/v1/agent/check/fail/", (404, unknown_check)),
+    ] {
+        let r = if put {
+            a.put(path).await
+        } else {
+            a.get(path).await
+        };
+        assert_eq!((r.status, r.body.as_str()), want, "{path}");
+    }
+    let r = a
+        .put_body("/v1/agent/check/update/", r#"{"Status":"passing"}"#)
+        .await;
+    assert_eq!((r.status, r.body.as_str()), (404, unknown_check));
 }
