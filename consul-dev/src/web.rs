@@ -90,24 +90,30 @@ pub(crate) struct Ctx {
 impl Ctx {
     /// Parses the query and headers; rejects Enterprise-only parameters. `dc` is not read
     /// here: only the reads that forward an RPC look at it ([`Read::forward`]).
-    pub(crate) fn new(state: &AppState, raw: Option<&str>, headers: &HeaderMap) -> Result<Ctx> {
-        let query = Query::parse(raw);
+    pub(crate) fn new(state: &AppState, uri: &http::Uri, headers: &HeaderMap) -> Result<Ctx> {
+        let query = Query::parse(uri.query());
+        let (reads_ns, reads_partition) = enterprise_parameters_read(uri.path());
         // Consul CE's `parseEntMeta`: the namespace header, the `ns` query parameter, then
         // the partition header and the `partition` parameter, each a 400 of its own wording.
-        for (param, header_name, canonical, what) in [
+        for (read, param, header_name, canonical, what) in [
             (
+                reads_ns,
                 "ns",
                 "x-consul-namespace",
                 "X-Consul-Namespace",
                 "Namespaces",
             ),
             (
+                reads_partition,
                 "partition",
                 "x-consul-partition",
                 "X-Consul-Partition",
                 "Partitions",
             ),
         ] {
+            if !read {
+                continue;
+            }
             let in_header = headers
                 .get(header_name)
                 .is_some_and(|v| !v.as_bytes().is_empty());
@@ -146,6 +152,21 @@ impl Ctx {
     }
 }
 
+/// Whether the handler of `path` parses `ns` and `partition` (Consul's `parseEntMeta*`
+/// calls): the status endpoints, `catalog/datacenters`, `agent/self` and
+/// `agent/maintenance` read neither; `catalog/nodes` and `agent/members` only the partition.
+fn enterprise_parameters_read(path: &str) -> (bool, bool) {
+    match path {
+        "/v1/status/leader"
+        | "/v1/status/peers"
+        | "/v1/catalog/datacenters"
+        | "/v1/agent/self"
+        | "/v1/agent/maintenance" => (false, false),
+        "/v1/catalog/nodes" | "/v1/agent/members" => (false, true),
+        _ => (true, true),
+    }
+}
+
 /// A handler taking a `Ctx` gets it built by [`Ctx::new`] from the request's query and
 /// headers. Handlers with a body take a [`Write`] instead, which builds it after reading
 /// the body, so that a body error (413) still wins over a query error.
@@ -153,7 +174,7 @@ impl FromRequestParts<AppState> for Ctx {
     type Rejection = HttpError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Ctx> {
-        Ctx::new(state, parts.uri.query(), &parts.headers)
+        Ctx::new(state, &parts.uri, &parts.headers)
     }
 }
 
@@ -172,12 +193,12 @@ impl FromRequest<AppState> for Write {
     type Rejection = Response;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Write, Response> {
-        let raw = req.uri().query().map(str::to_owned);
+        let uri = req.uri().clone();
         let headers = req.headers().clone();
         let bytes = Bytes::from_request(req, state)
             .await
             .map_err(IntoResponse::into_response)?;
-        let ctx = Ctx::new(state, raw.as_deref(), &headers).map_err(IntoResponse::into_response)?;
+        let ctx = Ctx::new(state, &uri, &headers).map_err(IntoResponse::into_response)?;
         let body = parse_body(&bytes).map_err(|e| HttpError::decode(e).into_response())?;
         Ok(Write { ctx, body })
     }

@@ -1,7 +1,7 @@
 //! Routing rules every endpoint shares: methods (405, `Allow`, OPTIONS), unknown paths,
 //! Enterprise-only parameters, where `?dc=` is read, the `Index` handler, consistency
 //! parameters, the Enterprise headers, empty trailing segments. Conformance cases 16, 37, 67,
-//! 73, 79, 84; `tests/README.md` lists every case and where it is tested.
+//! 73, 79, 84, 85; `tests/README.md` lists every case and where it is tested.
 
 mod common;
 
@@ -274,4 +274,39 @@ async fn case_84_empty_trailing_segments_reach_the_handler() {
         .put_body("/v1/agent/check/update/", r#"{"Status":"passing"}"#)
         .await;
     assert_eq!((r.status, r.body.as_str()), (404, unknown_check));
+}
+
+/// Case 85: `ns`/`partition` are refused only where Consul's handler parses them: the
+/// status endpoints, `catalog/datacenters`, `agent/self` and `agent/maintenance` read
+/// neither (200); `catalog/nodes` and `agent/members` read only the partition.
+#[tokio::test]
+async fn case_85_enterprise_parameters_where_consul_reads_them() {
+    let a = Agent::start().await;
+    for path in [
+        "/v1/status/leader?ns=x&partition=y",
+        "/v1/status/peers?ns=x",
+        "/v1/catalog/datacenters?ns=x&partition=y",
+        "/v1/agent/self?partition=y",
+        "/v1/catalog/nodes?ns=x",
+        "/v1/agent/members?ns=x",
+    ] {
+        assert_eq!(a.get(path).await.status, 200, "{path} does not read it");
+    }
+    let r = a.put("/v1/agent/maintenance?enable=false&ns=x").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    for path in [
+        "/v1/catalog/nodes?partition=y",
+        "/v1/agent/members?partition=y",
+    ] {
+        let r = a.get(path).await;
+        assert_eq!(
+            (r.status, r.body.as_str()),
+            (
+                400,
+                "Invalid query parameter: \"partition\" - Partitions are a Consul Enterprise \
+                 feature"
+            ),
+            "{path}"
+        );
+    }
 }
