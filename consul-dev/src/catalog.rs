@@ -14,8 +14,9 @@ use crate::blocking::WatchKey;
 use crate::error::{HttpError, Result};
 use crate::filter::passes;
 use crate::health::{has_tags, node_matches, node_meta};
+use crate::routing::{get, put};
 use crate::state::{Check, Key, Node, Status, Store};
-use crate::web::{self, AppState, Ctx, Read, Write, get, json, put};
+use crate::web::{self, AppState, Ctx, Read, Write, json};
 use crate::wire::{
     CatalogCheck, CatalogDeregistration, CatalogRegistration, NodeOut, NodeServiceOut,
     NodeServicesOut, ServiceNodeOut,

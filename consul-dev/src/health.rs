@@ -11,8 +11,9 @@ use crate::blocking::WatchKey;
 use crate::error::{HttpError, Result};
 use crate::filter::{Filter, passes};
 use crate::query::Query;
+use crate::routing::get;
 use crate::state::{Check, Service, Status, Store};
-use crate::web::{self, AppState, Read, get};
+use crate::web::{self, AppState, Read};
 use crate::wire::{CheckOut, NodeOut, NodeServiceOut, ServiceEntryOut, parse_go_bool};
 
 /// The health endpoints.

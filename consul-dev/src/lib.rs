@@ -38,6 +38,7 @@ mod error;
 mod filter;
 mod health;
 mod query;
+mod routing;
 mod serve;
 mod state;
 mod status;
@@ -260,7 +261,7 @@ fn router(app: AppState) -> WithPolicyHeader {
         .merge(catalog::router())
         .merge(status::router())
         .merge(ui::router())
-        .fallback(web::not_found)
+        .fallback(routing::not_found)
         .with_state(app);
     WithPolicyHeader { router, policy }
 }
@@ -268,7 +269,7 @@ fn router(app: AppState) -> WithPolicyHeader {
 // === WithPolicyHeader ===
 
 /// The router, adding `X-Consul-Default-ACL-Policy` to every API response as Consul's
-/// `wrap` does (not to the answers of its `Index` handler and UI: [`web::OutsideTheApi`]).
+/// `wrap` does (not to the answers of its `Index` handler and UI: [`routing::OutsideTheApi`]).
 ///
 /// A wrapper around the whole router rather than an axum middleware layer: a layer wraps
 /// each route, and for every request clones the route's boxed service and boxes a future,
@@ -311,7 +312,7 @@ impl Future for PolicyHeaderFuture {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
         let Ok(mut resp) = ready!(Pin::new(&mut this.inner).poll(cx));
-        if resp.extensions().get::<web::OutsideTheApi>().is_none() {
+        if resp.extensions().get::<routing::OutsideTheApi>().is_none() {
             resp.headers_mut()
                 .insert(X_CONSUL_DEFAULT_ACL_POLICY, this.policy.clone());
         }

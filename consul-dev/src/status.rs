@@ -7,7 +7,8 @@ use axum::Router;
 use axum::response::Response;
 
 use crate::error::Result;
-use crate::web::{AppState, Read, get, json};
+use crate::routing::get;
+use crate::web::{AppState, Read, json};
 
 /// The address this single server claims as raft leader.
 pub(crate) const LEADER: &str = "127.0.0.1:8300";

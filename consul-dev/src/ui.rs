@@ -8,7 +8,8 @@ use axum::extract::State;
 use axum::response::{Html, IntoResponse, Response};
 use http::{StatusCode, header};
 
-use crate::web::{AppState, get, outside_the_api};
+use crate::routing::{get, outside_the_api};
+use crate::web::AppState;
 
 /// The UI routes. `/` and `/ui` redirect with 301, as Consul's `Index` handler and Go's
 /// `ServeMux` subtree redirect do.

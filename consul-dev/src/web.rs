@@ -1,6 +1,6 @@
 //! HTTP plumbing shared by every endpoint family: the router's state ([`App`]), the
-//! per-request extractors ([`Ctx`], [`Write`], [`Read`]), JSON answers with Consul's headers, and
-//! method routing with Consul's 405s. It sits above everything but the handlers: the store,
+//! per-request extractors ([`Ctx`], [`Write`], [`Read`]) and JSON answers with Consul's
+//! headers (method routing is in `routing`). It sits above everything but the handlers: the store,
 //! the blocking-query engine, the check runner, ACLs, filters and the wire formats.
 
 use std::collections::BTreeMap;
@@ -8,11 +8,9 @@ use std::sync::{Arc, MutexGuard};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::handler::Handler;
 use axum::response::{IntoResponse, Response};
-use axum::routing::MethodRouter;
 use http::request::Parts;
-use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -20,7 +18,7 @@ use crate::acl::Authz;
 use crate::blocking::{self, BlockedCount, Blocking, ResponseCache, WatchKey};
 use crate::checks::Checks;
 use crate::config::Config;
-use crate::error::{HttpError, Result, text};
+use crate::error::{HttpError, Result};
 use crate::filter::{Filter, passes};
 use crate::query::Query;
 use crate::state::{Shared, Store};
@@ -424,95 +422,6 @@ fn add_meta(h: &mut HeaderMap, c: Consistency, index: u64) {
             Consistency::Consistent => "consistent",
         }),
     );
-}
-
-// === Routing ===
-
-/// A route accepting only `methods` (plus OPTIONS), answering others with Consul's 405.
-pub(crate) fn only<H, T>(methods: &'static [Method], handler: H) -> MethodRouter<AppState>
-where
-    H: Handler<T, AppState> + Clone,
-    T: 'static,
-{
-    let allow: String = std::iter::once("OPTIONS")
-        .chain(methods.iter().map(Method::as_str))
-        .collect::<Vec<_>>()
-        .join(",");
-    let mut router = MethodRouter::new();
-    for m in methods {
-        router = match *m {
-            Method::GET => router.get(handler.clone()),
-            Method::PUT => router.put(handler.clone()),
-            Method::POST => router.post(handler.clone()),
-            Method::DELETE => router.delete(handler.clone()),
-            _ => router,
-        };
-    }
-    let allow_options = allow.clone();
-    router
-        .options(move || {
-            let allow = allow_options.clone();
-            async move {
-                let mut resp = StatusCode::OK.into_response();
-                if let Ok(v) = HeaderValue::from_str(&allow) {
-                    resp.headers_mut().insert(header::ALLOW, v);
-                }
-                resp
-            }
-        })
-        .fallback(move |method: Method| {
-            let allow = allow.clone();
-            async move {
-                let mut resp = text(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    format!("method {method} not allowed"),
-                );
-                if let Ok(v) = HeaderValue::from_str(&allow) {
-                    resp.headers_mut().insert(header::ALLOW, v);
-                }
-                resp
-            }
-        })
-}
-
-/// PUT-only route.
-pub(crate) fn put<H, T>(handler: H) -> MethodRouter<AppState>
-where
-    H: Handler<T, AppState> + Clone,
-    T: 'static,
-{
-    only(&[Method::PUT], handler)
-}
-
-/// GET-only route.
-pub(crate) fn get<H, T>(handler: H) -> MethodRouter<AppState>
-where
-    H: Handler<T, AppState> + Clone,
-    T: 'static,
-{
-    only(&[Method::GET], handler)
-}
-
-/// The answer for paths no route matches.
-pub(crate) async fn not_found(uri: http::Uri) -> Response {
-    let body = if uri.path().contains("/v1/") {
-        "Invalid URL path: not a recognized HTTP API endpoint\n"
-    } else {
-        "Invalid URL path: if attempting to use the HTTP API, ensure the path starts with \
-         '/v1/'\n"
-    };
-    outside_the_api(text(StatusCode::NOT_FOUND, body))
-}
-
-/// Marks an answer of Consul's `Index` handler or its UI, which are not wrapped by the
-/// API's `wrap` and so carry no `X-Consul-Default-ACL-Policy`.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct OutsideTheApi;
-
-/// `resp`, marked [`OutsideTheApi`].
-pub(crate) fn outside_the_api(mut resp: Response) -> Response {
-    resp.extensions_mut().insert(OutsideTheApi);
-    resp
 }
 
 #[cfg(test)]

@@ -21,7 +21,8 @@ use self::health::{health_by_id, health_by_name};
 use self::maintenance::{node_maintenance, service_maintenance};
 use self::member::{agent_self, members};
 use self::service::{deregister_service, register_service, service_by_id, services};
-use crate::web::{AppState, get, put};
+use crate::routing::{get, put};
+use crate::web::AppState;
 
 /// The agent endpoints. A path whose last segment is empty reaches the handler, which
 /// answers as Consul's does for an empty ID or name.
