@@ -147,16 +147,34 @@ impl CheckDefinition {
 
 /// The body of `PUT /v1/agent/check/register`: a check on its own, for the node or for an
 /// existing service.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "PascalCase")]
+///
+/// Consul decodes this body as its `CheckDefinition`, whose ID field is `ID`, not the
+/// `CheckID` of the check embedded in a service registration (Consul's `CheckType`), and it
+/// refuses unknown fields; so the check's `check_id` is sent as `ID` here.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct CheckRegistration {
     /// The service the check belongs to; `None` for a node check.
-    #[serde(rename = "ServiceID", skip_serializing_if = "Option::is_none")]
     pub service_id: Option<String>,
     /// The check itself; its `name` is required here.
-    #[serde(flatten)]
     pub check: CheckDefinition,
+}
+
+impl Serialize for CheckRegistration {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::Error as _;
+        let mut fields = match serde_json::to_value(&self.check).map_err(S::Error::custom)? {
+            serde_json::Value::Object(fields) => fields,
+            _ => return Err(S::Error::custom("a check definition is a JSON object")),
+        };
+        if let Some(id) = fields.remove("CheckID") {
+            fields.insert("ID".to_owned(), id);
+        }
+        if let Some(service_id) = &self.service_id {
+            fields.insert("ServiceID".to_owned(), service_id.clone().into());
+        }
+        fields.serialize(serializer)
+    }
 }
 
 impl CheckRegistration {
@@ -510,6 +528,29 @@ mod tests {
             }
         });
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn a_check_registered_on_its_own_sends_its_id_as_id() {
+        let mut check = CheckDefinition::ttl(Duration::from_secs(60));
+        check.check_id = Some("web-1-extra".into());
+        check.name = Some("extra".into());
+        let got = serde_json::to_value(CheckRegistration::for_service("web-1", check)).unwrap();
+        let want = json!({
+            "ID": "web-1-extra",
+            "Name": "extra",
+            "ServiceID": "web-1",
+            "TTL": "1m0s"
+        });
+        assert_eq!(
+            got, want,
+            "Consul's CheckDefinition knows ID, not CheckID (which it refuses with 400)"
+        );
+        let node = serde_json::to_value(CheckRegistration::for_node(CheckDefinition::ttl(
+            Duration::from_secs(5),
+        )))
+        .unwrap();
+        assert_eq!(node, json!({"TTL": "5s"}), "a node check has no ServiceID");
     }
 
     #[test]

@@ -90,3 +90,46 @@ async fn token_basic_auth_and_enterprise_scope_are_sent() {
         "nothing unconfigured is sent"
     );
 }
+
+#[tokio::test]
+async fn a_check_registration_reaches_the_agent_with_its_id_as_id() {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let app = axum::Router::new().route(
+        "/v1/agent/check/register",
+        axum::routing::put(move |body: String| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send(body);
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let mut check = consul_api::agent::CheckDefinition::ttl(std::time::Duration::from_secs(30));
+    check.check_id = Some("web-1-extra".into());
+    check.name = Some("extra".into());
+    let client = Client::new(Config::new(&addr.to_string()).unwrap()).unwrap();
+    client
+        .agent()
+        .register_check(&consul_api::agent::CheckRegistration::for_service(
+            "web-1", check,
+        ))
+        .await
+        .unwrap();
+    let body: serde_json::Value = serde_json::from_str(&rx.recv().await.unwrap()).unwrap();
+    assert_eq!(
+        body.get("ID").and_then(|v| v.as_str()),
+        Some("web-1-extra"),
+        "the check's ID goes as ID: {body}"
+    );
+    assert!(
+        body.get("CheckID").is_none(),
+        "no CheckID, which Consul's CheckDefinition refuses: {body}"
+    );
+    assert_eq!(
+        body.get("ServiceID").and_then(|v| v.as_str()),
+        Some("web-1")
+    );
+}
