@@ -1,7 +1,7 @@
 //! Project automation, run as `cargo xtask <command>`:
 //!
-//! - `ci`: exactly what `.ci/run` runs: the module-layer check, format check, clippy with
-//!   warnings denied, the tests.
+//! - `ci`: exactly what `.ci/run` runs: the module-layer check, format check, clippy and
+//!   rustdoc with warnings denied, the tests.
 //! - `layers [--verbose]`: checks the library crates' modules: no import cycles between them,
 //!   no file over 500 lines outside its tests, test modules last.
 //! - `dev-agent [args]`: starts consul-dev (default `--http-addr 127.0.0.1:8500`), a local
@@ -44,6 +44,11 @@ fn run() -> anyhow::Result<()> {
                 "-D",
                 "warnings",
             ])?;
+            // Rustdoc warnings (broken intra-doc links among them) fail CI too.
+            cargo_with_env(
+                &["doc", "--workspace", "--no-deps"],
+                &[("RUSTDOCFLAGS", "-D warnings")],
+            )?;
             cargo(TEST)
         }
         "test" => cargo(TEST),
@@ -76,10 +81,15 @@ fn workspace_root() -> anyhow::Result<&'static Path> {
 }
 
 fn cargo(args: &[&str]) -> anyhow::Result<()> {
+    cargo_with_env(args, &[])
+}
+
+fn cargo_with_env(args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     eprintln!("xtask: cargo {}", args.join(" "));
     let status = Command::new(&cargo)
         .args(args)
+        .envs(env.iter().copied())
         .status()
         .with_context(|| format!("cannot run {cargo}"))?;
     if !status.success() {
