@@ -233,3 +233,32 @@ async fn over_http2_every_watch_blocks_on_a_connection_per_two_hundred() {
         "500 blocking streams fill three connections of 200"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn through_an_outage_watches_outside_the_blocking_set_keep_to_the_poll_pace() {
+    let fake = Fake::new();
+    let client = client(
+        &fake,
+        Config::new("127.0.0.1:8500")
+            .unwrap()
+            .poll_spacing(Duration::from_millis(100)),
+    );
+    let registry = ConsulRegistry::new(client.clone());
+    let names = services(500);
+    let _streams = watch_all(&fake, &registry, &names).await;
+    // Wake every blocked query, then refuse everything for a minute.
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let start = Instant::now();
+    fake.down.store(true, Ordering::SeqCst);
+    for name in names.iter().take(12) {
+        fake.set(name, &[("moved", 1)]);
+    }
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let during = fake.seen().iter().filter(|s| s.at >= start).count();
+    // Twelve blocking watches back off to a request every 0.5 to 1 s each; the 488 others
+    // share the poll pace of ten a second (without it: about 650 a second).
+    assert!(
+        during <= 60 * (12 * 2 + 10) + 50,
+        "an outage costs the agent the poll pace, not a request a second per watch: {during} in 60 s"
+    );
+}

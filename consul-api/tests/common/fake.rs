@@ -61,6 +61,8 @@ pub struct FakeAgent {
     refusals: Mutex<VecDeque<u16>>,
     /// Answer blocking queries at once, without the index moving.
     pub broken: AtomicBool,
+    /// Answer everything with 500 (a down cluster behind the agent).
+    pub down: AtomicBool,
     /// Answer with HTTP/2 (as an HTTPS agent that speaks it).
     pub http2: AtomicBool,
     in_flight: Mutex<HashMap<ConnectionId, usize>>,
@@ -173,6 +175,9 @@ impl FakeAgent {
             at: Instant::now(),
         };
         self.seen.lock().unwrap().push(seen.clone());
+        if self.down.load(Ordering::SeqCst) {
+            return self.answer(500, 0, "No cluster leader".into());
+        }
         if let Some(status) = self.refusals.lock().unwrap().pop_front() {
             return self.answer(status, 0, "Your IP is issuing too many concurrent connections, please rate limit your calls\n".into());
         }

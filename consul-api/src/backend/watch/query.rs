@@ -215,13 +215,21 @@ impl WatchLoop {
                 let route = Route::Lease(lease.clone());
                 Routed::Go(Box::new((self.client.routed(route), self.blocking_opts())))
             }
-            Role::Cold(wish) if self.index > 0 => {
+            // Every read of a cold loop after its first takes a poll turn, so that however
+            // many there are, and whatever happens (an outage, a restart), they cost the
+            // agent at most the transport's poll rate. A re-read after a failure does not
+            // wait its poll interval (the backoff has already spaced it) but does wait its
+            // turn.
+            Role::Cold(wish) if self.known.is_some() || self.failures > 0 => {
                 let every = poll_interval(
                     self.last_change.elapsed(),
                     self.config.min_poll_interval,
                     self.config.max_poll_interval,
                 );
-                let due = self.last_start.map_or_else(Instant::now, |s| s + every);
+                let due = match self.last_start {
+                    Some(start) if self.index > 0 => start + every,
+                    _ => Instant::now(),
+                };
                 let client = self.client.clone();
                 let turn = async move {
                     tokio::time::sleep_until(due).await;
@@ -239,10 +247,13 @@ impl WatchLoop {
                     return Routed::Moved;
                 }
                 let mut opts = self.opts.clone();
-                opts.index = Some(self.index);
-                opts.wait = Some(POLL_WAIT);
+                if self.index > 0 {
+                    opts.index = Some(self.index);
+                    opts.wait = Some(POLL_WAIT);
+                }
                 Routed::Go(Box::new((self.client.routed(Route::Poll), opts)))
             }
+            // A first read: short, without blocking, and at once (a channel waits for it).
             Role::Cold(_) | Role::Unplaced => {
                 Routed::Go(Box::new((self.client.clone(), self.opts.clone())))
             }
