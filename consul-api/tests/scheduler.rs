@@ -103,6 +103,13 @@ async fn a_watch_that_changes_takes_the_slot_of_the_one_quiet_longest() {
         "one holder was asked to yield"
     );
     assert_eq!(client.stats().blocking_held, 3);
+    let reported: BTreeSet<String> = registry
+        .watch_hub()
+        .blocking()
+        .into_iter()
+        .map(|q| q.service)
+        .collect();
+    assert_eq!(reported, now_hot, "the hub reports which watches block");
     let yielded: Vec<&String> = hot.iter().filter(|n| !now_hot.contains(*n)).collect();
     assert_eq!(
         yielded.len(),

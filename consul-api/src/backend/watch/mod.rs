@@ -42,7 +42,7 @@ mod query;
 mod rules;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, Weak};
 
 use discovery_core::{Query, UpdateStream};
@@ -56,7 +56,15 @@ use query::WatchLoop;
 
 /// A loop by what it asks.
 type LoopKey = (Query, QueryDefaults);
-type Loops = HashMap<LoopKey, Weak<watch::Sender<Published>>>;
+type Loops = HashMap<LoopKey, LoopEntry>;
+
+/// A running loop as its hub sees it.
+#[derive(Debug)]
+struct LoopEntry {
+    tx: Weak<watch::Sender<Published>>,
+    /// Whether it holds a blocking slot now.
+    hot: Arc<AtomicBool>,
+}
 
 /// Shares one blocking-query loop per query among all its subscribers. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -135,8 +143,18 @@ impl WatchHub {
         self.inner
             .lock()
             .values()
-            .filter(|tx| tx.strong_count() > 0)
+            .filter(|entry| entry.tx.strong_count() > 0)
             .count()
+    }
+
+    /// The queries whose loops hold a blocking slot of the budget now (the others poll).
+    pub fn blocking(&self) -> Vec<Query> {
+        self.inner
+            .lock()
+            .iter()
+            .filter(|(_, entry)| entry.tx.strong_count() > 0 && entry.hot.load(Ordering::Relaxed))
+            .map(|((query, _), _)| query.clone())
+            .collect()
     }
 
     /// A stream of updates for `query`, joining the query's loop or starting it. Must be
@@ -160,18 +178,26 @@ impl WatchHub {
     fn subscribe(&self, query: &Query, defaults: &QueryDefaults) -> watch::Receiver<Published> {
         let key = (query.clone(), defaults.clone());
         let mut loops = self.inner.lock();
-        if let Some(tx) = loops.get(&key).and_then(Weak::upgrade) {
+        if let Some(tx) = loops.get(&key).and_then(|entry| entry.tx.upgrade()) {
             return tx.subscribe();
         }
         let tx = Arc::new(watch::Sender::new(Published::default()));
         let rx = tx.subscribe();
-        loops.insert(key.clone(), Arc::downgrade(&tx));
+        let hot = Arc::new(AtomicBool::new(false));
+        loops.insert(
+            key.clone(),
+            LoopEntry {
+                tx: Arc::downgrade(&tx),
+                hot: hot.clone(),
+            },
+        );
         let state = WatchLoop::new(
             self.inner.client.clone(),
             self.inner.config.clone(),
             query,
             defaults,
             self.inner.requests.clone(),
+            hot,
         );
         tokio::spawn(run(self.inner.clone(), key, tx, state));
         rx
@@ -200,7 +226,7 @@ async fn run(
                 let mut loops = hub.lock();
                 // A subscriber may have joined between `closed` and taking the lock.
                 if tx.receiver_count() == 0 {
-                    if loops.get(&key).is_some_and(|t| std::ptr::eq(t.as_ptr(), Arc::as_ptr(&tx))) {
+                    if loops.get(&key).is_some_and(|e| std::ptr::eq(e.tx.as_ptr(), Arc::as_ptr(&tx))) {
                         loops.remove(&key);
                     }
                     tracing::debug!(service = %key.0.service, "last watcher gone; watch loop stops");

@@ -12,7 +12,7 @@
 //! minute.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use discovery_core::Query;
@@ -87,6 +87,8 @@ pub(super) struct WatchLoop {
     last_change: Instant,
     leases: Option<Arc<Leases>>,
     role: Role,
+    /// Whether the loop holds a blocking slot, for the hub to report.
+    hot: Arc<AtomicBool>,
     requests: Arc<AtomicU64>,
 }
 
@@ -97,6 +99,7 @@ impl WatchLoop {
         query: &Query,
         defaults: &QueryDefaults,
         requests: Arc<AtomicU64>,
+        hot: Arc<AtomicBool>,
     ) -> Self {
         let catalog = QueryOptions {
             datacenter: query.datacenter.clone(),
@@ -118,6 +121,7 @@ impl WatchLoop {
             last_change: Instant::now(),
             leases: None,
             role: Role::Unplaced,
+            hot,
             requests,
         }
     }
@@ -157,10 +161,11 @@ impl WatchLoop {
             }
         };
         let mut wish = leases.request(None, false, true);
-        self.role = match wish.try_granted() {
+        let role = match wish.try_granted() {
             Some(lease) => Role::Hot(Arc::new(lease)),
             None => Role::Cold(wish),
         };
+        self.set_role(role);
         Ok(())
     }
 
@@ -243,7 +248,7 @@ impl WatchLoop {
                     },
                 };
                 if let Some(lease) = lent {
-                    self.role = Role::Hot(Arc::new(lease));
+                    self.set_role(Role::Hot(Arc::new(lease)));
                     return Routed::Moved;
                 }
                 let mut opts = self.opts.clone();
@@ -272,9 +277,13 @@ impl WatchLoop {
 
     /// Gives the slot up (to the loop that asked for it) and waits for one again.
     fn demote(&mut self) -> Step {
-        self.role = Role::Unplaced;
-        if let Some(leases) = &self.leases {
-            self.role = Role::Cold(leases.request(Some(self.last_change), false, true));
+        self.set_role(Role::Unplaced);
+        if let Some(leases) = self.leases.clone() {
+            self.set_role(Role::Cold(leases.request(
+                Some(self.last_change),
+                false,
+                true,
+            )));
         }
         tracing::debug!(service = %self.service, "watch gives its blocking slot to a busier one");
         Step::Moved
@@ -315,6 +324,12 @@ impl WatchLoop {
         self.recovering = true;
         tracing::debug!(service = %self.service, error = %err, failures = self.failures, "consul watch failed");
         err.into()
+    }
+
+    fn set_role(&mut self, role: Role) {
+        self.hot
+            .store(matches!(role, Role::Hot(_)), Ordering::Relaxed);
+        self.role = role;
     }
 
     fn saw_change(&mut self) {
