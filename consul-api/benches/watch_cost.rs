@@ -224,7 +224,9 @@ fn main() {
 
     // === busy ===
     let (mut inside, mut outside) = (Vec::new(), Vec::new());
-    let pending: Arc<Mutex<Vec<(String, u16, Instant, bool)>>> = Arc::default();
+    // Each change: the service, the port it now has, when it was written, and whether its
+    // watch held a blocking slot then.
+    let mut pending: Vec<(String, u16, Instant, bool)> = Vec::new();
     let busy_start = Instant::now();
     for round in 0..busy_secs {
         let name = names[fastrand::usize(..names.len())].clone();
@@ -234,7 +236,7 @@ fn main() {
         let port = 10_000 + round as u16;
         let at = Instant::now();
         agent_rt.block_on(register(&writer, &name, &format!("{name}-x"), port));
-        pending.lock().unwrap().push((name, port, at, hot));
+        pending.push((name, port, at, hot));
         let next = busy_start + Duration::from_secs(round + 1);
         std::thread::sleep(next.saturating_duration_since(Instant::now()));
     }
@@ -243,8 +245,6 @@ fn main() {
     loop {
         let seen = seen.lock().unwrap();
         let done = pending
-            .lock()
-            .unwrap()
             .iter()
             .all(|(n, p, _, _)| seen.get(n).is_some_and(|(q, _)| q >= p));
         if done || Instant::now() > deadline {
@@ -255,7 +255,7 @@ fn main() {
     }
     let seen_now = seen.lock().unwrap().clone();
     let mut lost = 0;
-    for (name, port, at, hot) in pending.lock().unwrap().iter() {
+    for (name, port, at, hot) in &pending {
         match seen_now.get(name) {
             Some((q, when)) if q >= port => {
                 let took = when.saturating_duration_since(*at);
