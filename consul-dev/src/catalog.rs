@@ -17,8 +17,8 @@ use crate::health::{has_tags, node_matches, node_meta};
 use crate::state::{Check, Key, Node, Status, Store};
 use crate::web::{self, AppState, Ctx, Read, Write, get, json, put};
 use crate::wire::{
-    CatalogDeregistration, CatalogRegistration, NodeOut, NodeServiceOut, NodeServicesOut,
-    ServiceNodeOut,
+    CatalogCheck, CatalogDeregistration, CatalogRegistration, NodeOut, NodeServiceOut,
+    NodeServicesOut, ServiceNodeOut,
 };
 
 /// The catalog endpoints.
@@ -41,6 +41,7 @@ async fn datacenters(ctx: Ctx) -> Response {
 }
 
 async fn nodes(read: Read) -> Result<Response> {
+    read.forward()?;
     let filter = read.ctx.filter()?;
     let authz = read.ctx.authz()?;
     let meta = node_meta(&read.ctx.query);
@@ -63,6 +64,7 @@ async fn nodes(read: Read) -> Result<Response> {
 }
 
 async fn node(Path(name): Path<String>, read: Read) -> Result<Response> {
+    read.forward()?;
     let authz = read.ctx.authz()?;
     let (index, out) = web::block(&read, WatchKey::Global, |store| {
         let out = store
@@ -85,6 +87,7 @@ async fn node(Path(name): Path<String>, read: Read) -> Result<Response> {
 }
 
 async fn services(read: Read) -> Result<Response> {
+    read.forward()?;
     let filter = read.ctx.filter()?;
     let authz = read.ctx.authz()?;
     let meta = node_meta(&read.ctx.query);
@@ -115,6 +118,7 @@ async fn services(read: Read) -> Result<Response> {
 }
 
 async fn service(Path(name): Path<String>, read: Read) -> Result<Response> {
+    read.forward()?;
     let filter = read.ctx.filter()?;
     let authz = read.ctx.authz()?;
     let tags: Vec<String> = read.ctx.query.all("tag").map(str::to_owned).collect();
@@ -143,28 +147,53 @@ async fn service(Path(name): Path<String>, read: Read) -> Result<Response> {
 
 // === Writes ===
 
+/// `PUT /v1/catalog/register`, in the order of Consul's handler and `Catalog.Register`
+/// RPC: decode (400), then everything the RPC refuses (500): a peer name, a datacenter that
+/// is not this one (the request would be forwarded there), the token (403), the node, its
+/// ID and address, the service; then the ACL decision (403) and the store.
 async fn register(Write { ctx, body: value }: Write) -> Result<Response> {
     let state = &ctx.state;
-    let reg = CatalogRegistration::decode(&value).map_err(HttpError::decode)?;
+    let mut reg = CatalogRegistration::decode(&value).map_err(HttpError::decode)?;
+    if reg.names_a_peer {
+        return Err(HttpError::internal(
+            "cannot register requests with PeerName in them",
+        ));
+    }
+    require_local_dc(state, &reg.datacenter)?;
+    let authz = ctx.authz()?;
     if reg.node.is_empty() {
-        return Err(HttpError::bad_request("Must provide node"));
+        return Err(HttpError::internal("Must provide node"));
     }
-    if reg.address.is_empty() {
-        return Err(HttpError::bad_request("Must provide address"));
-    }
-    if let Some(s) = &reg.service
-        && s.name.is_empty()
+    if !reg.id.is_empty()
+        && let Err(e) = parse_uuid(&reg.id)
     {
-        return Err(HttpError::bad_request("Must provide service name"));
+        return Err(HttpError::internal(format!("Bad node ID: {e}")));
     }
-    for (def, _, _) in &reg.checks {
-        if !def.status.is_empty() && Status::parse(&def.status).is_none() {
+    if reg.address.is_empty() && !reg.skip_node_update {
+        return Err(HttpError::internal(
+            "Must provide address if SkipNodeUpdate is not set",
+        ));
+    }
+    if let Some(s) = &mut reg.service {
+        if s.id.is_empty() {
+            s.id = s.name.clone();
+        }
+        if !s.id.is_empty() && s.name.is_empty() {
+            return Err(HttpError::internal(
+                "Must provide service name (Service.Service) when service ID is provided",
+            ));
+        }
+        if is_any_address(&s.address) {
+            return Err(HttpError::internal("Invalid service address"));
+        }
+    }
+    for c in &reg.checks {
+        if !c.def.status.is_empty() && Status::parse(&c.def.status).is_none() {
             return Err(HttpError::bad_request(
                 "Status for checks must 'passing', 'warning', 'critical'",
             ));
         }
     }
-    let authz = ctx.authz()?;
     authz.require("node:write", &reg.node)?;
     if let Some(s) = &reg.service {
         authz.require("service:write", &s.name)?;
@@ -174,33 +203,105 @@ async fn register(Write { ctx, body: value }: Write) -> Result<Response> {
     Ok(json(&ctx.query, &true))
 }
 
+/// A request for another datacenter would be forwarded there, and this agent knows no
+/// other: Consul's RPC forwarding answers 500 `No path to datacenter`, and nothing changes
+/// here. Empty means the agent's own. Compared verbatim, as Consul compares.
+fn require_local_dc(state: &AppState, dc: &str) -> Result<()> {
+    if dc.is_empty() || dc == state.config().datacenter {
+        Ok(())
+    } else {
+        Err(HttpError::internal("No path to datacenter"))
+    }
+}
+
+/// Consul's `ipaddr.IsAny`: an unspecified address, which no client can reach.
+fn is_any_address(address: &str) -> bool {
+    matches!(address, "0.0.0.0" | "::" | "[::]")
+}
+
+/// go-uuid's `ParseUUID`, for its error texts (Consul's `Bad node ID: …`).
+fn parse_uuid(id: &str) -> std::result::Result<(), String> {
+    const DASHES: [usize; 4] = [8, 13, 18, 23];
+    let b = id.as_bytes();
+    if b.len() != 36 {
+        return Err("uuid string is wrong length".to_owned());
+    }
+    if DASHES.iter().any(|&i| b[i] != b'-') {
+        return Err("uuid is improperly formatted".to_owned());
+    }
+    let hex = b
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !DASHES.contains(i))
+        .map(|(_, byte)| *byte);
+    match hex.into_iter().find(|byte| !byte.is_ascii_hexdigit()) {
+        Some(bad) => Err(format!("encoding/hex: invalid byte: {}", go_sharp_u(bad))),
+        None => Ok(()),
+    }
+}
+
+/// Go's `%#U` of a byte taken as a rune: `U+0067 'g'`, without the quoted character when
+/// Go does not consider it printable.
+fn go_sharp_u(byte: u8) -> String {
+    let printable = matches!(byte, 0x20..=0x7e | 0xa1..=0xff) && byte != 0xad;
+    if printable {
+        format!("U+{:04X} '{}'", byte, char::from(byte))
+    } else {
+        format!("U+{byte:04X}")
+    }
+}
+
+/// Applies a validated registration, as Consul's state store does: a new node is created
+/// from the request; an existing one is replaced by the request's fields (omitted tagged
+/// addresses or meta are cleared, not kept), unless `SkipNodeUpdate` is set, which leaves
+/// it exactly as it is.
 fn apply_registration(state: &AppState, store: &mut Store, reg: CatalogRegistration) -> Result<()> {
+    let node_name = reg.node.clone();
+    for c in &reg.checks {
+        if !c.node.is_empty() && c.node != node_name {
+            let id = if c.def.check_id.is_empty() {
+                &c.def.name
+            } else {
+                &c.def.check_id
+            };
+            return Err(HttpError::internal(format!(
+                "Node '{}' for check '{id}' doesn't match register request node '{node_name}'",
+                c.node
+            )));
+        }
+    }
     let idx = store.bump();
     let mut touched: BTreeSet<String> = BTreeSet::new();
-    let node_name = reg.node.clone();
-    let is_new = !store.nodes.contains_key(&node_name);
-    let entry = store
-        .nodes
-        .entry(node_name.clone())
-        .or_insert_with(|| Node {
-            id: reg.id.clone(),
-            name: node_name.clone(),
-            address: reg.address.clone(),
-            datacenter: state.config().datacenter.clone(),
-            tagged_addresses: BTreeMap::new(),
-            meta: BTreeMap::new(),
-            create_index: idx,
-            modify_index: idx,
-        });
-    if is_new || entry.address != reg.address {
-        entry.address = reg.address.clone();
-        entry.modify_index = idx;
-    }
-    if !reg.tagged_addresses.is_empty() {
-        entry.tagged_addresses = reg.tagged_addresses.clone();
-    }
-    if !reg.node_meta.is_empty() {
-        entry.meta = reg.node_meta.clone();
+    let existing = store.nodes.get(&node_name);
+    let node_changes = match existing {
+        None => true,
+        Some(_) if reg.skip_node_update => false,
+        Some(n) => {
+            n.address != reg.address
+                || (!reg.id.is_empty() && n.id != reg.id)
+                || n.tagged_addresses != reg.tagged_addresses
+                || n.meta != reg.node_meta
+        }
+    };
+    if node_changes {
+        let create_index = existing.map_or(idx, |n| n.create_index);
+        let id = match existing {
+            Some(n) if reg.id.is_empty() => n.id.clone(),
+            _ => reg.id.clone(),
+        };
+        store.nodes.insert(
+            node_name.clone(),
+            Node {
+                id,
+                name: node_name.clone(),
+                address: reg.address.clone(),
+                datacenter: state.config().datacenter.clone(),
+                tagged_addresses: reg.tagged_addresses.clone(),
+                meta: reg.node_meta.clone(),
+                create_index,
+                modify_index: idx,
+            },
+        );
     }
     if let Some(mut s) = reg.service {
         let key: Key = (node_name.clone(), s.id.clone());
@@ -212,7 +313,10 @@ fn apply_registration(state: &AppState, store: &mut Store, reg: CatalogRegistrat
         touched.insert(s.name.clone());
         store.insert_service(s);
     }
-    for (def, output, kind) in reg.checks {
+    for CatalogCheck {
+        def, output, kind, ..
+    } in reg.checks
+    {
         let service = if def.service_id.is_empty() {
             None
         } else {
@@ -252,7 +356,9 @@ fn apply_registration(state: &AppState, store: &mut Store, reg: CatalogRegistrat
         store.insert_check(c);
     }
     // Node fields (address, meta, tagged addresses) are part of every entry on the node.
-    store.touch_node(&node_name, idx);
+    if node_changes {
+        store.touch_node(&node_name, idx);
+    }
     for name in touched {
         store.touch_service(&name, idx);
     }
@@ -262,14 +368,16 @@ fn apply_registration(state: &AppState, store: &mut Store, reg: CatalogRegistrat
 async fn deregister(Write { ctx, body: value }: Write) -> Result<Response> {
     let state = &ctx.state;
     let CatalogDeregistration {
+        datacenter,
         node,
         service_id,
         check_id,
     } = CatalogDeregistration::decode(&value).map_err(HttpError::decode)?;
-    if node.is_empty() {
-        return Err(HttpError::bad_request("Must provide node"));
-    }
+    require_local_dc(state, &datacenter)?;
     let authz = ctx.authz()?;
+    if node.is_empty() {
+        return Err(HttpError::internal("Must provide node"));
+    }
     authz.require("node:write", &node)?;
     let mut store = state.lock();
     if !service_id.is_empty() {

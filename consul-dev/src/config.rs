@@ -1,5 +1,6 @@
-//! How the agent presents itself ([`Config`]: node, datacenter, ACL token, reaper timings)
-//! and the Consul version it claims. A leaf: uses no other module of the crate.
+//! How the agent presents itself ([`Config`]: node, datacenter, ACL token, reaper timings,
+//! connection limits) and the Consul version it claims. A leaf: uses no other module of the
+//! crate.
 
 use std::fmt;
 use std::time::Duration;
@@ -7,7 +8,7 @@ use std::time::Duration;
 /// The Consul version this agent claims to be.
 pub(crate) const CONSUL_VERSION: &str = "1.21.0";
 
-/// How the agent presents itself and the timings of its reaper.
+/// How the agent presents itself, the timings of its reaper and its connection limits.
 ///
 /// Built with [`Config::default`] and the `#[must_use]` setters. Its `Debug` output shows
 /// whether an ACL token is set, never the token.
@@ -29,6 +30,23 @@ pub struct Config {
     /// The floor applied to `DeregisterCriticalServiceAfter` (Consul: 1m). Shorter values are
     /// a test-only deviation.
     pub min_deregister_after: Duration,
+    /// How many concurrent HTTP connections one client IP may have open (Consul's
+    /// `limits.http_max_conns_per_client`, default 200; 0 means no limit, as in Consul).
+    /// The connection over the limit gets Consul's raw `429 Too Many Requests` and is closed.
+    pub http_max_conns_per_client: usize,
+    /// How long a client may take to send a request head once it has sent its first byte
+    /// (default 10s; zero: no limit). Consul's plain-HTTP listener has no such timeout; this
+    /// one exists so that a client trickling its headers cannot hold a connection forever.
+    pub http_header_read_timeout: Duration,
+    /// With a certificate and key: serve HTTPS (HTTP/2 and HTTP/1.1) instead of plain HTTP.
+    pub(crate) https: Option<HttpsIdentity>,
+}
+
+/// The agent's HTTPS certificate chain and private key, as PEM.
+#[derive(Clone)]
+pub(crate) struct HttpsIdentity {
+    pub(crate) cert_chain_pem: Vec<u8>,
+    pub(crate) key_pem: Vec<u8>,
 }
 
 impl Default for Config {
@@ -40,6 +58,9 @@ impl Default for Config {
             acl_token: None,
             reaper_interval: Duration::from_secs(30),
             min_deregister_after: Duration::from_secs(60),
+            http_max_conns_per_client: 200,
+            http_header_read_timeout: Duration::from_secs(10),
+            https: None,
         }
     }
 }
@@ -54,6 +75,9 @@ impl fmt::Debug for Config {
             acl_token,
             reaper_interval,
             min_deregister_after,
+            http_max_conns_per_client,
+            http_header_read_timeout,
+            https,
         } = self;
         f.debug_struct("Config")
             .field("node_name", node_name)
@@ -62,6 +86,9 @@ impl fmt::Debug for Config {
             .field("acl_token", &acl_token.as_ref().map(|_| "<redacted>"))
             .field("reaper_interval", reaper_interval)
             .field("min_deregister_after", min_deregister_after)
+            .field("http_max_conns_per_client", http_max_conns_per_client)
+            .field("http_header_read_timeout", http_header_read_timeout)
+            .field("https", &https.as_ref().map(|_| "<certificate and key>"))
             .finish()
     }
 }
@@ -108,6 +135,34 @@ impl Config {
         self.min_deregister_after = floor;
         self
     }
+
+    /// Sets how many concurrent connections one client IP may have (0: no limit). Tests
+    /// that open more than Consul's default of 200 raise it, and say why.
+    #[must_use]
+    pub fn http_max_conns_per_client(mut self, n: usize) -> Self {
+        self.http_max_conns_per_client = n;
+        self
+    }
+
+    /// Serves HTTPS instead of plain HTTP on the agent's address, as a Consul agent with
+    /// `ports.https` does: TLS with `cert_chain_pem` (PEM certificates, the agent's first)
+    /// and `key_pem` (its PEM private key), ALPN offering HTTP/2 and HTTP/1.1. An unusable
+    /// certificate or key fails [`DevAgent::start_with`](crate::DevAgent::start_with).
+    #[must_use]
+    pub fn https(mut self, cert_chain_pem: Vec<u8>, key_pem: Vec<u8>) -> Self {
+        self.https = Some(HttpsIdentity {
+            cert_chain_pem,
+            key_pem,
+        });
+        self
+    }
+
+    /// Sets the header-read timeout (zero: none).
+    #[must_use]
+    pub fn http_header_read_timeout(mut self, timeout: Duration) -> Self {
+        self.http_header_read_timeout = timeout;
+        self
+    }
 }
 
 /// The machine's host name, or `consul-dev` if it cannot be read.
@@ -152,6 +207,14 @@ mod tests {
         assert!(
             debug.contains("acl_token: Some(\"<redacted>\")") && debug.contains("\"n1\""),
             "Debug output still shows the other fields and that a token is set: {debug}"
+        );
+        let with_key = format!(
+            "{:?}",
+            Config::default().https(b"CERT".to_vec(), b"PRIVATE-KEY".to_vec())
+        );
+        assert!(
+            !with_key.contains("PRIVATE-KEY") && with_key.contains("<certificate and key>"),
+            "the HTTPS key must not appear in Debug output: {with_key}"
         );
         let without = format!("{:?}", Config::default());
         assert!(

@@ -30,6 +30,9 @@ pub enum Error {
     /// The bound listener's address could not be read.
     #[error("failed to read the listener's address")]
     LocalAddr(#[source] std::io::Error),
+    /// The HTTPS certificate or key ([`Config::https`](crate::Config::https)) is unusable.
+    #[error("unusable HTTPS certificate or key")]
+    Https(#[source] Box<dyn StdError + Send + Sync>),
     /// The HTTP client used by HTTP checks could not be built.
     #[error("failed to build the HTTP check client")]
     Client(#[source] Box<reqwest::Error>),

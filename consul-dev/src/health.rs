@@ -95,6 +95,7 @@ fn parse_passing(q: &Query) -> Result<bool> {
 async fn service(Path(name): Path<String>, read: Read) -> Result<Response> {
     let query = &read.ctx.query;
     let passing = parse_passing(query)?;
+    read.forward()?;
     let filter = read.ctx.filter()?;
     let authz = read.ctx.authz()?;
     let tags: Vec<String> = query.all("tag").map(str::to_owned).collect();
@@ -137,6 +138,7 @@ async fn service(Path(name): Path<String>, read: Read) -> Result<Response> {
 /// `/v1/catalog/connect/:name`: always an empty list, whose blocking and headers follow the
 /// service's index like any other read.
 pub(crate) async fn connect(Path(name): Path<String>, read: Read) -> Result<Response> {
+    read.forward()?;
     read.ctx.authz()?;
     // The dev agent has no service mesh: there are never connect-capable instances, and an
     // empty list is `[]` whichever endpoint's element type it stands for.
@@ -167,6 +169,7 @@ fn checks_where(
 }
 
 async fn checks_of_service(Path(name): Path<String>, read: Read) -> Result<Response> {
+    read.forward()?;
     let filter = read.ctx.filter()?;
     let authz = read.ctx.authz()?;
     let meta = node_meta(&read.ctx.query);
@@ -180,12 +183,10 @@ async fn checks_of_service(Path(name): Path<String>, read: Read) -> Result<Respo
     Ok(read.answer(index, &checks))
 }
 
+/// `GET /v1/health/state/:state`. Consul does not validate the state: it looks it up in
+/// the status index, where an unknown one matches nothing (200 `[]`).
 async fn checks_in_state(Path(wanted): Path<String>, read: Read) -> Result<Response> {
-    if wanted != "any" && Status::parse(&wanted).is_none() {
-        return Err(HttpError::bad_request(format!(
-            "Invalid check state: \"{wanted}\""
-        )));
-    }
+    read.forward()?;
     let filter = read.ctx.filter()?;
     let authz = read.ctx.authz()?;
     let meta = node_meta(&read.ctx.query);
@@ -200,6 +201,7 @@ async fn checks_in_state(Path(wanted): Path<String>, read: Read) -> Result<Respo
 }
 
 async fn checks_of_node(Path(node): Path<String>, read: Read) -> Result<Response> {
+    read.forward()?;
     let filter = read.ctx.filter()?;
     let authz = read.ctx.authz()?;
     let (index, checks) = web::block(&read, WatchKey::Global, |store| {

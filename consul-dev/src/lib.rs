@@ -24,9 +24,10 @@
 #![forbid(unsafe_code)]
 
 // Each module uses only those below it (the README's "Layout" draws it):
-// leaves `config`, `query`; `state` (model, store, wake-ups); `wire` (on the model);
-// `error`; `acl`, `filter`; `blocking`, `checks` (on the store); `web`; the endpoint
-// families `agent`, `catalog`, `health`, `status`, `ui`; and this file, which starts it all.
+// leaves `config`, `query`, `serve` (connections, generic over the service); `state`
+// (model, store, wake-ups); `wire` (on the model); `error`; `acl`, `filter`; `blocking`,
+// `checks` (on the store); `web`; the endpoint families `agent`, `catalog`, `health`,
+// `status`, `ui`; and this file, which starts it all.
 mod acl;
 mod agent;
 mod blocking;
@@ -37,6 +38,7 @@ mod error;
 mod filter;
 mod health;
 mod query;
+mod serve;
 mod state;
 mod status;
 mod ui;
@@ -59,7 +61,6 @@ use axum::Router;
 use axum::extract::Request;
 use axum::response::Response;
 use axum::routing::future::RouteFuture;
-use axum::serve::{IncomingStream, Listener, ListenerExt};
 use http::{HeaderName, HeaderValue};
 use tokio::sync::watch;
 use tokio::task::{AbortHandle, JoinHandle};
@@ -75,6 +76,7 @@ use crate::web::{App, AppState};
 #[derive(Debug)]
 pub struct DevAgent {
     addr: SocketAddr,
+    scheme: &'static str,
     app: AppState,
     shutdown_tx: watch::Sender<bool>,
     server: Option<JoinHandle<()>>,
@@ -89,6 +91,18 @@ impl DevAgent {
 
     /// Starts an agent with `config` on `addr` (port 0 picks a free port).
     pub async fn start_with(config: Config, addr: SocketAddr) -> Result<DevAgent, Error> {
+        let tls = match &config.https {
+            Some(id) => {
+                Some(serve::tls_acceptor(&id.cert_chain_pem, &id.key_pem).map_err(Error::Https)?)
+            }
+            None => None,
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let settings = serve::Settings {
+            max_conns_per_client: config.http_max_conns_per_client,
+            header_read_timeout: Some(config.http_header_read_timeout).filter(|t| !t.is_zero()),
+            tls,
+        };
         let listener = bind(addr).await?;
         let local = listener.local_addr().map_err(Error::LocalAddr)?;
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -96,27 +110,12 @@ impl DevAgent {
         let runner = Checks::new(Arc::clone(&shared))?;
         let app = Arc::new(App::new(Arc::clone(&shared), runner));
         let service = router(Arc::clone(&app));
-        let mut stop = shutdown_rx;
-        // Go sets TCP_NODELAY on every connection, Consul's HTTP server's included; so do we,
-        // so that no answer is ever held back by Nagle's algorithm.
-        let listener = listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "failed to set TCP_NODELAY");
-            }
-        });
-        let server = tokio::spawn(async move {
-            let serve = axum::serve(listener, service).with_graceful_shutdown(async move {
-                // An error means the agent handle is gone: stop too.
-                let _ = stop.wait_for(|s| *s).await;
-            });
-            if let Err(e) = serve.await {
-                tracing::error!(error = %e, "HTTP server failed");
-            }
-        });
+        let server = tokio::spawn(serve::run(listener, service, settings, shutdown_rx));
         let reaper = tokio::spawn(checks::reaper(shared)).abort_handle();
-        tracing::info!(addr = %local, node = %app.node(), "consul-dev agent started");
+        tracing::info!(addr = %local, node = %app.node(), scheme, "consul-dev agent started");
         Ok(DevAgent {
             addr: local,
+            scheme,
             app,
             shutdown_tx,
             server: Some(server),
@@ -129,9 +128,20 @@ impl DevAgent {
         self.addr
     }
 
-    /// `"127.0.0.1:PORT"`, usable as `CONSUL_HTTP_ADDR`.
+    /// `"127.0.0.1:PORT"`, usable as `CONSUL_HTTP_ADDR` (with
+    /// `CONSUL_HTTP_SSL=true` when the agent serves HTTPS).
     pub fn http_addr(&self) -> String {
         self.addr.to_string()
+    }
+
+    /// `"https"` when the agent serves HTTPS ([`Config::https`]), else `"http"`.
+    pub fn scheme(&self) -> &'static str {
+        self.scheme
+    }
+
+    /// The agent's base URL: `scheme://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     /// How many blocking queries are waiting for a change right now.
@@ -202,7 +212,7 @@ impl Drop for DevAgent {
 async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, Error> {
     let mut attempts = 0;
     loop {
-        match tokio::net::TcpListener::bind(addr).await {
+        match listen(addr) {
             Ok(l) => return Ok(l),
             Err(e)
                 if e.kind() == std::io::ErrorKind::AddrInUse
@@ -215,6 +225,30 @@ async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, Error> {
             Err(source) => return Err(Error::Bind { addr, source }),
         }
     }
+}
+
+/// A listening socket as Go's `net.Listen` makes one: `SO_REUSEADDR`, and a backlog of the
+/// kernel's `somaxconn` rather than the 128 of Rust's standard library and tokio, so that a
+/// burst of connections (a thousand watchers starting at once) is queued, not dropped to
+/// wait out a SYN retransmit as it would never be on Consul.
+fn listen(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(listen_backlog())
+}
+
+/// Go's `maxListenerBacklog` on Linux: `/proc/sys/net/core/somaxconn`, at most 65535.
+fn listen_backlog() -> u32 {
+    std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
+        .filter(|&n| n > 0)
+        .map_or(4096, |n| n.min(65_535))
 }
 
 /// The whole HTTP API.
@@ -261,21 +295,6 @@ impl Service<Request> for WithPolicyHeader {
             inner: self.router.call(req),
             policy: self.policy.clone(),
         }
-    }
-}
-
-/// `axum::serve` asks for a service per connection: a clone (an `Arc` and a static value).
-impl<'a, L: Listener> Service<IncomingStream<'a, L>> for WithPolicyHeader {
-    type Response = WithPolicyHeader;
-    type Error = Infallible;
-    type Future = std::future::Ready<Result<WithPolicyHeader, Infallible>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, _: IncomingStream<'a, L>) -> Self::Future {
-        std::future::ready(Ok(self.clone()))
     }
 }
 

@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -32,6 +33,19 @@ struct Args {
     /// Test flag: floor of DeregisterCriticalServiceAfter in milliseconds (Consul: 60000).
     #[arg(long, value_name = "MS")]
     min_deregister_after_ms: Option<u64>,
+    /// Concurrent HTTP connections allowed per client IP, as Consul's
+    /// `limits.http_max_conns_per_client` (0: no limit).
+    #[arg(long, value_name = "N", default_value_t = 200)]
+    http_max_conns_per_client: usize,
+    /// Seconds a client may take to send a request head after its first byte (0: none).
+    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+    http_header_read_timeout: u64,
+    /// Serve HTTPS (HTTP/2 and HTTP/1.1) with this PEM certificate chain, the agent's first.
+    #[arg(long, value_name = "PEM", requires = "https_key_file")]
+    https_cert_file: Option<PathBuf>,
+    /// The PEM private key of --https-cert-file.
+    #[arg(long, value_name = "PEM", requires = "https_cert_file")]
+    https_key_file: Option<PathBuf>,
 }
 
 /// By hand so that the management token never reaches a log or a panic message.
@@ -44,6 +58,10 @@ impl fmt::Debug for Args {
             acl_token,
             reaper_interval_ms,
             min_deregister_after_ms,
+            http_max_conns_per_client,
+            http_header_read_timeout,
+            https_cert_file,
+            https_key_file,
         } = self;
         f.debug_struct("Args")
             .field("http_addr", http_addr)
@@ -52,6 +70,10 @@ impl fmt::Debug for Args {
             .field("acl_token", &acl_token.as_ref().map(|_| "<redacted>"))
             .field("reaper_interval_ms", reaper_interval_ms)
             .field("min_deregister_after_ms", min_deregister_after_ms)
+            .field("http_max_conns_per_client", http_max_conns_per_client)
+            .field("http_header_read_timeout", http_header_read_timeout)
+            .field("https_cert_file", https_cert_file)
+            .field("https_key_file", https_key_file)
             .finish()
     }
 }
@@ -65,7 +87,10 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let args = Args::parse();
-    let mut config = Config::default().datacenter(args.datacenter);
+    let mut config = Config::default()
+        .datacenter(args.datacenter)
+        .http_max_conns_per_client(args.http_max_conns_per_client)
+        .http_header_read_timeout(Duration::from_secs(args.http_header_read_timeout));
     if let Some(node) = args.node {
         config = config.node_name(node);
     }
@@ -78,10 +103,16 @@ async fn main() -> anyhow::Result<()> {
     if let Some(ms) = args.min_deregister_after_ms {
         config = config.min_deregister_after(Duration::from_millis(ms));
     }
+    if let (Some(cert), Some(key)) = (&args.https_cert_file, &args.https_key_file) {
+        let read = |path: &PathBuf| {
+            std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+        };
+        config = config.https(read(cert)?, read(key)?);
+    }
     let agent = DevAgent::start_with(config, args.http_addr)
         .await
         .with_context(|| format!("starting consul-dev on {}", args.http_addr))?;
-    tracing::info!("HTTP API on http://{}", agent.http_addr());
+    tracing::info!("HTTP API on {}", agent.url());
     wait_for_signal().await?;
     tracing::info!("shutting down");
     agent.shutdown().await;
@@ -134,6 +165,31 @@ mod tests {
         let args = Args::try_parse_from(["consul-dev", "--acl-token", "from-flag"])
             .expect("--acl-token parses");
         assert_eq!(args.acl_token.as_deref(), Some("from-flag"));
+    }
+
+    #[test]
+    fn connection_limit_defaults_to_consuls_and_can_be_raised() {
+        let args = Args::try_parse_from(["consul-dev"]).expect("no flags parse");
+        assert_eq!(args.http_max_conns_per_client, 200, "Consul's default");
+        assert_eq!(args.http_header_read_timeout, 10);
+        let args = Args::try_parse_from(["consul-dev", "--http-max-conns-per-client", "0"])
+            .expect("the flag parses");
+        assert_eq!(args.http_max_conns_per_client, 0, "0: no limit");
+    }
+
+    #[test]
+    fn https_needs_both_the_certificate_and_the_key() {
+        let alone = Args::try_parse_from(["consul-dev", "--https-cert-file", "c.pem"]);
+        assert!(alone.is_err(), "a certificate without a key is refused");
+        let both = Args::try_parse_from([
+            "consul-dev",
+            "--https-cert-file",
+            "c.pem",
+            "--https-key-file",
+            "k.pem",
+        ])
+        .expect("both parse");
+        assert_eq!(both.https_key_file, Some(PathBuf::from("k.pem")));
     }
 
     #[test]

@@ -86,7 +86,8 @@ pub(crate) struct Ctx {
 }
 
 impl Ctx {
-    /// Parses the query and headers; rejects Enterprise-only parameters and unknown `dc`.
+    /// Parses the query and headers; rejects Enterprise-only parameters. `dc` is not read
+    /// here: only the reads that forward an RPC look at it ([`Read::forward`]).
     pub(crate) fn new(state: &AppState, raw: Option<&str>, headers: &HeaderMap) -> Result<Ctx> {
         let query = Query::parse(raw);
         for (param, header_name, what) in [
@@ -102,12 +103,6 @@ impl Ctx {
                     "Invalid query parameter: \"{param}\" - {what} are a Consul Enterprise feature"
                 )));
             }
-        }
-        if let Some(dc) = query.get("dc")
-            && !dc.is_empty()
-            && dc != state.config().datacenter
-        {
-            return Err(HttpError::internal("No path to datacenter"));
         }
         let token = crate::acl::token_from(&query, headers);
         Ok(Ctx {
@@ -196,6 +191,19 @@ impl FromRequestParts<AppState> for Read {
 }
 
 impl Read {
+    /// Where Consul's handler makes its RPC, which it forwards to the `?dc=` datacenter: 500
+    /// `No path to datacenter` for any but this one. Called by each read after the checks
+    /// its handler makes before the RPC (so every 400 of `parse()` and of the handler wins),
+    /// and before those the RPC makes (the filter).
+    pub(crate) fn forward(&self) -> Result<()> {
+        match self.ctx.query.get("dc") {
+            Some(dc) if !dc.is_empty() && dc != self.ctx.state.config().datacenter => {
+                Err(HttpError::internal("No path to datacenter"))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// `value` as JSON, with the blocking-query metadata headers for `index`.
     pub(crate) fn answer<T: Serialize>(&self, index: u64, value: &T) -> Response {
         self.answer_encoded(

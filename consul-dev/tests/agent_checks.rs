@@ -1,7 +1,7 @@
 //! Agent checks: the checks registered with a service, their IDs, names, validation and first
-//! status, and TTL updates (`pass`, `warn`, `fail`, `update`). Conformance cases 03, 04, 05, 09,
-//! 10, 11, 13, 14, 15, 19, 20, 21, 22, 23; `tests/README.md` lists every case and where it is
-//! tested.
+//! status, TTL updates (`pass`, `warn`, `fail`, `update`), and `check/register`'s refusals.
+//! Conformance cases 03, 04, 05, 09, 10, 11, 13, 14, 15, 19, 20, 21, 22, 23, 65;
+//! `tests/README.md` lists every case and where it is tested.
 
 mod common;
 
@@ -299,4 +299,46 @@ async fn case_23_output_truncation() {
         out,
         format!("{} ... (captured 4096 of 5000 bytes)", "a".repeat(4096))
     );
+}
+
+/// Case 65: `PUT /v1/agent/check/register` refuses in Consul's `AgentRegisterCheck` order: no
+/// name (400), a bad status (400 `Bad check status`, before the check type is looked at),
+/// an invalid check type (400 `Invalid check: …`), a `ServiceID` the agent does not have
+/// (404 `ServiceID "<id>" does not exist`), then a script (500, the remote-calls text).
+#[tokio::test]
+async fn case_65_check_register_refusals() {
+    let a = Agent::start().await;
+    for (body, want) in [
+        (json!({"TTL": "10s"}), (400, "Missing check name")),
+        (
+            json!({"Name": "c", "Status": "bogus", "Interval": "10s", "TTL": "10s"}),
+            (400, "Bad check status"),
+        ),
+        (
+            json!({"Name": "c", "Interval": "10s", "TTL": "10s", "ServiceID": "nope"}),
+            (
+                400,
+                "Invalid check: Interval and TTL cannot both be specified",
+            ),
+        ),
+        (
+            json!({"Name": "c", "TTL": "10s", "ServiceID": "nope"}),
+            (404, "ServiceID \"nope\" does not exist"),
+        ),
+        (
+            json!({"Name": "c", "Args": ["true"], "Interval": "10s", "ServiceID": "nope"}),
+            (404, "ServiceID \"nope\" does not exist"),
+        ),
+        (
+            json!({"Name": "c", "Args": ["true"], "Interval": "10s"}),
+            (
+                500,
+                "Scripts are disabled on this agent from remote calls; to enable, configure \
+                 'enable_script_checks' to true",
+            ),
+        ),
+    ] {
+        let r = a.put_json("/v1/agent/check/register", &body).await;
+        assert_eq!((r.status, r.body.as_str()), want, "{body}");
+    }
 }

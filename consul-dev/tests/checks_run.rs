@@ -1,6 +1,6 @@
 //! Checks the agent runs against real HTTP, TCP and gRPC targets, its thresholds, and the reaper of
-//! services critical for too long. Conformance cases 50, 51, 52, 53, 54, 55; `tests/README.md`
-//! lists every case and where it is tested.
+//! services critical for too long. Conformance cases 50, 51, 52, 53, 54, 55, 66;
+//! `tests/README.md` lists every case and where it is tested.
 
 mod common;
 
@@ -313,5 +313,42 @@ async fn case_55_deregister_critical_service_after() {
         a.agent_checks().await,
         json!({}),
         "no service checks are left behind"
+    );
+}
+
+/// Case 66: a service registered with a failing HTTP check (critical from the start, as
+/// checks are by default) is reaped: Consul's `UpdateCheck` starts the critical clock at the
+/// first critical result while it is stopped, not only at a change to critical. Its
+/// re-registration stops the clock (a fresh check state), and the next failing run starts
+/// it again.
+#[tokio::test]
+async fn case_66_registered_critical_and_never_passing_is_reaped() {
+    let floor = Duration::from_secs(2);
+    let a = Agent::start_with(
+        consul_dev::Config::default()
+            .node_name("dev-node")
+            .reaper_interval(Duration::from_millis(200))
+            .min_deregister_after(floor),
+    )
+    .await;
+    let target = http_target().await;
+    let registered = Instant::now();
+    a.register(
+        json!({"Name": "web", "Check": {"HTTP": format!("http://{target}/bad"),
+        "Interval": "1s", "DeregisterCriticalServiceAfter": "100ms"}}),
+    )
+    .await;
+    let c = a.agent_check("service:web").await;
+    assert_eq!(c["Status"], "critical", "registered critical");
+    a.wait_health("web", LONG, |v| v == &json!([])).await;
+    let took = registered.elapsed();
+    assert!(
+        took >= floor,
+        "reaped no sooner than the {floor:?} floor after its first failing run: {took:?}"
+    );
+    let services = a.get_json("/v1/agent/services").await;
+    assert!(
+        services.get("web").is_none(),
+        "web is deregistered: {services}"
     );
 }

@@ -1,6 +1,6 @@
 //! Routing rules every endpoint shares: methods (405, `Allow`, OPTIONS), unknown paths,
-//! Enterprise-only parameters. Conformance cases 16, 37; `tests/README.md` lists every case and
-//! where it is tested.
+//! Enterprise-only parameters, where `?dc=` is read. Conformance cases 16, 37, 67;
+//! `tests/README.md` lists every case and where it is tested.
 
 mod common;
 
@@ -61,4 +61,48 @@ async fn case_37_enterprise_namespace() {
         "body {:?}",
         r.body
     );
+}
+
+/// Case 67: `?dc=` is read only where Consul's handler parses it and forwards an RPC: the
+/// catalog and health reads and the status endpoints (500 `No path to datacenter` for an
+/// unknown one, after every 400 of the query); agent endpoints, catalog writes and
+/// `catalog/datacenters` ignore it. The status endpoints validate the query as every read
+/// does.
+#[tokio::test]
+async fn case_67_dc_is_read_where_consul_forwards() {
+    let a = Agent::start().await;
+    for path in [
+        "/v1/agent/services?dc=elsewhere",
+        "/v1/agent/self?dc=elsewhere",
+        "/v1/agent/members?dc=elsewhere",
+        "/v1/catalog/datacenters?dc=elsewhere",
+    ] {
+        assert_eq!(a.get(path).await.status, 200, "{path} ignores dc");
+    }
+    for (path, want) in [
+        (
+            "/v1/status/leader?dc=elsewhere",
+            (500, "No path to datacenter"),
+        ),
+        (
+            "/v1/status/peers?dc=elsewhere",
+            (500, "No path to datacenter"),
+        ),
+        (
+            "/v1/catalog/nodes?dc=elsewhere",
+            (500, "No path to datacenter"),
+        ),
+        (
+            "/v1/status/leader?dc=elsewhere&stale&consistent",
+            (
+                400,
+                "Cannot specify ?stale with ?consistent, conflicting semantics.",
+            ),
+        ),
+        ("/v1/status/peers?index=x", (400, "Invalid index")),
+        ("/v1/status/leader?wait=10", (400, "Invalid wait time")),
+    ] {
+        let r = a.get(path).await;
+        assert_eq!((r.status, r.body.as_str()), want, "{path}");
+    }
 }

@@ -14,7 +14,8 @@ use crate::wire::{CheckDef, CheckOut, CheckUpdate, nanos_to_duration};
 // === Registration ===
 
 /// Builds the stored check for a definition. `existing` keeps status and output across
-/// re-registration, as Consul's agent does.
+/// re-registration, as Consul's agent does; the critical clock always starts stopped, as
+/// Consul's fresh `CheckState` has it (see [`register_check`] for the one restart).
 pub(super) fn build_check(
     state: &AppState,
     node: &str,
@@ -78,15 +79,15 @@ pub(super) fn build_check(
         c.output = old.output.clone();
         c.create_index = old.create_index;
         c.modify_index = old.modify_index;
-        c.critical_since = old.critical_since;
     }
     c
 }
 
+/// Service registration's check validation: every definition's type (`Invalid check: …`),
+/// then every status.
 pub(super) fn validate_checks(defs: &[CheckDef]) -> Result<()> {
     for def in defs {
-        def.validate()
-            .map_err(|r| HttpError::bad_request(format!("Invalid check: {r}")))?;
+        validate_type(def)?;
     }
     for def in defs {
         if !def.status.is_empty() && Status::parse(&def.status).is_none() {
@@ -98,11 +99,17 @@ pub(super) fn validate_checks(defs: &[CheckDef]) -> Result<()> {
     Ok(())
 }
 
+/// Consul's `CheckType.Validate`, as a 400 `Invalid check: …`.
+fn validate_type(def: &CheckDef) -> Result<()> {
+    def.validate()
+        .map_err(|r| HttpError::bad_request(format!("Invalid check: {r}")))
+}
+
 pub(super) fn scripts_disabled(defs: &[CheckDef]) -> Result<()> {
     if defs.iter().any(|d| !d.script_args.is_empty()) {
         return Err(HttpError::internal(
-            "Scripts are disabled on this agent; to enable, configure 'enable_script_checks' or \
-             'enable_local_script_checks' to true",
+            "Scripts are disabled on this agent from remote calls; to enable, configure \
+             'enable_script_checks' to true",
         ));
     }
     Ok(())
@@ -110,6 +117,9 @@ pub(super) fn scripts_disabled(defs: &[CheckDef]) -> Result<()> {
 
 // === Check registration ===
 
+/// `PUT /v1/agent/check/register`, in the order of Consul's `AgentRegisterCheck`: decode,
+/// name and status (400), the token (403), the check type (400), the service (404), the
+/// ACL decision (403), then what adding the check refuses (scripts, 500).
 pub(super) async fn register_check(Write { ctx, body: value }: Write) -> Result<Response> {
     let state = &ctx.state;
     let def = CheckDef::decode(&value, "CheckDefinition")
@@ -118,9 +128,11 @@ pub(super) async fn register_check(Write { ctx, body: value }: Write) -> Result<
     if def.name.is_empty() {
         return Err(HttpError::bad_request("Missing check name"));
     }
+    if !def.status.is_empty() && Status::parse(&def.status).is_none() {
+        return Err(HttpError::bad_request("Bad check status"));
+    }
     let authz = ctx.authz()?;
-    validate_checks(std::slice::from_ref(&def))?;
-    scripts_disabled(std::slice::from_ref(&def))?;
+    validate_type(&def)?;
     let node = state.node().to_owned();
     let mut store = state.lock();
     let svc = if def.service_id.is_empty() {
@@ -132,14 +144,15 @@ pub(super) async fn register_check(Write { ctx, body: value }: Write) -> Result<
             .get(&(node.clone(), def.service_id.clone()))
             .cloned()
         else {
-            return Err(HttpError::bad_request(format!(
-                "ServiceID \"{}\" does not exist",
+            return Err(HttpError::not_found(format!(
+                "ServiceID {:?} does not exist",
                 def.service_id
             )));
         };
         authz.require("service:write", &s.name)?;
         Some(s)
     };
+    scripts_disabled(std::slice::from_ref(&def))?;
     let cid = if def.check_id.is_empty() {
         def.name.clone()
     } else {
@@ -148,7 +161,12 @@ pub(super) async fn register_check(Write { ctx, body: value }: Write) -> Result<
     let ckey: Key = (node.clone(), cid.clone());
     let idx = store.bump();
     let existing = store.checks.get(&ckey);
-    let check = build_check(state, &node, svc.as_ref(), &cid, &def, existing, idx);
+    let mut check = build_check(state, &node, svc.as_ref(), &cid, &def, existing, idx);
+    // Consul's `AddCheck` replays the old status through `UpdateCheck`, which restarts the
+    // critical clock now for a check re-registered while critical.
+    if existing.is_some() && check.status == Status::Critical {
+        check.critical_since = Some(tokio::time::Instant::now());
+    }
     store.stop_runner(&ckey);
     store.insert_check(check);
     state.checks.start(&mut store, &ckey);

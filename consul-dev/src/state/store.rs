@@ -204,13 +204,17 @@ impl Store {
         let Some(check) = self.checks.get_mut(key) else {
             return false;
         };
+        // Consul's `UpdateCheck`: the critical clock starts at the first critical result while
+        // it is stopped — whatever the status was, so a check registered critical is on it
+        // from its first failing run — and stops at any other result. It runs before the
+        // unchanged-result shortcut, so a repeated identical failure still starts it.
+        if status == Status::Critical {
+            check.critical_since.get_or_insert_with(Instant::now);
+        } else {
+            check.critical_since = None;
+        }
         if check.status == status && check.output == output {
             return false;
-        }
-        if status == Status::Critical && check.status != Status::Critical {
-            check.critical_since = Some(Instant::now());
-        } else if status != Status::Critical {
-            check.critical_since = None;
         }
         check.status = status;
         check.output = output;

@@ -13,13 +13,30 @@ use crate::state::{Service, Weights};
 /// A decoded catalog registration.
 #[derive(Debug)]
 pub(crate) struct CatalogRegistration {
+    /// Where to register; empty means the agent's own datacenter.
+    pub(crate) datacenter: String,
     pub(crate) node: String,
     pub(crate) id: String,
     pub(crate) address: String,
+    /// Keep an existing node's record as it is (only its services and checks change).
+    pub(crate) skip_node_update: bool,
+    /// Whether the request, its service or a check names a peer (Consul refuses those).
+    pub(crate) names_a_peer: bool,
     pub(crate) tagged_addresses: BTreeMap<String, String>,
     pub(crate) node_meta: BTreeMap<String, String>,
     pub(crate) service: Option<Service>,
-    pub(crate) checks: Vec<(CheckDef, String, String)>,
+    pub(crate) checks: Vec<CatalogCheck>,
+}
+
+/// A check of a catalog registration, stored as sent and never run.
+#[derive(Debug)]
+pub(crate) struct CatalogCheck {
+    /// The node the check claims to be on; empty means the registration's.
+    pub(crate) node: String,
+    pub(crate) def: CheckDef,
+    pub(crate) output: String,
+    /// `Type` as sent.
+    pub(crate) kind: String,
 }
 
 const REGISTER_FIELDS: &[FieldSpec] = &[
@@ -35,6 +52,9 @@ const REGISTER_FIELDS: &[FieldSpec] = &[
     ("SkipNodeUpdate", &["skip_node_update"]),
     ("Token", &[]),
     ("Locality", &[]),
+    ("PeerName", &[]),
+    ("CreateIndex", &[]),
+    ("ModifyIndex", &[]),
 ];
 
 const NODE_SERVICE_FIELDS: &[FieldSpec] = &[
@@ -72,16 +92,17 @@ const HEALTH_CHECK_FIELDS: &[FieldSpec] = &[
     ("Timeout", &[]),
     ("ExposedPort", &[]),
     ("Definition", &[]),
+    ("PeerName", &[]),
     ("CreateIndex", &[]),
     ("ModifyIndex", &[]),
 ];
 
 impl CatalogRegistration {
-    /// Decodes a `PUT /v1/catalog/register` body. Its checks are `(definition, Output, Type)`:
-    /// the catalog stores them as sent and never runs them.
+    /// Decodes a `PUT /v1/catalog/register` body.
     pub(crate) fn decode(v: &Value) -> Result<Self, DecodeError> {
         let f = Fields::new(v, "RegisterRequest", REGISTER_FIELDS)?;
         let node = f.string("Node")?;
+        let mut names_a_peer = !f.string("PeerName")?.is_empty();
         let service = match f.object("Service", "structs.NodeService")? {
             None => None,
             Some(sv) => {
@@ -93,6 +114,7 @@ impl CatalogRegistration {
                 let tagged = decode_tagged(&s, "map", Nulls::Refuse)?;
                 let name = s.string("Service")?;
                 let id = s.string("ID")?;
+                names_a_peer |= !s.string("PeerName")?.is_empty();
                 Some(Service {
                     node: node.clone(),
                     kind: s.string("Kind")?,
@@ -122,6 +144,7 @@ impl CatalogRegistration {
                 continue;
             }
             let c = Fields::new(cv, "HealthCheck", HEALTH_CHECK_FIELDS)?;
+            names_a_peer |= !c.string("PeerName")?.is_empty();
             let def = CheckDef {
                 check_id: c.string("CheckID")?,
                 name: c.string("Name")?,
@@ -130,9 +153,17 @@ impl CatalogRegistration {
                 service_id: c.string("ServiceID")?,
                 ..CheckDef::default()
             };
-            checks.push((def, c.string("Output")?, c.string("Type")?));
+            checks.push(CatalogCheck {
+                node: c.string("Node")?,
+                def,
+                output: c.string("Output")?,
+                kind: c.string("Type")?,
+            });
         }
         Ok(CatalogRegistration {
+            datacenter: f.string("Datacenter")?,
+            skip_node_update: f.boolean("SkipNodeUpdate")?,
+            names_a_peer,
             node,
             id: f.string("ID")?,
             address: f.string("Address")?,
@@ -148,13 +179,16 @@ impl CatalogRegistration {
 /// checks.
 #[derive(Debug)]
 pub(crate) struct CatalogDeregistration {
+    /// Where to deregister; empty means the agent's own datacenter.
+    pub(crate) datacenter: String,
     pub(crate) node: String,
     pub(crate) service_id: String,
     pub(crate) check_id: String,
 }
 
 impl CatalogDeregistration {
-    /// Decodes `{"Node", "ServiceID", "CheckID", ...}`.
+    /// Decodes `{"Node", "ServiceID", "CheckID", ...}`. `Address` (obsolete) and `PeerName`
+    /// are accepted, as Consul's `DeregisterRequest` decoder accepts them.
     pub(crate) fn decode(v: &Value) -> Result<Self, DecodeError> {
         let f = Fields::new(
             v,
@@ -165,9 +199,12 @@ impl CatalogDeregistration {
                 ("ServiceID", &[]),
                 ("CheckID", &[]),
                 ("Token", &[]),
+                ("Address", &[]),
+                ("PeerName", &[]),
             ],
         )?;
         Ok(CatalogDeregistration {
+            datacenter: f.string("Datacenter")?,
             node: f.string("Node")?,
             service_id: f.string("ServiceID")?,
             check_id: f.string("CheckID")?,

@@ -12,7 +12,7 @@ mod go;
 mod out;
 
 pub(crate) use agent_request::{CheckDef, CheckUpdate, ServiceDef, validate_meta};
-pub(crate) use catalog_request::{CatalogDeregistration, CatalogRegistration};
+pub(crate) use catalog_request::{CatalogCheck, CatalogDeregistration, CatalogRegistration};
 pub(crate) use decode::{DecodeError, parse_body};
 pub(crate) use go::{nanos_to_duration, parse_go_bool, parse_go_duration};
 pub(crate) use out::{
