@@ -3,10 +3,11 @@
 //! process watching a thousand services, and five processes watching three hundred each,
 //! stay within their budgets, are never refused, and follow every change.
 //!
-//! The limit is enforced by the test's proxy in front of the agent (go-connlimit's
-//! behaviour); consul-dev's own `http_max_conns_per_client` has not landed yet. The proxy
-//! also counts the connections the agent sees. Runs against consul-dev, or a real Consul
-//! named by `CONSUL_HTTP_ADDR` over plain HTTP (whose own limit then applies as well).
+//! consul-dev enforces Consul's default limit (`http_max_conns_per_client`, 200) as Consul
+//! does; a proxy per process in front of it counts the connections the agent sees (one
+//! upstream connection per client connection, so the limit sees them all). Runs against
+//! consul-dev, or a real Consul named by `CONSUL_HTTP_ADDR` over plain HTTP with its
+//! default limit.
 
 mod common;
 
@@ -14,7 +15,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::proxy::{self, Counts, Limit};
+use common::proxy::{self, Counts};
 use consul_api::agent::ServiceRegistration;
 use consul_api::{Client, ConsulRegistry, DEFAULT_MAX_CONNECTIONS, WatchConfig};
 use discovery_core::{Query, Resolver, Update};
@@ -75,8 +76,8 @@ async fn until(
 
 /// A process's client through its own proxy, with polls fast enough for a test: a
 /// thousand watches outside the blocking set are each polled every few seconds.
-async fn process(agent: &common::Agent, limit: &Arc<Limit>) -> (ConsulRegistry, Arc<Counts>) {
-    let (addr, counts) = proxy::start_limited(agent.socket_addr(), limit.clone()).await;
+async fn process(agent: &common::Agent, host: &Arc<Counts>) -> (ConsulRegistry, Arc<Counts>) {
+    let (addr, counts) = proxy::start_on_host(agent.socket_addr(), host.clone()).await;
     let config = agent
         .config_via(addr)
         .shared(false)
@@ -122,8 +123,8 @@ async fn one_process_watching_a_thousand_services_stays_in_its_budget_and_follow
     let prefix = common::unique("fleet");
     let services: Vec<String> = (0..1000).map(|i| format!("{prefix}-{i}")).collect();
     register_all(&agent.client, &services).await;
-    let limit = Limit::consul_default();
-    let (registry, counts) = process(&agent, &limit).await;
+    let host = Arc::default();
+    let (registry, counts) = process(&agent, &host).await;
     let seen: Seen = Arc::default();
     subscribe(&registry, &services, &seen);
     assert!(
@@ -138,11 +139,10 @@ async fn one_process_watching_a_thousand_services_stays_in_its_budget_and_follow
     let stats = registry.client().stats();
     println!("{stats:?}; peak connections {}", counts.peak());
     assert_eq!(
-        limit.refused(),
-        0,
-        "no connection refused by the agent's limit"
+        stats.throttled, 0,
+        "no 429: no connection refused by the agent's limit"
     );
-    assert_eq!(stats.throttled, 0, "no 429 answer");
+    assert_eq!(agent.client.stats().throttled, 0, "nor for the writes");
     assert!(
         counts.peak() <= DEFAULT_MAX_CONNECTIONS,
         "at most the budget's {DEFAULT_MAX_CONNECTIONS} connections open, saw {}",
@@ -161,12 +161,12 @@ async fn five_processes_sharing_the_agent_watching_three_hundred_services_each_s
     let prefix = common::unique("host");
     let services: Vec<String> = (0..1500).map(|i| format!("{prefix}-{i}")).collect();
     register_all(&agent.client, &services).await;
-    // One limit for the host: every process connects from the same address.
-    let limit = Limit::consul_default();
+    // One host: every process connects from the same address, under one limit.
+    let host = Arc::default();
     let seen: Seen = Arc::default();
     let mut processes = Vec::new();
     for watched in services.chunks(300) {
-        let (registry, counts) = process(&agent, &limit).await;
+        let (registry, counts) = process(&agent, &host).await;
         subscribe(&registry, watched, &seen);
         processes.push((registry, counts));
     }
@@ -179,14 +179,13 @@ async fn five_processes_sharing_the_agent_watching_three_hundred_services_each_s
 
     changes_reach_everyone(&agent, &services, &seen, 100).await;
 
-    assert_eq!(
-        limit.refused(),
-        0,
-        "no connection refused by the agent's limit"
-    );
+    assert_eq!(agent.client.stats().throttled, 0, "no 429 for the writes");
     for (i, (registry, counts)) in processes.iter().enumerate() {
         let stats = registry.client().stats();
-        assert_eq!(stats.throttled, 0, "process {i}: no 429 answer");
+        assert_eq!(
+            stats.throttled, 0,
+            "process {i}: no 429, no connection refused"
+        );
         assert!(
             counts.peak() <= DEFAULT_MAX_CONNECTIONS,
             "process {i}: at most {DEFAULT_MAX_CONNECTIONS} connections, saw {}",
@@ -194,9 +193,9 @@ async fn five_processes_sharing_the_agent_watching_three_hundred_services_each_s
         );
     }
     assert!(
-        limit.peak() <= 5 * DEFAULT_MAX_CONNECTIONS,
+        host.peak() <= 5 * DEFAULT_MAX_CONNECTIONS,
         "the host holds at most five budgets: {}",
-        limit.peak()
+        host.peak()
     );
 }
 
@@ -210,23 +209,19 @@ async fn without_a_budget_under_the_limit_the_agent_refuses_and_watches_go_unans
     let prefix = common::unique("unbudgeted");
     let services: Vec<String> = (0..300).map(|i| format!("{prefix}-{i}")).collect();
     register_all(&agent.client, &services).await;
-    let limit = Limit::consul_default();
-    let (addr, counts) = proxy::start_limited(agent.socket_addr(), limit.clone()).await;
+    let (addr, counts) = proxy::start(agent.socket_addr()).await;
     let config = agent.config_via(addr).shared(false).max_connections(400);
     let registry = ConsulRegistry::new(Client::new(config).unwrap());
     let seen: Seen = Arc::default();
     subscribe(&registry, &services, &seen);
     tokio::time::sleep(Duration::from_secs(10)).await;
     let answered = seen.lock().unwrap().len();
+    let throttled = registry.client().stats().throttled;
     println!(
-        "{answered} of 300 answered; {} connections refused; peak {}",
-        limit.refused(),
+        "{answered} of 300 answered; {throttled} answers 429; peak {} connections",
         counts.peak()
     );
-    assert!(
-        limit.refused() > 0 && registry.client().stats().throttled > 0,
-        "over the limit the agent refuses"
-    );
+    assert!(throttled > 0, "over the limit the agent refuses with 429");
     assert!(
         answered < services.len(),
         "and watches go unanswered while others hold every connection ({answered} of 300)"

@@ -1,9 +1,10 @@
 //! HTTP/2 to an HTTPS agent, as Consul serves it (Go's `http2.ConfigureServer` on its HTTPS
 //! listener): the client learns the protocol from one probe, then every watch blocks, as a
 //! stream, at most 200 to a connection (Go's h2 server queues streams past 250), so a few
-//! hundred watches hold a few connections instead of a few hundred. The server is a minimal
-//! HTTPS responder with the workspace's test-only certificates (`testdata/tls/`), serving
-//! h2 and HTTP/1.1 by ALPN; consul-dev's HTTPS has not landed yet.
+//! hundred watches hold a few connections instead of a few hundred. Against consul-dev's
+//! HTTPS listener, and a minimal HTTPS responder (which can also refuse h2, and counts the
+//! streams on each connection), both with the workspace's test-only certificates
+//! (`testdata/tls/`).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -186,4 +187,41 @@ async fn an_https_agent_without_h2_is_spoken_to_over_http1() {
             .all(|p| p.as_deref() == Some(b"http/1.1".as_slice())),
         "{protocols:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn against_consul_devs_https_listener_watches_block_as_h2_streams() {
+    let dev_config = consul_dev::Config::default().https(SERVER_CERT.to_vec(), SERVER_KEY.to_vec());
+    let dev = consul_dev::DevAgent::start_with(dev_config, "127.0.0.1:0".parse().unwrap())
+        .await
+        .expect("consul-dev serves HTTPS");
+    let client = client(dev.addr());
+    let mut streams = Vec::new();
+    let registry = ConsulRegistry::new(client.clone());
+    for i in 0..250 {
+        let name = format!("h2-{i}");
+        let mut reg = consul_api::agent::ServiceRegistration::new(&name);
+        reg.port = Some(7000);
+        client.agent().register_service(&reg).await.unwrap();
+        let mut updates = registry.watch(&Query::new(&name));
+        match tokio::time::timeout(Duration::from_secs(10), updates.next()).await {
+            Ok(Some(Update::Snapshot(s))) => assert_eq!(s.len(), 1),
+            other => panic!("{name}: expected its instance, got {other:?}"),
+        }
+        streams.push(updates);
+    }
+    dev.wait_for_blocked_queries(250).await;
+    let stats = client.stats();
+    assert_eq!(
+        stats.protocol,
+        Protocol::Http2,
+        "consul-dev's HTTPS speaks h2"
+    );
+    assert_eq!(stats.blocking_held, 250);
+    assert_eq!(stats.polls, 0);
+    assert_eq!(
+        stats.connections_opened, 3,
+        "the probe, then two h2 connections carry everything: {stats:?}"
+    );
+    assert_eq!(stats.throttled, 0);
 }

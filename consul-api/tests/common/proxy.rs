@@ -1,9 +1,7 @@
 //! A TCP proxy in front of an agent: it counts the connections open through it (now, at
 //! most, in all) and records every byte sent to the agent, so a test can see what the
 //! agent sees: how many connections a client holds, and the requests it sends (over plain
-//! HTTP). Proxies may share a [`Limit`], which refuses connections over it as Consul's
-//! `limits.http_max_conns_per_client` does (go-connlimit): idle connections count, and the
-//! one over the limit gets a raw `429 Too Many Requests` and is closed.
+//! HTTP). Proxies for processes on one host may also count into the host's totals.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -48,49 +46,13 @@ impl Counts {
     }
 }
 
-/// Connections open through all the proxies sharing it, against a maximum.
-#[derive(Debug)]
-pub struct Limit {
-    max: usize,
-    open: AtomicUsize,
-    pub peak: AtomicUsize,
-    pub refused: AtomicUsize,
-}
-
-impl Limit {
-    /// Consul's default: 200 connections per client IP address.
-    pub fn consul_default() -> Arc<Self> {
-        Self::new(200)
-    }
-
-    pub fn new(max: usize) -> Arc<Self> {
-        Arc::new(Limit {
-            max,
-            open: AtomicUsize::new(0),
-            peak: AtomicUsize::new(0),
-            refused: AtomicUsize::new(0),
-        })
-    }
-
-    pub fn refused(&self) -> usize {
-        self.refused.load(Ordering::SeqCst)
-    }
-
-    pub fn peak(&self) -> usize {
-        self.peak.load(Ordering::SeqCst)
-    }
-}
-
-/// Go-connlimit's answer to the connection over the limit.
-const REFUSAL: &[u8] = b"HTTP/1.1 429 Too Many Requests\r\nContent-Length: 81\r\nConnection: close\r\n\r\nYour IP is issuing too many concurrent connections, please rate limit your calls\n";
-
 /// Starts a proxy to `upstream`; returns its address and counts.
 pub async fn start(upstream: SocketAddr) -> (SocketAddr, Arc<Counts>) {
-    start_limited(upstream, Limit::new(usize::MAX)).await
+    start_on_host(upstream, Arc::default()).await
 }
 
-/// Starts a proxy to `upstream` whose connections count against `limit`.
-pub async fn start_limited(upstream: SocketAddr, limit: Arc<Limit>) -> (SocketAddr, Arc<Counts>) {
+/// Starts a proxy to `upstream` whose connections also count into `host`'s open and peak.
+pub async fn start_on_host(upstream: SocketAddr, host: Arc<Counts>) -> (SocketAddr, Arc<Counts>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let counts = Arc::new(Counts::default());
@@ -101,30 +63,22 @@ pub async fn start_limited(upstream: SocketAddr, limit: Arc<Limit>) -> (SocketAd
                 return;
             };
             let counts = c.clone();
-            let limit = limit.clone();
+            let host = host.clone();
             tokio::spawn(async move {
-                let host = limit.open.fetch_add(1, Ordering::SeqCst) + 1;
-                if host > limit.max {
-                    limit.open.fetch_sub(1, Ordering::SeqCst);
-                    limit.refused.fetch_add(1, Ordering::SeqCst);
-                    let mut client = client;
-                    let _ = client.write_all(REFUSAL).await;
-                    let _ = client.shutdown().await;
-                    return;
-                }
-                limit.peak.fetch_max(host, Ordering::SeqCst);
                 let Ok(server) = TcpStream::connect(upstream).await else {
-                    limit.open.fetch_sub(1, Ordering::SeqCst);
                     return;
                 };
                 let _ = client.set_nodelay(true);
                 let _ = server.set_nodelay(true);
-                counts.accepted.fetch_add(1, Ordering::SeqCst);
-                let now = counts.open.fetch_add(1, Ordering::SeqCst) + 1;
-                counts.peak.fetch_max(now, Ordering::SeqCst);
+                for counts in [&counts, &host] {
+                    counts.accepted.fetch_add(1, Ordering::SeqCst);
+                    let now = counts.open.fetch_add(1, Ordering::SeqCst) + 1;
+                    counts.peak.fetch_max(now, Ordering::SeqCst);
+                }
                 pipe(client, server, &counts).await;
-                counts.open.fetch_sub(1, Ordering::SeqCst);
-                limit.open.fetch_sub(1, Ordering::SeqCst);
+                for counts in [&counts, &host] {
+                    counts.open.fetch_sub(1, Ordering::SeqCst);
+                }
             });
         }
     });
