@@ -7,8 +7,9 @@
 //! holders: each holder and each request carries the time it last saw a change; when a
 //! request sees one, the holder that has been quiet longest (and at least `min_hot`) is
 //! asked to yield, and a freed slot goes to the waiting request that changed most recently.
-//! `min_hot` keeps a slot with its holder for a while after a change, so two busy loops
-//! cannot take a slot from each other on every change.
+//! `min_hot` keeps a slot with its holder for a while after a change, and after the holder
+//! got it, so two busy loops cannot take a slot from each other on every change, and a loop
+//! always gets to use the slot it was lent.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -146,11 +147,15 @@ impl Leases {
                 .expect("the best waiter is waiting");
             let slot = table.free.pop_first().expect("a free slot");
             let (yield_tx, yield_rx) = watch::channel(false);
+            // A new holder counts as active from now, whatever its wish said: else a loop
+            // lent a slot back after it changed long ago would be the first asked to yield
+            // again, possibly before it sent anything on it (and, losing its poll turn each
+            // time, might never send anything at all).
             table.holders.insert(
                 id,
                 Holder {
                     slot,
-                    activity: waiter.activity.unwrap_or_else(Instant::now),
+                    activity: Instant::now(),
                     preemptible: waiter.preemptible,
                     yield_tx,
                 },
@@ -417,6 +422,31 @@ mod tests {
         let _l = tokio::time::timeout(Duration::from_secs(1), again.granted())
             .await
             .expect("the slot is free again");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_holder_is_safe_for_min_hot_after_it_got_the_slot_whatever_its_last_change() {
+        let leases = leases(1);
+        let mut first = leases.request(None, false, true);
+        let held = first.granted().await;
+        // A loop that last changed long ago waits for the slot and gets it.
+        let long_ago = Instant::now();
+        tokio::time::advance(Duration::from_secs(600)).await;
+        let mut returning = leases.request(Some(long_ago), false, true);
+        drop(held);
+        let lent = returning.granted().await;
+        let rival = leases.request(None, false, true);
+        rival.changed(Instant::now());
+        assert!(
+            !lent.yield_requested(),
+            "lent just now: not asked to yield on the next change elsewhere"
+        );
+        tokio::time::advance(Duration::from_secs(31)).await;
+        rival.changed(Instant::now());
+        assert!(
+            lent.yield_requested(),
+            "quiet min_hot since it got the slot: yields"
+        );
     }
 
     #[test]
