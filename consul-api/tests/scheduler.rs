@@ -269,3 +269,35 @@ async fn through_an_outage_watches_outside_the_blocking_set_keep_to_the_poll_pac
         "an outage costs the agent the poll pace, not a request a second per watch: {during} in 60 s"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_service_whose_index_moves_behind_an_unchanged_answer_counts_as_busy() {
+    // A rolling restart seen only between two instances (every poll finds them all back)
+    // still moves the index: the watch polls faster and takes a blocking slot.
+    let fake = Fake::new();
+    let client = client(
+        &fake,
+        Config::new("127.0.0.1:8500").unwrap().max_connections(4),
+    );
+    let registry = ConsulRegistry::new(client.clone());
+    let names = services(10);
+    let _streams = watch_all(&fake, &registry, &names).await;
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    let hot = hot(&fake);
+    let busy = names.iter().find(|n| !hot.contains(*n)).unwrap().clone();
+    let instance = format!("{busy}-1");
+    for _ in 0..30 {
+        fake.set(&busy, &[(&instance, 1000)]);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    let blocking: BTreeSet<String> = registry
+        .watch_hub()
+        .blocking()
+        .into_iter()
+        .map(|q| q.service)
+        .collect();
+    assert!(
+        blocking.contains(&busy),
+        "a service that keeps moving takes a blocking slot: {blocking:?}"
+    );
+}

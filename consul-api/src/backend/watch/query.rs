@@ -5,9 +5,9 @@
 //! A loop is *hot* while it holds a blocking slot of the budget (a [`Lease`]): it runs
 //! blocking queries on it, as any watch did before budgets. Without one it is *cold*: it
 //! waits for a slot as a [`LeaseRequest`] and meanwhile polls, at the pace its quietness
-//! earns ([`poll_interval`]) and the transport's poll turns allow. A cold loop that sees a
-//! change asks for the slot of the quietest hot one; a hot one asked to yield drops its
-//! query and turns cold. So the loops of services that are changing now (a rolling restart)
+//! earns ([`poll_interval`]) and the transport's poll turns allow. A cold loop that sees its
+//! service move (its answer or just its index) asks for the slot of the quietest hot one; a
+//! hot one asked to yield drops its query and turns cold. So the loops of services that are changing now (a rolling restart)
 //! block, and the others cost the agent one short poll each every few seconds to every half
 //! minute.
 
@@ -83,8 +83,8 @@ pub(super) struct WatchLoop {
     last_start: Option<Instant>,
     /// When the last query ended: the backoff after a failure counts from there.
     last_end: Option<Instant>,
-    /// When the service last changed (or the loop started).
-    last_change: Instant,
+    /// When the service last moved (its index, or its answer), or the loop started.
+    last_active: Instant,
     leases: Option<Arc<Leases>>,
     role: Role,
     /// Whether the loop holds a blocking slot, for the hub to report.
@@ -118,7 +118,7 @@ impl WatchLoop {
             early: 0,
             last_start: None,
             last_end: None,
-            last_change: Instant::now(),
+            last_active: Instant::now(),
             leases: None,
             role: Role::Unplaced,
             hot,
@@ -227,7 +227,7 @@ impl WatchLoop {
             // turn.
             Role::Cold(wish) if self.known.is_some() || self.failures > 0 => {
                 let every = poll_interval(
-                    self.last_change.elapsed(),
+                    self.last_active.elapsed(),
                     self.config.min_poll_interval,
                     self.config.max_poll_interval,
                 );
@@ -280,7 +280,7 @@ impl WatchLoop {
         self.set_role(Role::Unplaced);
         if let Some(leases) = self.leases.clone() {
             self.set_role(Role::Cold(leases.request(
-                Some(self.last_change),
+                Some(self.last_active),
                 false,
                 true,
             )));
@@ -306,11 +306,17 @@ impl WatchLoop {
         };
         self.index = next_index(sent, returned);
         let changed = self.known.as_ref().is_some_and(|k| *k != known);
+        // The service's index moving is activity even when the answer looks the same
+        // (a check gone critical behind the passing filter, an instance back before the
+        // poll): a poll that catches a rolling restart between two of its instances still
+        // learns the service is busy. For a service that does not exist the index Consul
+        // returns moves with the rest of the catalog, so it says nothing.
+        let moved = sent > 0 && returned > sent && matches!(known, Known::Instances(_));
+        if changed || moved {
+            self.saw_activity();
+        }
         if !changed && self.known.is_some() && !self.recovering {
             return None;
-        }
-        if changed {
-            self.saw_change();
         }
         self.recovering = false;
         self.known = Some(known.clone());
@@ -332,9 +338,9 @@ impl WatchLoop {
         self.role = role;
     }
 
-    fn saw_change(&mut self) {
+    fn saw_activity(&mut self) {
         let now = Instant::now();
-        self.last_change = now;
+        self.last_active = now;
         match &self.role {
             Role::Hot(lease) => lease.touch(now),
             Role::Cold(wish) => wish.changed(now),
