@@ -290,8 +290,9 @@ impl Variant {
     }
 }
 
-/// How long a deregistered instance stays away in a rolling restart.
-const DOWN: Duration = Duration::from_secs(5);
+/// How long a restarted instance is out of a passing watch's view: deregistered for 5 s,
+/// then critical for 2 s.
+const DOWN: Duration = Duration::from_secs(7);
 
 /// What one subscriber saw of its service's deregistrations.
 #[derive(Debug, Default)]

@@ -26,6 +26,9 @@ use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+/// Per service: each answer's highest port, and when it arrived.
+type Answers = HashMap<String, Vec<(u16, Instant)>>;
+
 fn env(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
@@ -169,8 +172,8 @@ fn main() {
     let rss_before = rss_mib();
     let client = Client::new(Config::new(&proxy_addr.to_string()).unwrap()).unwrap();
     let registry = ConsulRegistry::new(client.clone());
-    // Per service: the highest port seen and when.
-    let seen: Arc<Mutex<HashMap<String, (u16, Instant)>>> = Arc::default();
+    // Per service: each answer's highest port, and when it arrived.
+    let seen: Arc<Mutex<Answers>> = Arc::default();
     let started = Instant::now();
     watch_rt.block_on(async {
         for name in &names {
@@ -182,7 +185,9 @@ fn main() {
                         let port = instances.iter().map(|i| i.port).max().unwrap_or(0);
                         seen.lock()
                             .unwrap()
-                            .insert(name.clone(), (port, Instant::now()));
+                            .entry(name.clone())
+                            .or_default()
+                            .push((port, Instant::now()));
                     }
                 }
             });
@@ -246,7 +251,7 @@ fn main() {
         let seen = seen.lock().unwrap();
         let done = pending
             .iter()
-            .all(|(n, p, _, _)| seen.get(n).is_some_and(|(q, _)| q >= p));
+            .all(|(n, p, _, _)| seen.get(n).is_some_and(|h| h.iter().any(|(q, _)| q >= p)));
         if done || Instant::now() > deadline {
             break;
         }
@@ -256,8 +261,13 @@ fn main() {
     let seen_now = seen.lock().unwrap().clone();
     let mut lost = 0;
     for (name, port, at, hot) in &pending {
-        match seen_now.get(name) {
-            Some((q, when)) if q >= port => {
+        // The first answer that showed this change (a later change to the same service
+        // shows it too).
+        match seen_now
+            .get(name)
+            .and_then(|h| h.iter().find(|(q, _)| q >= port))
+        {
+            Some((_, when)) => {
                 let took = when.saturating_duration_since(*at);
                 if *hot {
                     inside.push(took)
