@@ -6,6 +6,13 @@
 //! `discovery_core::{Registry, Resolver}` on top: registration mapping, dial addresses, and
 //! watches built on blocking queries with index hygiene and backoff.
 //!
+//! A client holds at most [`Config::max_connections`] connections to its agent (16 by
+//! default, so a dozen processes fit under Consul's 200 per client address), shared by its
+//! clones and by every client built from equal settings in the process. Watches beyond its
+//! blocking slots poll at a bounded pace and take a slot when their service moves; over
+//! HTTP/2 (an HTTPS agent) every watch blocks, 200 to a connection. The crate's README gives
+//! the design and its measured cost.
+//!
 //! # Examples
 //!
 //! ```no_run
