@@ -31,12 +31,6 @@ pub(crate) struct Blocking {
 
 /// Parses `index` and `wait` (400 `Invalid index` / `Invalid wait time`).
 pub(crate) fn params(q: &Query) -> Result<Blocking> {
-    let index = match q.get("index") {
-        None | Some("") => 0,
-        Some(s) => s
-            .parse::<u64>()
-            .map_err(|_| HttpError::bad_request("Invalid index"))?,
-    };
     let wait = match q.get("wait") {
         None | Some("") => DEFAULT_WAIT,
         Some(s) => {
@@ -49,6 +43,13 @@ pub(crate) fn params(q: &Query) -> Result<Blocking> {
                 d.min(MAX_WAIT)
             }
         }
+    };
+    // After `wait`: Consul's `parseWait` reads `wait` first, so its 400 wins.
+    let index = match q.get("index") {
+        None | Some("") => 0,
+        Some(s) => s
+            .parse::<u64>()
+            .map_err(|_| HttpError::bad_request("Invalid index"))?,
     };
     // Consul adds up to wait/16 so that many clients do not return in lockstep.
     let jitter_max = wait.as_nanos() / 16;

@@ -30,6 +30,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/v1/catalog/nodes", get(nodes))
         .route("/v1/catalog/node/", get(crate::health::missing_node))
         .route("/v1/catalog/service/", get(crate::health::missing_service))
+        .route("/v1/catalog/connect/", get(crate::health::missing_service))
         .route("/v1/catalog/node/{*node}", get(node))
         .route("/v1/catalog/services", get(services))
         .route("/v1/catalog/service/{*name}", get(service))

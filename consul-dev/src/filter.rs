@@ -11,6 +11,11 @@
 //! selector simply matches nothing instead of failing up front as in Consul (a documented
 //! deviation).
 //!
+//! Nesting (parentheses and `not`) is bounded at [`MAX_DEPTH`] levels, the one thing the
+//! parser and the evaluator recurse on: `and`/`or` chains are flat lists, so a long chain
+//! costs no stack. A deeper expression is refused with a 400 rather than overflowing the
+//! stack, which would abort the whole process (go-bexpr has no bound; listed deviation).
+//!
 //! Uses `query` and `error` only.
 
 use regex::Regex;
@@ -26,10 +31,36 @@ pub(crate) struct Filter {
     root: Expr,
 }
 
+/// How deep parentheses and `not` may nest.
+pub(crate) const MAX_DEPTH: usize = 256;
+
+/// Why an expression was refused.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum FilterError {
+    /// Not an expression: the text after Consul's prefix (go-bexpr's wording, roughly).
+    Syntax(String),
+    /// Nested deeper than [`MAX_DEPTH`].
+    TooDeep,
+}
+
+impl std::fmt::Display for FilterError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FilterError::Syntax(e) => f.write_str(e),
+            FilterError::TooDeep => write!(
+                f,
+                "filter expression nested too deeply: more than {MAX_DEPTH} levels of \
+                 parentheses and \"not\""
+            ),
+        }
+    }
+}
+
+/// `Or` and `And` hold flat lists of two or more terms, so chains never nest.
 #[derive(Debug, Clone)]
 enum Expr {
-    Or(Box<Expr>, Box<Expr>),
-    And(Box<Expr>, Box<Expr>),
+    Or(Vec<Expr>),
+    And(Vec<Expr>),
     Not(Box<Expr>),
     Match(Match),
 }
@@ -169,6 +200,8 @@ struct Parser {
     toks: Vec<(usize, Tok)>,
     pos: usize,
     len: usize,
+    /// Open parentheses and `not`s around the current position.
+    depth: usize,
 }
 
 impl Parser {
@@ -189,41 +222,59 @@ impl Parser {
         format!("1:{} ({at}): no match found, expected: {what}", at + 1)
     }
 
-    fn or(&mut self) -> Result<Expr, String> {
-        let mut left = self.and()?;
+    fn or(&mut self) -> Result<Expr, FilterError> {
+        let first = self.and()?;
+        if !self.peek_word("or") {
+            return Ok(first);
+        }
+        let mut terms = vec![first];
         while self.peek_word("or") {
             self.pos += 1;
-            let right = self.and()?;
-            left = Expr::Or(Box::new(left), Box::new(right));
+            terms.push(self.and()?);
         }
-        Ok(left)
+        Ok(Expr::Or(terms))
     }
 
-    fn and(&mut self) -> Result<Expr, String> {
-        let mut left = self.not()?;
+    fn and(&mut self) -> Result<Expr, FilterError> {
+        let first = self.not()?;
+        if !self.peek_word("and") {
+            return Ok(first);
+        }
+        let mut terms = vec![first];
         while self.peek_word("and") {
             self.pos += 1;
-            let right = self.not()?;
-            left = Expr::And(Box::new(left), Box::new(right));
+            terms.push(self.not()?);
         }
-        Ok(left)
+        Ok(Expr::And(terms))
     }
 
-    fn not(&mut self) -> Result<Expr, String> {
-        if self.peek_word("not") {
-            self.pos += 1;
-            return Ok(Expr::Not(Box::new(self.not()?)));
+    /// A `not`, a parenthesised expression or a match: the only recursion, so the only
+    /// place the depth is counted.
+    fn not(&mut self) -> Result<Expr, FilterError> {
+        let nests = self.peek_word("not") || self.peek() == Some(&Tok::LParen);
+        if !nests {
+            return self.matcher().map(Expr::Match).map_err(FilterError::Syntax);
         }
-        if self.peek() == Some(&Tok::LParen) {
-            self.pos += 1;
-            let e = self.or()?;
-            if self.peek() != Some(&Tok::RParen) {
-                return Err(self.err("\")\""));
-            }
-            self.pos += 1;
-            return Ok(e);
+        if self.depth == MAX_DEPTH {
+            return Err(FilterError::TooDeep);
         }
-        self.matcher().map(Expr::Match)
+        self.depth += 1;
+        let e = if self.peek_word("not") {
+            self.pos += 1;
+            self.not().map(|e| Expr::Not(Box::new(e)))
+        } else {
+            self.pos += 1;
+            self.or().and_then(|e| {
+                if self.peek() == Some(&Tok::RParen) {
+                    self.pos += 1;
+                    Ok(e)
+                } else {
+                    Err(FilterError::Syntax(self.err("\")\"")))
+                }
+            })
+        };
+        self.depth -= 1;
+        e
     }
 
     fn value(&mut self) -> Result<String, String> {
@@ -444,8 +495,8 @@ fn eq(v: &Value, sel: &[String], want: &str) -> bool {
 impl Expr {
     fn eval(&self, v: &Value) -> bool {
         match self {
-            Expr::Or(a, b) => a.eval(v) || b.eval(v),
-            Expr::And(a, b) => a.eval(v) && b.eval(v),
+            Expr::Or(terms) => terms.iter().any(|e| e.eval(v)),
+            Expr::And(terms) => terms.iter().all(|e| e.eval(v)),
             Expr::Not(e) => !e.eval(v),
             Expr::Match(m) => m.eval(v),
         }
@@ -453,30 +504,36 @@ impl Expr {
 }
 
 impl Filter {
-    /// Parses an expression; the error is the part after Consul's prefix.
-    pub(crate) fn parse(expr: &str) -> Result<Filter, String> {
-        let toks = lex(expr)?;
+    /// Parses an expression; the error's text is the part after Consul's prefix.
+    pub(crate) fn parse(expr: &str) -> Result<Filter, FilterError> {
+        let toks = lex(expr).map_err(FilterError::Syntax)?;
         let mut p = Parser {
             toks,
             pos: 0,
             len: expr.len(),
+            depth: 0,
         };
         let root = p.or()?;
         if p.pos != p.toks.len() {
-            return Err(p.err("\"and\", \"or\" or end of input"));
+            return Err(FilterError::Syntax(
+                p.err("\"and\", \"or\" or end of input"),
+            ));
         }
         Ok(Filter { root })
     }
 
-    /// Parses `?filter=` if present (500 on a malformed expression, like Consul).
+    /// Parses `?filter=` if present: 500 on a malformed expression, like Consul; 400 on one
+    /// nested deeper than [`MAX_DEPTH`], which Consul has no answer for.
     pub(crate) fn from_query(q: &Query) -> Result<Option<Filter>, HttpError> {
         match q.get("filter") {
             None => Ok(None),
             Some(e) if e.trim().is_empty() => Ok(None),
             Some(e) => Filter::parse(e).map(Some).map_err(|err| {
-                HttpError::internal(format!(
-                    "Failed to create boolean expression evaluator: {err}"
-                ))
+                let text = format!("Failed to create boolean expression evaluator: {err}");
+                match err {
+                    FilterError::Syntax(_) => HttpError::internal(text),
+                    FilterError::TooDeep => HttpError::bad_request(text),
+                }
             }),
         }
     }
@@ -541,5 +598,32 @@ mod tests {
         ] {
             assert!(Filter::parse(bad).is_err(), "{bad:?} should fail");
         }
+    }
+
+    #[test]
+    fn nesting_is_bounded_and_chains_are_flat() {
+        let v = json!({"a": "1"});
+        let nested = |n: usize| format!("{}a == 1{}", "(".repeat(n), ")".repeat(n));
+        assert!(
+            check(&nested(MAX_DEPTH), &v),
+            "{MAX_DEPTH} levels parse and match"
+        );
+        assert_eq!(
+            Filter::parse(&nested(MAX_DEPTH + 1)).map(|_| ()),
+            Err(FilterError::TooDeep)
+        );
+        let nots = format!("{}a == 1", "not ".repeat(MAX_DEPTH + 1));
+        assert_eq!(Filter::parse(&nots).map(|_| ()), Err(FilterError::TooDeep));
+        let opened = "(".repeat(100_000);
+        assert_eq!(
+            Filter::parse(&opened).map(|_| ()),
+            Err(FilterError::TooDeep),
+            "refused at the bound, long before the input ends"
+        );
+        // 50,000 terms: parsed, evaluated and dropped without deep recursion.
+        let chain = vec!["a == 1"; 50_000].join(" and ");
+        assert!(check(&chain, &v));
+        let chain = vec!["a == 2"; 50_000].join(" or ");
+        assert!(!check(&chain, &v));
     }
 }

@@ -21,6 +21,9 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/v1/health/service/", get(missing_service))
         .route("/v1/health/checks/", get(missing_service))
         .route("/v1/health/node/", get(missing_node))
+        .route("/v1/health/state/", get(missing_state))
+        .route("/v1/health/connect/", get(missing_service))
+        .route("/v1/health/ingress/", get(missing_service))
         .route("/v1/health/service/{*name}", get(service))
         .route("/v1/health/connect/{*name}", get(connect))
         .route("/v1/health/ingress/{*name}", get(connect))
@@ -32,6 +35,11 @@ pub(crate) fn router() -> Router<AppState> {
 /// `GET /v1/health/service/` and friends without a name.
 pub(crate) async fn missing_service() -> HttpError {
     HttpError::bad_request("Missing service name")
+}
+
+/// `GET /v1/health/state/` without a state.
+async fn missing_state() -> HttpError {
+    HttpError::bad_request("Missing check state")
 }
 
 /// `GET /v1/health/node/` and friends without a name.
@@ -131,7 +139,7 @@ async fn service(Path(name): Path<String>, read: Read) -> Result<Response> {
         (index, body)
     })
     .await;
-    Ok(read.answer_encoded(index, body))
+    Ok(read.answer_encoded_streamable(index, body))
 }
 
 /// `GET /v1/health/connect/:name`, `/v1/health/ingress/:name` and

@@ -267,7 +267,8 @@ fn router(app: AppState) -> WithPolicyHeader {
 
 // === WithPolicyHeader ===
 
-/// The router, adding `X-Consul-Default-ACL-Policy` to every response as Consul does.
+/// The router, adding `X-Consul-Default-ACL-Policy` to every API response as Consul's
+/// `wrap` does (not to the answers of its `Index` handler and UI: [`web::OutsideTheApi`]).
 ///
 /// A wrapper around the whole router rather than an axum middleware layer: a layer wraps
 /// each route, and for every request clones the route's boxed service and boxes a future,
@@ -310,8 +311,10 @@ impl Future for PolicyHeaderFuture {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
         let Ok(mut resp) = ready!(Pin::new(&mut this.inner).poll(cx));
-        resp.headers_mut()
-            .insert(X_CONSUL_DEFAULT_ACL_POLICY, this.policy.clone());
+        if resp.extensions().get::<web::OutsideTheApi>().is_none() {
+            resp.headers_mut()
+                .insert(X_CONSUL_DEFAULT_ACL_POLICY, this.policy.clone());
+        }
         Poll::Ready(Ok(resp))
     }
 }

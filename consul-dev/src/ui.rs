@@ -5,22 +5,23 @@ use std::fmt::Write as _;
 
 use axum::Router;
 use axum::extract::State;
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{Html, IntoResponse, Response};
+use http::{StatusCode, header};
 
-use crate::web::{AppState, get};
+use crate::web::{AppState, get, outside_the_api};
 
-/// The UI routes.
+/// The UI routes. `/` and `/ui` redirect with 301, as Consul's `Index` handler and Go's
+/// `ServeMux` subtree redirect do.
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
-        .route(
-            "/",
-            get(|| async { Redirect::permanent("/ui/").into_response() }),
-        )
-        .route(
-            "/ui",
-            get(|| async { Redirect::permanent("/ui/").into_response() }),
-        )
+        .route("/", get(|| async { to_ui() }))
+        .route("/ui", get(|| async { to_ui() }))
         .route("/ui/", get(page))
+}
+
+/// `301 Moved Permanently` to `/ui/`.
+fn to_ui() -> Response {
+    outside_the_api((StatusCode::MOVED_PERMANENTLY, [(header::LOCATION, "/ui/")]).into_response())
 }
 
 fn esc(s: &str) -> String {
@@ -31,6 +32,10 @@ fn esc(s: &str) -> String {
 }
 
 async fn page(State(state): State<AppState>) -> Response {
+    outside_the_api(render(&state))
+}
+
+fn render(state: &AppState) -> Response {
     let store = state.lock();
     let mut html = String::from(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>consul-dev</title>\

@@ -24,7 +24,7 @@ use crate::error::{HttpError, Result, text};
 use crate::filter::{Filter, passes};
 use crate::query::Query;
 use crate::state::{Shared, Store};
-use crate::wire::parse_body;
+use crate::wire::{parse_body, parse_go_duration};
 
 /// The shared state as handlers see it.
 pub(crate) type AppState = Arc<App>;
@@ -83,32 +83,61 @@ pub(crate) struct Ctx {
     pub(crate) state: AppState,
     pub(crate) query: Query,
     pub(crate) token: Option<String>,
+    /// Whether `Accept` starts with `text/plain`.
+    pub(crate) accepts_text_plain: bool,
 }
 
 impl Ctx {
     /// Parses the query and headers; rejects Enterprise-only parameters. `dc` is not read
     /// here: only the reads that forward an RPC look at it ([`Read::forward`]).
-    pub(crate) fn new(state: &AppState, raw: Option<&str>, headers: &HeaderMap) -> Result<Ctx> {
-        let query = Query::parse(raw);
-        for (param, header_name, what) in [
-            ("ns", "x-consul-namespace", "Namespaces"),
-            ("partition", "x-consul-partition", "Partitions"),
+    pub(crate) fn new(state: &AppState, uri: &http::Uri, headers: &HeaderMap) -> Result<Ctx> {
+        let query = Query::parse(uri.query());
+        let (reads_ns, reads_partition) = enterprise_parameters_read(uri.path());
+        // Consul CE's `parseEntMeta`: the namespace header, the `ns` query parameter, then
+        // the partition header and the `partition` parameter, each a 400 of its own wording.
+        for (read, param, header_name, canonical, what) in [
+            (
+                reads_ns,
+                "ns",
+                "x-consul-namespace",
+                "X-Consul-Namespace",
+                "Namespaces",
+            ),
+            (
+                reads_partition,
+                "partition",
+                "x-consul-partition",
+                "X-Consul-Partition",
+                "Partitions",
+            ),
         ] {
-            let in_query = query.get(param).is_some_and(|v| !v.is_empty());
+            if !read {
+                continue;
+            }
             let in_header = headers
                 .get(header_name)
                 .is_some_and(|v| !v.as_bytes().is_empty());
-            if in_query || in_header {
+            if in_header {
+                return Err(HttpError::bad_request(format!(
+                    "Invalid header: \"{canonical}\" - {what} are a Consul Enterprise feature"
+                )));
+            }
+            if query.get(param).is_some_and(|v| !v.is_empty()) {
                 return Err(HttpError::bad_request(format!(
                     "Invalid query parameter: \"{param}\" - {what} are a Consul Enterprise feature"
                 )));
             }
         }
+        // Consul's `returnTextPlain` reads `Accept` (agent health answers as text).
+        let accepts_text_plain = headers
+            .get(header::ACCEPT)
+            .is_some_and(|v| v.as_bytes().starts_with(b"text/plain"));
         let token = crate::acl::token_from(&query, headers);
         Ok(Ctx {
             state: Arc::clone(state),
             query,
             token,
+            accepts_text_plain,
         })
     }
 
@@ -123,6 +152,21 @@ impl Ctx {
     }
 }
 
+/// Whether the handler of `path` parses `ns` and `partition` (Consul's `parseEntMeta*`
+/// calls): the status endpoints, `catalog/datacenters`, `agent/self` and
+/// `agent/maintenance` read neither; `catalog/nodes` and `agent/members` only the partition.
+fn enterprise_parameters_read(path: &str) -> (bool, bool) {
+    match path {
+        "/v1/status/leader"
+        | "/v1/status/peers"
+        | "/v1/catalog/datacenters"
+        | "/v1/agent/self"
+        | "/v1/agent/maintenance" => (false, false),
+        "/v1/catalog/nodes" | "/v1/agent/members" => (false, true),
+        _ => (true, true),
+    }
+}
+
 /// A handler taking a `Ctx` gets it built by [`Ctx::new`] from the request's query and
 /// headers. Handlers with a body take a [`Write`] instead, which builds it after reading
 /// the body, so that a body error (413) still wins over a query error.
@@ -130,7 +174,7 @@ impl FromRequestParts<AppState> for Ctx {
     type Rejection = HttpError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Ctx> {
-        Ctx::new(state, parts.uri.query(), &parts.headers)
+        Ctx::new(state, &parts.uri, &parts.headers)
     }
 }
 
@@ -149,12 +193,12 @@ impl FromRequest<AppState> for Write {
     type Rejection = Response;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Write, Response> {
-        let raw = req.uri().query().map(str::to_owned);
+        let uri = req.uri().clone();
         let headers = req.headers().clone();
         let bytes = Bytes::from_request(req, state)
             .await
             .map_err(IntoResponse::into_response)?;
-        let ctx = Ctx::new(state, raw.as_deref(), &headers).map_err(IntoResponse::into_response)?;
+        let ctx = Ctx::new(state, &uri, &headers).map_err(IntoResponse::into_response)?;
         let body = parse_body(&bytes).map_err(|e| HttpError::decode(e).into_response())?;
         Ok(Write { ctx, body })
     }
@@ -214,8 +258,33 @@ impl Read {
 
     /// Like [`Read::answer`] for a body already encoded with [`encode`].
     pub(crate) fn answer_encoded(&self, index: u64, body: Result<Bytes, String>) -> Response {
+        self.answer_from(index, body, BLOCKING_QUERY)
+    }
+
+    /// Like [`Read::answer_encoded`] for `health/service`, which Consul serves from its
+    /// streaming backend (on by default) when the read blocks (`index` > 0) without
+    /// `cached` or `near`: `X-Consul-Query-Backend: streaming`.
+    pub(crate) fn answer_encoded_streamable(
+        &self,
+        index: u64,
+        body: Result<Bytes, String>,
+    ) -> Response {
+        let q = &self.ctx.query;
+        let streaming =
+            self.blocking.index > 0 && !q.has("cached") && q.get("near").is_none_or(str::is_empty);
+        let backend = if streaming { STREAMING } else { BLOCKING_QUERY };
+        self.answer_from(index, body, backend)
+    }
+
+    fn answer_from(
+        &self,
+        index: u64,
+        body: Result<Bytes, String>,
+        backend: HeaderValue,
+    ) -> Response {
         let mut resp = json_bytes(body);
         add_meta(resp.headers_mut(), self.consistency, index);
+        resp.headers_mut().insert(X_CONSUL_QUERY_BACKEND, backend);
         resp
     }
 }
@@ -241,16 +310,34 @@ pub(crate) enum Consistency {
     Consistent,
 }
 
-/// Parses `stale`/`consistent` (both → 400).
+/// Consul's `parseConsistency`: `stale`, `consistent`, `cached`, and `max_stale` (a Go
+/// duration; above zero it allows stale reads), then the conflicts, in that order.
 pub(crate) fn consistency(q: &Query) -> Result<Consistency> {
-    match (q.has("stale"), q.has("consistent")) {
-        (true, true) => Err(HttpError::bad_request(
-            "Cannot specify ?stale with ?consistent, conflicting semantics.",
-        )),
-        (true, false) => Ok(Consistency::Stale),
-        (false, true) => Ok(Consistency::Consistent),
-        (false, false) => Ok(Consistency::Leader),
+    let mut stale = q.has("stale");
+    let consistent = q.has("consistent");
+    if let Some(max_stale) = q.get("max_stale").filter(|v| !v.is_empty()) {
+        let nanos = parse_go_duration(max_stale).map_err(|_| {
+            HttpError::bad_request(format!("Invalid max_stale value {max_stale:?}"))
+        })?;
+        stale |= nanos > 0;
     }
+    if stale && consistent {
+        return Err(HttpError::bad_request(
+            "Cannot specify ?stale with ?consistent, conflicting semantics.",
+        ));
+    }
+    if q.has("cached") && consistent {
+        return Err(HttpError::bad_request(
+            "Cannot specify ?cached with ?consistent, conflicting semantics.",
+        ));
+    }
+    Ok(if consistent {
+        Consistency::Consistent
+    } else if stale {
+        Consistency::Stale
+    } else {
+        Consistency::Leader
+    })
 }
 
 /// Encodes `value` as Consul does (compact, or indented with `?pretty`).
@@ -267,7 +354,7 @@ pub(crate) fn encode<T: Serialize>(q: &Query, value: &T) -> Result<Bytes, serde_
     }
 }
 
-/// Room for every header of a JSON read (type, four `X-Consul-*`, the ACL policy,
+/// Room for every header of a JSON read (type, five `X-Consul-*`, the ACL policy,
 /// `Content-Length`), so that the map is allocated once and never regrown.
 const READ_HEADERS: usize = 8;
 
@@ -318,6 +405,11 @@ const X_CONSUL_KNOWNLEADER: HeaderName = HeaderName::from_static("x-consul-known
 const X_CONSUL_LASTCONTACT: HeaderName = HeaderName::from_static("x-consul-lastcontact");
 const X_CONSUL_EFFECTIVE_CONSISTENCY: HeaderName =
     HeaderName::from_static("x-consul-effective-consistency");
+/// Which of Consul's query backends answered: every read that sets the query metadata
+/// says so (`setMeta` → `setQueryBackend`).
+const X_CONSUL_QUERY_BACKEND: HeaderName = HeaderName::from_static("x-consul-query-backend");
+const BLOCKING_QUERY: HeaderValue = HeaderValue::from_static("blocking-query");
+const STREAMING: HeaderValue = HeaderValue::from_static("streaming");
 
 /// Adds `X-Consul-Index` (never 0), `KnownLeader`, `LastContact`, consistency.
 fn add_meta(h: &mut HeaderMap, c: Consistency, index: u64) {
@@ -403,14 +495,24 @@ where
 
 /// The answer for paths no route matches.
 pub(crate) async fn not_found(uri: http::Uri) -> Response {
-    if uri.path().starts_with("/v1/") {
-        text(
-            StatusCode::NOT_FOUND,
-            "Invalid URL path: not a recognized HTTP API endpoint\n",
-        )
+    let body = if uri.path().contains("/v1/") {
+        "Invalid URL path: not a recognized HTTP API endpoint\n"
     } else {
-        text(StatusCode::NOT_FOUND, "404 page not found\n")
-    }
+        "Invalid URL path: if attempting to use the HTTP API, ensure the path starts with \
+         '/v1/'\n"
+    };
+    outside_the_api(text(StatusCode::NOT_FOUND, body))
+}
+
+/// Marks an answer of Consul's `Index` handler or its UI, which are not wrapped by the
+/// API's `wrap` and so carry no `X-Consul-Default-ACL-Policy`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OutsideTheApi;
+
+/// `resp`, marked [`OutsideTheApi`].
+pub(crate) fn outside_the_api(mut resp: Response) -> Response {
+    resp.extensions_mut().insert(OutsideTheApi);
+    resp
 }
 
 #[cfg(test)]

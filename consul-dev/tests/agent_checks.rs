@@ -1,6 +1,6 @@
 //! Agent checks: the checks registered with a service, their IDs, names, validation and first
 //! status, TTL updates (`pass`, `warn`, `fail`, `update`), and `check/register`'s refusals.
-//! Conformance cases 03, 04, 05, 09, 10, 11, 13, 14, 15, 19, 20, 21, 22, 23, 65;
+//! Conformance cases 03, 04, 05, 09, 10, 11, 13, 14, 15, 19, 20, 21, 22, 23, 65, 71, 82;
 //! `tests/README.md` lists every case and where it is tested.
 
 mod common;
@@ -341,4 +341,109 @@ async fn case_65_check_register_refusals() {
         let r = a.put_json("/v1/agent/check/register", &body).await;
         assert_eq!((r.status, r.body.as_str()), want, "{body}");
     }
+}
+
+/// Case 71: only the keys of the Go struct Consul decodes are accepted (400 `json: unknown
+/// field "…"` otherwise): a service's check (`CheckType`) is identified by `CheckID`, not
+/// `ID`; `check/register`'s body (`CheckDefinition`) by `ID`, not `CheckID`; snake_case
+/// aliases only where Consul's decoder translates them.
+#[tokio::test]
+async fn case_71_accepted_keys_are_the_go_structs() {
+    let a = Agent::start().await;
+    for (path, body, field) in [
+        (
+            "/v1/agent/service/register",
+            json!({"Name": "web", "Check": {"ID": "c", "TTL": "10s"}}),
+            "ID",
+        ),
+        (
+            "/v1/agent/service/register",
+            json!({"Name": "web", "Check": {"TTL": "10s", "success_before_passing": 1}}),
+            "success_before_passing",
+        ),
+        (
+            "/v1/agent/service/register",
+            json!({"Name": "web", "socket_path": "/tmp/s"}),
+            "socket_path",
+        ),
+        (
+            "/v1/agent/check/register",
+            json!({"Name": "c", "CheckID": "c1", "TTL": "10s"}),
+            "CheckID",
+        ),
+        (
+            "/v1/agent/check/register",
+            json!({"Name": "c", "TTL": "10s", "ProxyHTTP": "x"}),
+            "ProxyHTTP",
+        ),
+        (
+            "/v1/catalog/register",
+            json!({"Node": "n", "Address": "a", "node_meta": {"k": "v"}}),
+            "node_meta",
+        ),
+        (
+            "/v1/catalog/register",
+            json!({"Node": "n", "Address": "a", "Check": {"ID": "c"}}),
+            "ID",
+        ),
+    ] {
+        let r = a.put_json(path, &body).await;
+        assert_eq!(
+            (r.status, r.body.as_str()),
+            (
+                400,
+                format!("Request decode failed: json: unknown field \"{field}\"").as_str()
+            ),
+            "{path} {body}"
+        );
+    }
+    let r = a
+        .put_json(
+            "/v1/agent/check/register",
+            &json!({"Name": "c", "ID": "c1", "TTL": "10s", "disable_redirects": true}),
+        )
+        .await;
+    assert_eq!(
+        r.status, 200,
+        "ID and disable_redirects are CheckDefinition's: {}",
+        r.body
+    );
+    assert_eq!(a.agent_check("c1").await["Name"], "c");
+    a.register(
+        json!({"Name": "web", "Check": {"CheckID": "w", "TTL": "10s",
+        "DisableRedirects": true, "deregister_critical_service_after": "2m"}}),
+    )
+    .await;
+    assert_eq!(a.agent_check("w").await["ServiceID"], "web");
+}
+
+/// Case 82: Consul's `CheckType.Validate` in full: an alias check that is also an interval
+/// check, an alias check with a TTL and a negative `OutputMaxSize` are refused; negative
+/// `Interval` and `TTL` do not count as set.
+#[tokio::test]
+async fn case_82_check_type_validation() {
+    let a = Agent::start().await;
+    for (check, want) in [
+        (
+            json!({"AliasService": "db", "HTTP": "http://127.0.0.1:1/", "Interval": "10s"}),
+            "Invalid check: Interval cannot be set for Alias checks",
+        ),
+        (
+            json!({"AliasService": "db", "TTL": "10s"}),
+            "Invalid check: TTL must be not be set for Alias checks",
+        ),
+        (
+            json!({"TTL": "10s", "OutputMaxSize": -1}),
+            "Invalid check: MaxOutputMaxSize must be positive",
+        ),
+        (
+            json!({"TTL": "-1s", "Interval": "-1s"}),
+            "Invalid check: TTL must be > 0 for TTL checks",
+        ),
+    ] {
+        let (s, b) = register_err(&a, json!({"Name": "web", "Check": check})).await;
+        assert_eq!((s, b.as_str()), (400, want), "{check}");
+    }
+    a.register(json!({"Name": "web", "Check": {"AliasService": "db"}}))
+        .await;
 }

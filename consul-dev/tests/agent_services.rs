@@ -1,6 +1,6 @@
 //! Agent services: registering, listing, reading (with its content hash) and deregistering the
-//! local agent's services. Conformance cases 01, 02, 06, 07, 08, 12, 17, 18, 28; `tests/README.md`
-//! lists every case and where it is tested.
+//! local agent's services. Conformance cases 01, 02, 06, 07, 08, 12, 17, 18, 28, 74, 83;
+//! `tests/README.md` lists every case and where it is tested.
 
 mod common;
 
@@ -144,4 +144,92 @@ async fn case_28_agent_service_content_hash() {
         (r.status, r.body.as_str()),
         (404, "unknown service ID: nope")
     );
+}
+
+/// Case 74: service registration refusals in Consul's words: a meta pair is named with its
+/// value (`Couldn't load metadata pair ('k', 'v'): …`), a weight over 65535 is `DNS Weight
+/// must be between 0 and 65535`, an IPv4 tagged address that is not IPv4 is a 500 from
+/// `validateService`; `replace-existing-checks` also removes the maintenance check.
+#[tokio::test]
+async fn case_74_registration_refusals_and_replacement() {
+    let a = Agent::start().await;
+    let (s, b) = register_err(&a, json!({"Name": "web", "Meta": {"consul-x": "1"}})).await;
+    assert_eq!(
+        (s, b.as_str()),
+        (
+            400,
+            "Invalid Service Meta: Couldn't load metadata pair ('consul-x', '1'): Key prefix \
+             'consul-' is reserved for internal use"
+        )
+    );
+    let (s, b) = register_err(
+        &a,
+        json!({"Name": "web", "Weights": {"Passing": 70000, "Warning": 1}}),
+    )
+    .await;
+    assert_eq!(
+        (s, b.as_str()),
+        (
+            400,
+            "Invalid Weights: DNS Weight must be between 0 and 65535"
+        )
+    );
+    let (s, b) = register_err(
+        &a,
+        json!({"Name": "web", "TaggedAddresses": {"lan_ipv4": {"Address": "::1", "Port": 1}}}),
+    )
+    .await;
+    assert_eq!(
+        (s, b.as_str()),
+        (
+            500,
+            "Service tagged address \"lan_ipv4\" must be a valid ipv4 address"
+        )
+    );
+    a.register(json!({"Name": "web", "Check": {"TTL": "30s"}}))
+        .await;
+    let r = a.put("/v1/agent/service/maintenance/web?enable=true").await;
+    assert_eq!(r.status, 200);
+    let r = a
+        .put_json(
+            "/v1/agent/service/register?replace-existing-checks",
+            &json!({"Name": "web"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let checks = a.agent_checks().await;
+    assert_eq!(
+        checks,
+        json!({}),
+        "replacing removes every check of the service, maintenance included"
+    );
+}
+
+/// Case 83: the `consul` service and the `serfHealth` check are the servers', not in the
+/// agent's local state, so the agent answers them as unknown (404, Consul's sentences):
+/// deregistering either, maintenance on `consul`, a TTL update of `serfHealth`. The catalog
+/// still lists both.
+#[tokio::test]
+async fn case_83_the_servers_service_and_check_are_not_the_agents() {
+    let a = Agent::start().await;
+    let service_404 = "Unknown service ID \"consul\". Ensure that the service ID is passed, not \
+                       the service name.";
+    let check_404 = "Unknown check ID \"serfHealth\". Ensure that the check ID is passed, not \
+                     the check name.";
+    for (path, want) in [
+        ("/v1/agent/service/deregister/consul", service_404),
+        (
+            "/v1/agent/service/maintenance/consul?enable=true",
+            service_404,
+        ),
+        ("/v1/agent/check/deregister/serfHealth", check_404),
+        ("/v1/agent/check/pass/serfHealth", check_404),
+    ] {
+        let r = a.put(path).await;
+        assert_eq!((r.status, r.body.as_str()), (404, want), "{path}");
+    }
+    let services = a.get_json("/v1/catalog/services").await;
+    assert_eq!(services["consul"], json!([]), "still in the catalog");
+    let checks = a.get_json("/v1/health/node/dev-node").await;
+    assert_eq!(checks[0]["CheckID"], "serfHealth", "{checks}");
 }

@@ -1,6 +1,7 @@
 //! Blocking queries: read headers and consistency modes, `index`/`wait` parsing, waking on changes
-//! (and only on the watched service), index rules, hash blocking. Conformance cases 35, 36, 42, 43,
-//! 44, 45, 46, 47, 48, 49; `tests/README.md` lists every case and where it is tested.
+//! (and only on the watched service), index rules, hash blocking, the query-backend header.
+//! Conformance cases 35, 36, 42, 43, 44, 45, 46, 47, 48, 49, 81; `tests/README.md` lists every
+//! case and where it is tested.
 
 mod common;
 
@@ -255,4 +256,46 @@ async fn case_49_hash_blocking() {
         .expect("ascii")
         .to_owned();
     assert_ne!(new, hash, "a new hash after the tag change");
+}
+
+/// Case 81: every read names its query backend: `X-Consul-Query-Backend: blocking-query`,
+/// except a blocking `health/service` read (index > 0, no `cached`, no `near`), which
+/// Consul's default streaming backend answers: `streaming`. An anonymous caller whose list
+/// is filtered by ACLs gets no `X-Consul-Results-Filtered-By-ACLs` (Consul sets it only for
+/// a real token, and the one real token here sees everything).
+#[tokio::test]
+async fn case_81_query_backend_header() {
+    let a = Agent::start().await;
+    a.register(json!({"Name": "web"})).await;
+    let backend = |r: &common::Resp| r.header("x-consul-query-backend");
+    let r = a.get("/v1/health/service/web").await;
+    assert_eq!(backend(&r).as_deref(), Some("blocking-query"));
+    let index = r.index();
+    let r = a
+        .get(&format!("/v1/health/service/web?index={index}&wait=10ms"))
+        .await;
+    assert_eq!(backend(&r).as_deref(), Some("streaming"));
+    let r = a
+        .get(&format!(
+            "/v1/health/service/web?index={index}&wait=10ms&near=_agent"
+        ))
+        .await;
+    assert_eq!(
+        backend(&r).as_deref(),
+        Some("blocking-query"),
+        "near is not streamed"
+    );
+    let r = a
+        .get(&format!("/v1/catalog/service/web?index={index}&wait=10ms"))
+        .await;
+    assert_eq!(backend(&r).as_deref(), Some("blocking-query"));
+    let acl = Agent::start_with(
+        consul_dev::Config::default()
+            .node_name("dev-node")
+            .acl_token("root"),
+    )
+    .await;
+    let r = acl.get("/v1/catalog/services").await;
+    assert_eq!(r.json(), json!({}), "anonymous sees nothing");
+    assert_eq!(r.header("x-consul-results-filtered-by-acls"), None);
 }

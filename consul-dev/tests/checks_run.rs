@@ -235,14 +235,9 @@ async fn case_54_thresholds() {
     );
 }
 
-/// Case 55: DeregisterCriticalServiceAfter `10s` on a TTL check → treated as 1m; service gone
-/// 60–90s after the TTL expires (with default reaper settings).
-#[tokio::test]
-async fn case_55_deregister_critical_service_after() {
-    // Consul's 1m floor and 30s reaper, scaled down with the agent's test-only flags
-    // (checked to default to Consul's values in unit tests). Only lower bounds that hold by
-    // construction are asserted; "gone at the first reaper run past the timeout" is checked
-    // exactly with paused time in the unit tests.
+/// An agent whose reaper runs every 200 ms with a 2 s `DeregisterCriticalServiceAfter`
+/// floor (the test-only flags scaling Consul's 30 s and 1 m), and that floor.
+async fn scaled_reaper_agent() -> (Agent, Duration) {
     let floor = Duration::from_secs(2);
     let a = Agent::start_with(
         consul_dev::Config::default()
@@ -251,7 +246,20 @@ async fn case_55_deregister_critical_service_after() {
             .min_deregister_after(floor),
     )
     .await;
-    // Registered critical: its clock never starts, so it outlives everything below.
+    (a, floor)
+}
+
+/// Case 55: DeregisterCriticalServiceAfter `10s` on a TTL check → treated as 1m; service gone
+/// 60–90s after the TTL expires (with default reaper settings).
+#[tokio::test]
+async fn case_55_deregister_critical_service_after() {
+    // Consul's 1m floor and 30s reaper, scaled down with the agent's test-only flags
+    // (checked to default to Consul's values in unit tests). Only lower bounds that hold by
+    // construction are asserted; "gone at the first reaper run past the timeout" is checked
+    // exactly with paused time in the unit tests.
+    let (a, floor) = scaled_reaper_agent().await;
+    // Registered critical: its clock starts only at its first critical result, the TTL
+    // expiry ten minutes away, so it outlives everything below.
     a.register(json!({"Name": "stuck", "Check": {"TTL": "10m",
         "DeregisterCriticalServiceAfter": "100ms"}}))
         .await;
@@ -285,7 +293,7 @@ async fn case_55_deregister_critical_service_after() {
         "its check went too: {checks}"
     );
     // `stuck` has been critical since before web registered and is past any timeout, but
-    // registered-as-critical does not start the clock.
+    // being registered critical starts no clock: only a critical result does.
     assert!(
         services.get("stuck").is_some(),
         "stuck is still there: {services}"
@@ -318,19 +326,10 @@ async fn case_55_deregister_critical_service_after() {
 
 /// Case 66: a service registered with a failing HTTP check (critical from the start, as
 /// checks are by default) is reaped: Consul's `UpdateCheck` starts the critical clock at the
-/// first critical result while it is stopped, not only at a change to critical. Its
-/// re-registration stops the clock (a fresh check state), and the next failing run starts
-/// it again.
+/// first critical result while it is stopped, not only at a change to critical.
 #[tokio::test]
 async fn case_66_registered_critical_and_never_passing_is_reaped() {
-    let floor = Duration::from_secs(2);
-    let a = Agent::start_with(
-        consul_dev::Config::default()
-            .node_name("dev-node")
-            .reaper_interval(Duration::from_millis(200))
-            .min_deregister_after(floor),
-    )
-    .await;
+    let (a, floor) = scaled_reaper_agent().await;
     let target = http_target().await;
     let registered = Instant::now();
     a.register(

@@ -1,7 +1,7 @@
 //! Connections as Consul's agent handles them: the per-client connection limit
 //! (`limits.http_max_conns_per_client`, 200) and its raw 429, and the header-read timeout
 //! that makes connections trickling their request heads count only until it closes them.
-//! Conformance cases 57, 58, 60 (case 59, timed, has a test binary to itself:
+//! Conformance cases 57, 58, 60, 61, 78 (case 59, timed, has a test binary to itself:
 //! `header_timeout.rs`); `tests/README.md` lists every case and where it is tested.
 //!
 //! The clients here are raw TCP, so that each test controls exactly how many connections
@@ -339,4 +339,25 @@ async fn case_61_a_burst_of_connections_is_queued_not_dropped() {
         slowest < Duration::from_millis(900),
         "every connection of the burst was queued at once; the slowest took {slowest:?}"
     );
+}
+
+/// Case 78: a request head is read up to Go's allowance (1 MiB of headers and its 4 KiB of
+/// slack): a 900 KiB header is served, a 1.1 MiB one gets 431.
+#[tokio::test]
+async fn case_78_heads_up_to_gos_allowance() {
+    let a = Agent::start().await;
+    for (size, want) in [
+        (900 * 1024, "HTTP/1.1 200 OK"),
+        (1_100 * 1024, "HTTP/1.1 431"),
+    ] {
+        let mut conn = connect(a.agent.addr()).await;
+        let request = format!(
+            "GET /v1/status/leader HTTP/1.1\r\nHost: consul\r\nX-Big: {}\r\n\r\n",
+            "b".repeat(size)
+        );
+        // The agent may answer (431) before the whole head is written.
+        let _ = conn.write_all(request.as_bytes()).await;
+        let line = status_line(&mut conn).await;
+        assert!(line.starts_with(want), "{size} bytes: {line:?}");
+    }
 }

@@ -252,11 +252,19 @@ async fn agent_health_not_found_and_reason() {
         (429, "warning", Some("warning")),
         "a warning instance by ID, as text"
     );
+    // Consul answers its zero AgentServiceChecksInfo, critical, and the reason header.
     let r = a.get("/v1/agent/health/service/id/nope").await;
     assert_eq!(
         (r.status, r.json()),
-        (404, Value::Null),
+        (
+            404,
+            json!({"AggregatedStatus": "critical", "Service": null, "Checks": null})
+        ),
         "unknown ID as JSON"
+    );
+    assert_eq!(
+        r.header("x-consul-reason").as_deref(),
+        Some("ServiceId nope not found")
     );
     let r = a.get("/v1/agent/health/service/id/nope?format=text").await;
     assert_eq!(
@@ -271,6 +279,10 @@ async fn agent_health_not_found_and_reason() {
         (r.status, r.body.as_str()),
         (404, "ServiceName nope Not Found"),
         "unknown name as text"
+    );
+    assert_eq!(
+        r.header("x-consul-reason").as_deref(),
+        Some("ServiceName nope Not Found")
     );
 }
 

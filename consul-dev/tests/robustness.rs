@@ -190,7 +190,6 @@ fn expected_500(body: &str) -> bool {
         || body.ends_with("does not have associated TTL")
         || body.starts_with("Scripts are disabled")
         || body.starts_with("Unknown service ID")
-        || body.starts_with("Deregistering the")
         // Consul's Catalog.Register/Deregister RPC validation: plain errors, hence 500s.
         || body == "Must provide node"
         || body.starts_with("Bad node ID: ")

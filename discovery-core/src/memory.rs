@@ -110,10 +110,11 @@ impl Registry for MemoryRegistry {
         {
             let mut instances = self.lock();
             // Like Consul: a re-registration keeps the status its check already has.
-            instance.status = match instances.get(&instance.id) {
-                Some(existing) => existing.status,
-                None if ttl => HealthStatus::Critical,
-                None => HealthStatus::Passing,
+            instance.status = match (instances.get(&instance.id), registration.initial_status) {
+                (Some(existing), _) => existing.status,
+                (None, Some(initial)) => initial,
+                (None, None) if ttl => HealthStatus::Critical,
+                (None, None) => HealthStatus::Passing,
             };
             instances.insert(instance.id.clone(), instance);
         }
@@ -263,6 +264,37 @@ mod tests {
         // Re-registering keeps the reported status, as Consul keeps a check's status.
         registry.register(&reg).await.unwrap();
         assert_eq!(registry.resolve(&Query::new("t")).await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_initial_status_applies_to_a_new_instance_only() {
+        let registry = MemoryRegistry::new();
+        let ttl = Registration::new(instance("t-1", "t"))
+            .check(CheckSpec::ttl(Duration::from_secs(10)))
+            .initial_status(HealthStatus::Passing);
+        registry.register(&ttl).await.unwrap();
+        assert_eq!(
+            registry.resolve(&Query::new("t")).await.unwrap().len(),
+            1,
+            "a TTL instance registered passing is listed before any report"
+        );
+        registry
+            .report("t-1", HealthStatus::Critical, "down")
+            .await
+            .unwrap();
+        registry.register(&ttl).await.unwrap();
+        assert!(
+            registry.resolve(&Query::new("t")).await.unwrap().is_empty(),
+            "re-registering a known instance keeps its status, whatever the initial one"
+        );
+        let warn = Registration::new(instance("w-1", "w")).initial_status(HealthStatus::Warning);
+        registry.register(&warn).await.unwrap();
+        let w = registry.instances().into_iter().find(|i| i.id == "w-1");
+        assert_eq!(
+            w.map(|i| i.status),
+            Some(HealthStatus::Warning),
+            "the initial status replaces the no-check default of passing"
+        );
     }
 
     #[tokio::test]

@@ -320,6 +320,10 @@ pub struct Registration {
     /// Remove the instance after its check has been critical this long (Consul's
     /// `DeregisterCriticalServiceAfter`), so crashed servers don't linger.
     pub deregister_after: Option<Duration>,
+    /// The status the check starts with (Consul's check `Status`); `None` leaves it to the
+    /// registry, which starts a check it runs itself critical until its first run. A
+    /// re-registration of an instance the registry still knows keeps the status it has.
+    pub initial_status: Option<HealthStatus>,
 }
 
 impl Registration {
@@ -329,6 +333,7 @@ impl Registration {
             instance,
             check: None,
             deregister_after: None,
+            initial_status: None,
         }
     }
 
@@ -343,6 +348,13 @@ impl Registration {
     #[must_use]
     pub fn deregister_after(mut self, after: Duration) -> Self {
         self.deregister_after = Some(after);
+        self
+    }
+
+    /// Sets the status the check starts with.
+    #[must_use]
+    pub fn initial_status(mut self, status: HealthStatus) -> Self {
+        self.initial_status = Some(status);
         self
     }
 }

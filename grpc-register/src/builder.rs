@@ -20,7 +20,8 @@ use tower_service::Service;
 
 use crate::advertise;
 use crate::error::Error;
-use crate::keepalive::{Entry, KeepAlive, SharedRegistry, register};
+use crate::http_health::{self, HttpHealth};
+use crate::keepalive::{Entry, KeepAlive, SharedRegistry, register_first};
 use crate::server::Running;
 use crate::signal::shutdown_signal;
 
@@ -91,10 +92,23 @@ pub enum CheckKind {
     },
     /// The server reports its own health from its `Health` state every third of `ttl`.
     Ttl(Duration),
-    /// The registry sends `GET http://<host>:<port><path>`; the server must serve it.
+    /// The registry sends `GET http://<host>:<port><path>` to the gRPC port, where you
+    /// serve it yourself (tonic serves HTTP/2 only unless told `accept_http1`, and routes
+    /// only gRPC paths). Every service of the server is checked at the same URL. Prefer
+    /// [`CheckKind::HttpHealth`], which serves the route for you.
     Http {
         /// The path, starting with `/`.
         path: String,
+    },
+    /// The server serves its health state over HTTP/1.1 on `listen` (port 0 picks a free
+    /// one), and the registry checks it there: `GET http://<host>:<port>/health` for the
+    /// main service, `/health/<gRPC service>` for one added with
+    /// [`Builder::also_register`]. 200 while SERVING, 429 while an indicator reports
+    /// degraded, 503 otherwise, as Consul's HTTP checks read them. `<host>` is the
+    /// advertised host of the gRPC listener, so bind where the registry can reach it.
+    HttpHealth {
+        /// Where to serve the health route.
+        listen: SocketAddr,
     },
     /// The registry opens a TCP connection to the server.
     Tcp,
@@ -130,6 +144,21 @@ pub struct Builder {
 // === impl Builder ===
 
 impl Builder {
+    /// How long an instance's check may stay critical before the registry removes it,
+    /// unless [`Builder::deregister_after`] says otherwise: 10 minutes.
+    ///
+    /// A server killed outright (SIGKILL, OOM, a lost machine) never deregisters; without
+    /// this its critical registration stays forever, and each restart on a new port adds
+    /// one more. Passing-only queries skip critical instances, so one that lingers costs
+    /// little: the agent's check keeps dialling a dead port, the UI shows one more row.
+    /// Removing a live server costs more: one critical for a spell (a dependency down,
+    /// overload shedding, a slow start) is registered again by its keep-alive within one
+    /// interval, but each removal and return is two catalog writes that wake every watcher
+    /// of the service. Ten minutes
+    /// outlasts such spells, leaves a crashed instance visible long enough to be noticed,
+    /// and is well above Consul's floor of one minute. (go-kratos uses the same.)
+    pub const DEFAULT_DEREGISTER_AFTER: Duration = Duration::from_secs(10 * 60);
+
     fn new(registry: SharedRegistry, service: String) -> Self {
         let (health, health_server) = Health::new();
         Builder {
@@ -145,7 +174,7 @@ impl Builder {
             },
             interval: CheckSpec::DEFAULT_INTERVAL,
             timeout: CheckSpec::DEFAULT_TIMEOUT,
-            deregister_after: None,
+            deregister_after: Some(Self::DEFAULT_DEREGISTER_AFTER),
             advertise: None,
             registry_addr: None,
             drain: Duration::from_secs(2),
@@ -205,9 +234,12 @@ impl Builder {
     }
 
     /// Has the registry remove the instance after its check has been critical this long,
-    /// so a crashed server does not linger.
-    pub fn deregister_after(mut self, after: Duration) -> Self {
-        self.deregister_after = Some(after);
+    /// so a crashed server does not linger (default
+    /// [`DEFAULT_DEREGISTER_AFTER`](Self::DEFAULT_DEREGISTER_AFTER), 10 minutes; Consul
+    /// raises anything under a minute to a minute). `None` keeps a critical instance until
+    /// it deregisters itself.
+    pub fn deregister_after(mut self, after: impl Into<Option<Duration>>) -> Self {
+        self.deregister_after = after.into();
         self
     }
 
@@ -276,7 +308,17 @@ impl Builder {
         })?;
         let host = advertise::choose(self.advertise.as_deref(), local_addr, self.registry_addr)
             .map_err(Error::Advertise)?;
-        let entries = self.entries(&host, local_addr.port());
+        let http_health = match &self.check {
+            CheckKind::HttpHealth { listen } => Some(
+                HttpHealth::start(*listen, self.health.clone()).map_err(|e| Error::Bind {
+                    addr: *listen,
+                    source: Box::new(e),
+                })?,
+            ),
+            _ => None,
+        };
+        let http_port = http_health.as_ref().map(|h| h.local_addr().port());
+        let entries = self.entries(&host, local_addr.port(), http_port);
 
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let router = router.add_service(self.health_server);
@@ -291,10 +333,15 @@ impl Builder {
             }
         }
 
+        let ttl = match self.check {
+            CheckKind::Ttl(ttl) => Some(ttl),
+            _ => None,
+        };
         let mut maintained = Vec::with_capacity(entries.len());
         for entry in entries {
-            let registered = register(&*self.registry.0, &entry.registration).await;
-            maintained.push((entry, registered));
+            let standing =
+                register_first(&*self.registry.0, &self.health, ttl.is_some(), &entry).await;
+            maintained.push((entry, standing));
         }
         let registrations = maintained
             .iter()
@@ -305,10 +352,7 @@ impl Builder {
             self.registry.clone(),
             maintained,
             self.health.clone(),
-            match self.check {
-                CheckKind::Ttl(ttl) => Some(ttl),
-                _ => None,
-            },
+            ttl,
             self.interval,
         );
 
@@ -322,6 +366,7 @@ impl Builder {
             server,
             stop: stop_tx,
             keepalive,
+            http_health,
         })
     }
 
@@ -337,16 +382,22 @@ impl Builder {
             .await
     }
 
-    /// The registrations this server makes: its main service, then the extra ones.
-    fn entries(&self, host: &str, port: u16) -> Vec<Entry> {
+    /// The registrations this server makes for a listener at `host:port` (and the health
+    /// route's port, with [`CheckKind::HttpHealth`]): its main service, then the extra ones.
+    fn entries(&self, host: &str, port: u16, http_port: Option<u16>) -> Vec<Entry> {
         let main_health = match &self.check {
             CheckKind::Grpc { service } => service.clone(),
             _ => health::SERVER.to_owned(),
         };
-        let mut entries =
-            vec![self.entry(&self.service, self.id.clone(), &main_health, host, port)];
+        let mut entries = vec![self.entry(
+            &self.service,
+            self.id.clone(),
+            &main_health,
+            host,
+            (port, http_port),
+        )];
         for (service, health_service) in &self.extra {
-            entries.push(self.entry(service, None, health_service, host, port));
+            entries.push(self.entry(service, None, health_service, host, (port, http_port)));
         }
         entries
     }
@@ -357,7 +408,7 @@ impl Builder {
         id: Option<String>,
         health_service: &str,
         host: &str,
-        port: u16,
+        (port, http_port): (u16, Option<u16>),
     ) -> Entry {
         let id = id.unwrap_or_else(|| format!("{service}-{host}-{port}"));
         let mut instance = ServiceInstance::new(id, service, host, port)
@@ -374,6 +425,15 @@ impl Builder {
             })),
             CheckKind::Ttl(ttl) => Some(CheckSpec::ttl(*ttl)),
             CheckKind::Http { path } => Some(CheckSpec::http(format!("http://{authority}{path}"))),
+            CheckKind::HttpHealth { .. } => {
+                // The authority rules of an instance (IPv6 in brackets), on the health port.
+                let side = ServiceInstance::new("", "", host, http_port.unwrap_or(port));
+                Some(CheckSpec::http(format!(
+                    "http://{}{}",
+                    side.authority(),
+                    http_health::path_of(health_service)
+                )))
+            }
             CheckKind::Tcp => Some(CheckSpec::tcp(authority)),
             CheckKind::None => None,
         }
@@ -401,7 +461,7 @@ mod tests {
     /// The registrations `builder` derives for a listener at `host:port`.
     fn derived(builder: &Builder, host: &str, port: u16) -> Vec<Registration> {
         builder
-            .entries(host, port)
+            .entries(host, port, None)
             .into_iter()
             .map(|entry| entry.registration)
             .collect()
@@ -416,14 +476,22 @@ mod tests {
             "10.0.0.5",
             50051,
         ))
-        .check(CheckSpec::grpc("10.0.0.5:50051"));
+        .check(CheckSpec::grpc("10.0.0.5:50051"))
+        .deregister_after(Duration::from_secs(600));
         assert_eq!(
             got,
             [want],
             "default id <service>-<host>-<port>, no tags or meta, default weights, a gRPC \
-             check of the whole server at the default interval and timeout, no deregister_after"
+             check of the whole server at the default interval and timeout, removed after \
+             10 minutes critical"
         );
-        let entries = builder().entries("10.0.0.5", 50051);
+        let never = builder().deregister_after(None);
+        assert_eq!(
+            derived(&never, "10.0.0.5", 50051)[0].deregister_after,
+            None,
+            "deregister_after(None) turns the removal off"
+        );
+        let entries = builder().entries("10.0.0.5", 50051, None);
         assert_eq!(
             entries[0].health_service,
             health::SERVER,
@@ -470,7 +538,7 @@ mod tests {
              interval and timeout set, deregister_after"
         );
         assert_eq!(
-            builder.entries("10.0.0.5", 50051)[0].health_service,
+            builder.entries("10.0.0.5", 50051, None)[0].health_service,
             "calc.Adder",
             "the instance follows the health of the service its check asks about"
         );
@@ -500,6 +568,26 @@ mod tests {
             }),
             Some(every(CheckSpec::http("http://10.0.0.5:50051/healthz"))),
             "an HTTP check of the path on the bound address"
+        );
+        let http_health = builder()
+            .check(CheckKind::HttpHealth {
+                listen: "0.0.0.0:0".parse().unwrap(),
+            })
+            .also_register("multiplier", "calc.Multiplier");
+        let checks: Vec<_> = http_health
+            .entries("fd00::5", 50051, Some(8081))
+            .into_iter()
+            .map(|e| e.registration.check)
+            .collect();
+        assert_eq!(
+            checks,
+            [
+                Some(CheckSpec::http("http://[fd00::5]:8081/health")),
+                Some(CheckSpec::http(
+                    "http://[fd00::5]:8081/health/calc.Multiplier"
+                )),
+            ],
+            "an HTTP check of the health route on its own port, per service"
         );
         assert_eq!(
             check(CheckKind::Tcp),
@@ -535,7 +623,7 @@ mod tests {
             .meta("version", "2.1")
             .deregister_after(Duration::from_secs(60))
             .also_register("multiplier", "calc.Multiplier");
-        let entries = builder.entries("10.0.0.5", 50051);
+        let entries = builder.entries("10.0.0.5", 50051, None);
         assert_eq!(entries.len(), 2, "the main service, then the extra one");
 
         let extra = &entries[1];

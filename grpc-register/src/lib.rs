@@ -6,13 +6,16 @@
 //!   is registered) → serve → mark `grpc.health.v1` SERVING → register, with a gRPC check
 //!   against that health service by default;
 //! - **while running**: a maintenance task keeps the registration alive: it retries a
-//!   registration that failed (a registry that is down never stops the server), asks every
-//!   check interval whether the registry still knows the instance and registers it again
-//!   if not (an agent that restarted empty learns it within one interval), and reports TTL
-//!   checks from the health state;
+//!   registration that failed (a registry that is down never stops the server; it is
+//!   probed at most a second apart, so the server is back within a second of it
+//!   answering), asks every check interval whether the registry still knows the instance
+//!   and registers it again if not (an agent that restarted empty learns it within one
+//!   interval), and reports TTL checks from the health state;
 //! - **stop** (SIGINT, SIGTERM or a future of yours): NOT_SERVING → deregister → wait a
 //!   drain period so resolvers see the removal → graceful tonic shutdown, with a deadline
-//!   for in-flight calls.
+//!   for in-flight calls;
+//! - **a crash** leaves the registration critical until the registry removes it after the
+//!   deregister-after (10 minutes unless set otherwise).
 //!
 //! # Examples
 //!
@@ -33,11 +36,12 @@
 
 #![forbid(unsafe_code)]
 
-// Layers, each using only those before it: `error`, `signal`, `advertise`; `keepalive`;
-// `server`; `builder` on top.
+// Layers, each using only those before it: `error`, `signal`, `advertise`, `http_health`;
+// `keepalive`; `server`; `builder` on top.
 mod advertise;
 mod builder;
 mod error;
+mod http_health;
 mod keepalive;
 mod server;
 mod signal;

@@ -12,10 +12,15 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::error::Error;
+use crate::http_health::HttpHealth;
 use crate::keepalive::{KeepAlive, SharedRegistry};
 
 /// A server that is serving and registered; stop it with [`Running::stop`] or
 /// [`Running::run_until`].
+///
+/// Dropping it instead closes the listener and ends the keep-alive task but leaves the
+/// registration behind, as a crash would: the registry's check turns it critical, and its
+/// deregister-after removes it.
 #[derive(Debug)]
 pub struct Running {
     pub(crate) local_addr: SocketAddr,
@@ -29,6 +34,9 @@ pub struct Running {
     /// Closes the listener and starts tonic's graceful shutdown.
     pub(crate) stop: oneshot::Sender<()>,
     pub(crate) keepalive: KeepAlive,
+    /// The HTTP/1.1 health route, with [`CheckKind::HttpHealth`](crate::CheckKind::HttpHealth);
+    /// it answers until the server has stopped (503 once NOT_SERVING).
+    pub(crate) http_health: Option<HttpHealth>,
 }
 
 // === impl Running ===
@@ -43,6 +51,12 @@ impl Running {
     /// [`Builder::also_register`](crate::Builder::also_register).
     pub fn registrations(&self) -> &[Registration] {
         &self.registrations
+    }
+
+    /// Where the HTTP/1.1 health route is served, with
+    /// [`CheckKind::HttpHealth`](crate::CheckKind::HttpHealth).
+    pub fn http_health_addr(&self) -> Option<SocketAddr> {
+        self.http_health.as_ref().map(HttpHealth::local_addr)
     }
 
     /// The main registered instance ID.
@@ -85,6 +99,7 @@ impl Running {
             mut server,
             stop,
             keepalive,
+            http_health,
             ..
         } = self;
         // Stop renewing first, or a renewal could re-register after the deregistration.
@@ -95,6 +110,8 @@ impl Running {
         tokio::time::sleep(drain).await;
 
         let _ = stop.send(());
+        // Closed with the server, so the registry's check still reads NOT_SERVING meanwhile.
+        let _http_health = http_health;
         match tokio::time::timeout(grace, &mut server).await {
             Ok(Ok(result)) => result.map_err(Error::Serve),
             Ok(Err(join)) => Err(Error::Join(join)),

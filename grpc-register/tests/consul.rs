@@ -1,13 +1,17 @@
 //! grpc-register against a live agent: an in-process consul-dev per test, which these tests
 //! stop and restart at will (so they do not run against a shared real Consul).
 
+mod common;
+
+use std::collections::BTreeMap;
 use std::convert::Infallible;
-use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use consul_api::{CheckStatus, Client, Config, ConsulRegistry, HealthCheck};
+use common::{check_until, dev_agent, listening, registered, registry_at, start};
+use consul_api::CheckStatus;
+use discovery_core::{Query, Resolver};
 use grpc_register::{CheckKind, Registered};
 use health::{InFlightLimitLayer, Probe, SERVER, Scope};
 use tokio::sync::Semaphore;
@@ -15,55 +19,6 @@ use tonic::body::Body;
 use tonic::server::NamedService;
 use tonic::transport::Server;
 use tower::ServiceExt;
-
-async fn dev_agent() -> (consul_dev::DevAgent, ConsulRegistry) {
-    let agent = consul_dev::DevAgent::start("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let registry = registry_at(&agent.http_addr());
-    (agent, registry)
-}
-
-fn registry_at(addr: &str) -> ConsulRegistry {
-    ConsulRegistry::new(Client::new(Config::new(addr).unwrap()).unwrap())
-}
-
-/// Polls the agent's checks until `done` accepts the check of `service_id`.
-async fn check_until(
-    registry: &ConsulRegistry,
-    service_id: &str,
-    what: &str,
-    done: impl Fn(&HealthCheck) -> bool,
-) -> HealthCheck {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(checks) = registry.client().agent().checks().await
-            && let Some(check) = checks.values().find(|c| c.service_id == service_id)
-            && done(check)
-        {
-            return check.clone();
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
-async fn registered(registry: &ConsulRegistry, service_id: &str) -> bool {
-    registry
-        .client()
-        .agent()
-        .services()
-        .await
-        .map(|s| s.contains_key(service_id))
-        .unwrap_or(false)
-}
-
-fn listening(addr: SocketAddr) -> bool {
-    TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registered_with_a_passing_grpc_check_on_the_bound_port_and_a_real_address() {
@@ -340,5 +295,37 @@ async fn over_the_in_flight_limit_consul_sees_critical_then_passing() {
         c.status == CheckStatus::Passing
     })
     .await;
+    running.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_meta_set_through_the_builder_reaches_consul() {
+    let (_agent, registry) = dev_agent().await;
+    let running = start(
+        Registered::builder(registry.clone(), "tagged")
+            .meta("version", "2.1")
+            .meta("zone", "eu-west-1a")
+            .check_interval(Duration::from_secs(1))
+            .drain(Duration::ZERO),
+    )
+    .await;
+    let services = registry.client().agent().services().await.unwrap();
+    let service = &services[running.id()];
+    let want: BTreeMap<String, String> = [("version", "2.1"), ("zone", "eu-west-1a")]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    assert_eq!(service.meta, want, "the agent's service carries the meta");
+
+    check_until(&registry, running.id(), "passing", |c| {
+        c.status == CheckStatus::Passing
+    })
+    .await;
+    let instances = registry.resolve(&Query::new("tagged")).await.unwrap();
+    assert_eq!(
+        instances.iter().map(|i| &i.meta).collect::<Vec<_>>(),
+        [&want],
+        "and so does what a resolver reads from the health endpoint"
+    );
     running.stop().await.unwrap();
 }

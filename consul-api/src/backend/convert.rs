@@ -16,6 +16,7 @@ pub fn to_service_registration(registration: &Registration) -> ServiceRegistrati
     let check = registration.check.as_ref().map(|spec| {
         let mut check = CheckDefinition {
             deregister_critical_service_after: registration.deregister_after,
+            status: registration.initial_status.map(Into::into),
             ..Default::default()
         };
         match spec {
@@ -123,5 +124,46 @@ pub(crate) fn query_options(query: &Query) -> QueryOptions {
         consistency,
         max_stale,
         ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use discovery_core::HealthStatus;
+
+    use super::*;
+    use crate::types::CheckStatus;
+
+    #[test]
+    fn an_initial_status_becomes_the_checks_status() {
+        let instance = ServiceInstance::new("web-1", "web", "10.0.0.5", 8080);
+        let registration = Registration::new(instance)
+            .check(CheckSpec::grpc("10.0.0.5:8080"))
+            .initial_status(HealthStatus::Passing);
+        let check = to_service_registration(&registration).check;
+        assert_eq!(
+            check.and_then(|c| c.status),
+            Some(CheckStatus::Passing),
+            "the check definition starts passing"
+        );
+        let json = serde_json::to_value(to_service_registration(&registration)).unwrap();
+        assert_eq!(
+            json["Check"]["Status"], "passing",
+            "sent as the check's Status: {json}"
+        );
+    }
+
+    #[test]
+    fn without_an_initial_status_the_agent_decides() {
+        let instance = ServiceInstance::new("web-1", "web", "10.0.0.5", 8080);
+        let registration =
+            Registration::new(instance).check(CheckSpec::ttl(Duration::from_secs(10)));
+        let json = serde_json::to_value(to_service_registration(&registration)).unwrap();
+        assert!(
+            json["Check"].get("Status").is_none(),
+            "no Status field, so Consul starts the check critical: {json}"
+        );
     }
 }

@@ -7,7 +7,7 @@ use axum::response::Response;
 
 use crate::checks;
 use crate::error::{HttpError, Result};
-use crate::state::{Check, DEFAULT_OUTPUT_MAX_SIZE, Key, Runner, Service, Status};
+use crate::state::{Check, DEFAULT_OUTPUT_MAX_SIZE, Key, Runner, Service, Status, Store};
 use crate::web::{AppState, Ctx, Write, json_by_id, ok_empty};
 use crate::wire::{CheckDef, CheckOut, CheckUpdate, nanos_to_duration};
 
@@ -183,14 +183,9 @@ pub(super) async fn deregister_check(Path(id): Path<String>, ctx: Ctx) -> Result
     let node = state.node().to_owned();
     let mut store = state.lock();
     let ckey: Key = (node.clone(), id.clone());
-    let Some(check) = store.checks.get(&ckey) else {
+    let Some(check) = local_check(&store, &ckey) else {
         return Err(unknown_check(&id));
     };
-    if id == "serfHealth" {
-        return Err(HttpError::internal(
-            "Deregistering the serfHealth check is not allowed",
-        ));
-    }
     let service_name = check.service_name.clone();
     if service_name.is_empty() {
         authz.require("node:write", &node)?;
@@ -205,6 +200,12 @@ pub(super) async fn deregister_check(Path(id): Path<String>, ctx: Ctx) -> Result
         store.touch_service(&service_name, idx);
     }
     Ok(ok_empty())
+}
+
+/// A check of the agent's local state: not `serfHealth`, which is the servers' (Consul's
+/// agent answers it as unknown).
+fn local_check<'a>(store: &'a Store, key: &Key) -> Option<&'a Check> {
+    store.checks.get(key).filter(|c| c.check_id != "serfHealth")
 }
 
 fn unknown_check(id: &str) -> HttpError {
@@ -253,7 +254,7 @@ fn update_ttl(ctx: &Ctx, id: &str, status: Status, output: String) -> Result<()>
     let state = &ctx.state;
     let mut store = state.lock();
     let key: Key = (state.node().to_owned(), id.to_owned());
-    let Some(check) = store.checks.get(&key) else {
+    let Some(check) = local_check(&store, &key) else {
         return Err(unknown_check(id));
     };
     let resource = if check.service_name.is_empty() {

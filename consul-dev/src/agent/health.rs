@@ -10,23 +10,32 @@ use serde_json::Value;
 
 use super::maintenance::{NODE_MAINT, SERVICE_MAINT_PREFIX};
 use crate::error::{Result, text};
-use crate::state::{Service, Status, Store};
+use crate::state::{Check, Service, Status, Store};
 use crate::web::{AppState, Ctx, json as json_resp};
 use crate::wire::{AgentHealthOut, AgentServiceOut, CheckOut};
 
-/// The aggregate status of one local instance.
-fn aggregate(store: &Store, node: &str, s: &Service) -> &'static str {
-    let maint = store
-        .checks
-        .contains_key(&(node.to_owned(), NODE_MAINT.to_owned()))
-        || store
-            .checks
-            .contains_key(&(node.to_owned(), format!("{SERVICE_MAINT_PREFIX}{}", s.id)));
-    if maint {
+/// The agent's checks of one local instance, as Consul's `ChecksForService(id, true)`
+/// gives them: the node's checks (not `serfHealth`, which lives on the servers, not in the
+/// agent's local state), then the service's.
+fn local_checks<'a>(store: &'a Store, node: &str, s: &Service) -> Vec<&'a Check> {
+    store
+        .node_checks(node)
+        .filter(|c| c.check_id != "serfHealth")
+        .chain(store.service_checks(node, &s.id))
+        .collect()
+}
+
+/// Consul's `HealthChecks.AggregatedStatus`: a maintenance check anywhere wins, then the
+/// worst status.
+fn aggregate(checks: &[&Check]) -> &'static str {
+    let maintenance = checks
+        .iter()
+        .any(|c| c.check_id == NODE_MAINT || c.check_id.starts_with(SERVICE_MAINT_PREFIX));
+    if maintenance {
         return "maintenance";
     }
-    store
-        .service_checks(node, &s.id)
+    checks
+        .iter()
         .map(|c| c.status)
         .max()
         .unwrap_or(Status::Passing)
@@ -44,25 +53,28 @@ fn status_rank(s: &str) -> u8 {
 
 /// The health of one local instance.
 fn health_of(state: &AppState, store: &Store, s: &Service) -> AgentHealthOut {
-    let node = state.node();
+    let checks = local_checks(store, state.node(), s);
     AgentHealthOut {
-        aggregated_status: aggregate(store, node, s),
+        aggregated_status: aggregate(&checks),
         service: AgentServiceOut::from_service(s, &state.config().datacenter),
-        checks: store
-            .service_checks(node, &s.id)
-            .map(CheckOut::from_check)
-            .collect(),
+        checks: checks.into_iter().map(CheckOut::from_check).collect(),
     }
 }
 
-/// `summary` as text with `?format=text`, else `body` as JSON; either with `code`.
+/// `summary` as text when Consul's `returnTextPlain` would (a non-empty `format` decides,
+/// `text`; without one, an `Accept` starting `text/plain`), else `body` as JSON; either
+/// with `code`.
 fn text_or_json(
     ctx: &Ctx,
     code: StatusCode,
     summary: impl Into<String>,
     body: &impl Serialize,
 ) -> Response {
-    if ctx.query.get("format") == Some("text") {
+    let as_text = match ctx.query.get("format").filter(|f| !f.is_empty()) {
+        Some(format) => format == "text",
+        None => ctx.accepts_text_plain,
+    };
+    if as_text {
         text(code, summary)
     } else {
         let mut r = json_resp(&ctx.query, body);
@@ -84,6 +96,17 @@ fn health_answer(ctx: &Ctx, status: &'static str, body: &impl Serialize) -> Resp
     resp
 }
 
+/// A 404 with `reason` as the text answer and in `X-Consul-Reason`, as Consul's
+/// `CodeWithPayloadError` carries it.
+fn not_found(ctx: &Ctx, reason: String, body: &impl Serialize) -> Response {
+    let header = HeaderValue::from_str(&reason).ok();
+    let mut resp = text_or_json(ctx, StatusCode::NOT_FOUND, reason, body);
+    if let Some(header) = header {
+        resp.headers_mut().insert("x-consul-reason", header);
+    }
+    resp
+}
+
 pub(super) async fn health_by_name(Path(name): Path<String>, ctx: Ctx) -> Result<Response> {
     let state = &ctx.state;
     let authz = ctx.authz()?;
@@ -97,9 +120,8 @@ pub(super) async fn health_by_name(Path(name): Path<String>, ctx: Ctx) -> Result
             .collect()
     };
     if entries.is_empty() {
-        return Ok(text_or_json(
+        return Ok(not_found(
             &ctx,
-            StatusCode::NOT_FOUND,
             format!("ServiceName {name} Not Found"),
             &Vec::<Value>::new(),
         ));
@@ -124,12 +146,10 @@ pub(super) async fn health_by_id(Path(id): Path<String>, ctx: Ctx) -> Result<Res
             .map(|s| health_of(state, &store, s))
     };
     let Some(entry) = entry else {
-        return Ok(text_or_json(
-            &ctx,
-            StatusCode::NOT_FOUND,
-            format!("ServiceId {id} not found"),
-            &Value::Null,
-        ));
+        // Consul answers its zero `AgentServiceChecksInfo`, critical.
+        let body = serde_json::json!({"AggregatedStatus": "critical", "Service": null,
+            "Checks": null});
+        return Ok(not_found(&ctx, format!("ServiceId {id} not found"), &body));
     };
     authz.require("service:read", &entry.service.service)?;
     // By ID the body is one object, not an array.

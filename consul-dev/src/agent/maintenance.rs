@@ -30,8 +30,16 @@ pub(super) async fn service_maintenance(Path(id): Path<String>, ctx: Ctx) -> Res
     let reason = ctx.query.get("reason").unwrap_or("").to_owned();
     let node = state.node().to_owned();
     let mut store = state.lock();
-    let Some(svc) = store.services.get(&(node.clone(), id.clone())).cloned() else {
-        return Err(HttpError::not_found(format!("Unknown service ID \"{id}\"")));
+    let Some(svc) = store
+        .services
+        .get(&(node.clone(), id.clone()))
+        .filter(|s| s.id != "consul")
+        .cloned()
+    else {
+        return Err(HttpError::not_found(format!(
+            "Unknown service ID \"{id}\". Ensure that the service ID is passed, not the service \
+             name."
+        )));
     };
     authz.require("service:write", &svc.name)?;
     let ckey: Key = (node.clone(), format!("{SERVICE_MAINT_PREFIX}{id}"));

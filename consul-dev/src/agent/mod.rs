@@ -9,6 +9,10 @@ mod member;
 mod service;
 
 use axum::Router;
+use axum::extract::Path;
+
+use crate::error::HttpError;
+use crate::web::Ctx;
 
 use self::check::{
     check_fail, check_pass, check_update, check_warn, checks_list, deregister_check, register_check,
@@ -19,9 +23,50 @@ use self::member::{agent_self, members};
 use self::service::{deregister_service, register_service, service_by_id, services};
 use crate::web::{AppState, get, put};
 
-/// The agent endpoints.
+/// The agent endpoints. A path whose last segment is empty reaches the handler, which
+/// answers as Consul's does for an empty ID or name.
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
+        .route(
+            "/v1/agent/service/deregister/",
+            put(|ctx: Ctx| deregister_service(Path(String::new()), ctx)),
+        )
+        .route(
+            "/v1/agent/service/maintenance/",
+            put(|| async { HttpError::bad_request("Missing service ID") }),
+        )
+        .route(
+            "/v1/agent/service/",
+            get(|ctx: Ctx| service_by_id(Path(String::new()), ctx)),
+        )
+        .route(
+            "/v1/agent/check/deregister/",
+            put(|ctx: Ctx| deregister_check(Path(String::new()), ctx)),
+        )
+        .route(
+            "/v1/agent/check/pass/",
+            put(|ctx: Ctx| check_pass(Path(String::new()), ctx)),
+        )
+        .route(
+            "/v1/agent/check/warn/",
+            put(|ctx: Ctx| check_warn(Path(String::new()), ctx)),
+        )
+        .route(
+            "/v1/agent/check/fail/",
+            put(|ctx: Ctx| check_fail(Path(String::new()), ctx)),
+        )
+        .route(
+            "/v1/agent/check/update/",
+            put(|write: crate::web::Write| check_update(Path(String::new()), write)),
+        )
+        .route(
+            "/v1/agent/health/service/name/",
+            get(|| async { HttpError::bad_request("Missing service Name") }),
+        )
+        .route(
+            "/v1/agent/health/service/id/",
+            get(|| async { HttpError::bad_request("Missing serviceID") }),
+        )
         .route("/v1/agent/service/register", put(register_service))
         .route(
             "/v1/agent/service/deregister/{*id}",

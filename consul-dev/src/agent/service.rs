@@ -12,7 +12,6 @@ use http::HeaderValue;
 use sha2::{Digest, Sha256};
 
 use super::check::{build_check, scripts_disabled, validate_checks};
-use super::maintenance::SERVICE_MAINT_PREFIX;
 use crate::blocking::{self, WatchKey};
 use crate::error::{HttpError, Result};
 use crate::state::{Key, Service, Store, TaggedAddr};
@@ -44,7 +43,7 @@ pub(super) async fn register_service(Write { ctx, body: value }: Write) -> Resul
         }
         if w.passing > 65535 || w.warning > 65535 {
             return Err(HttpError::bad_request(
-                "Invalid Weights: cannot be greater than 65535",
+                "Invalid Weights: DNS Weight must be between 0 and 65535",
             ));
         }
     }
@@ -52,6 +51,7 @@ pub(super) async fn register_service(Write { ctx, body: value }: Write) -> Resul
         .map_err(|r| HttpError::bad_request(format!("Invalid Service Meta: {r}")))?;
     validate_checks(&def.checks)?;
     authz.require("service:write", &def.name)?;
+    validate_tagged_addresses(&def)?;
     scripts_disabled(&def.checks)?;
     if !def.kind.is_empty() || def.sidecar {
         // Deliberately unsupported: say so instead of registering something half-working.
@@ -68,6 +68,30 @@ pub(super) async fn register_service(Write { ctx, body: value }: Write) -> Resul
     let mut store = state.lock();
     add_service(state, &mut store, def, replace);
     Ok(ok_empty())
+}
+
+/// Consul's `validateService` (in `AddService`, so a 500): the IPv4 tagged addresses must
+/// be IPv4 and `lan_ipv6` IPv6. Consul checks `lan_ipv6` twice and `wan_ipv6` never, so
+/// neither does this.
+fn validate_tagged_addresses(def: &ServiceDef) -> Result<()> {
+    for (key, v4) in [("lan_ipv4", true), ("wan_ipv4", true), ("lan_ipv6", false)] {
+        let Some(tagged) = def.tagged_addresses.get(key) else {
+            continue;
+        };
+        let ok = match tagged.address.parse::<IpAddr>() {
+            Ok(IpAddr::V4(_)) => v4,
+            // Go's `To4` also takes an IPv4-mapped IPv6 address as IPv4.
+            Ok(IpAddr::V6(a)) => !v4 || a.to_ipv4_mapped().is_some(),
+            Err(_) => false,
+        };
+        if !ok {
+            let family = if v4 { "ipv4" } else { "ipv6" };
+            return Err(HttpError::internal(format!(
+                "Service tagged address {key:?} must be a valid {family} address"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Adds or replaces a local service and its checks, all at one index.
@@ -146,7 +170,9 @@ fn add_service(state: &AppState, store: &mut Store, def: ServiceDef, replace: bo
         .map(|c| (c.node.clone(), c.check_id.clone()))
         .collect();
     for k in others {
-        if replace && !k.1.starts_with(SERVICE_MAINT_PREFIX) {
+        // Consul's `ChecksForService` includes the maintenance check, so replacing removes
+        // it too.
+        if replace {
             store.remove_check(&k);
         } else if let Some(c) = store.checks.get_mut(&k) {
             c.service_tags = svc.tags.clone();
@@ -170,14 +196,15 @@ pub(super) async fn deregister_service(Path(id): Path<String>, ctx: Ctx) -> Resu
     let authz = ctx.authz()?;
     let mut store = state.lock();
     let key: Key = (state.node().to_owned(), id.clone());
-    let Some(name) = store.services.get(&key).map(|s| s.name.clone()) else {
+    // `consul` is the servers' service, not in the agent's local state: unknown here.
+    let Some(name) = store
+        .services
+        .get(&key)
+        .filter(|s| s.id != "consul")
+        .map(|s| s.name.clone())
+    else {
         return Err(unknown_service(&id));
     };
-    if id == "consul" {
-        return Err(HttpError::internal(
-            "Deregistering the consul service is not allowed",
-        ));
-    }
     authz.require("service:write", &name)?;
     store.remove_service(&key.0, &key.1);
     tracing::info!(service = %id, "deregistered service");

@@ -203,6 +203,7 @@ where
     let conn = http1::Builder::new()
         // The clock is `HeadTimeout`'s; hyper's would also close idle connections.
         .header_read_timeout(None)
+        .max_header_size(MAX_HEADER_BYTES)
         .max_buf_size(MAX_HEADER_BYTES)
         .serve_connection(TokioIo::new(io), hyper_service(service, head_seen));
     watcher.watch(conn).await

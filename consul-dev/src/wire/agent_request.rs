@@ -29,8 +29,9 @@ pub(crate) struct CheckDef {
     pub(crate) spec: CheckSpec,
 }
 
-const CHECK_FIELDS: &[FieldSpec] = &[
-    ("CheckID", &["check_id", "ID"]),
+/// The check-type keys Consul's `CheckType` and `CheckDefinition` share, with the
+/// snake_case aliases their decoders translate; any other alias is an unknown field there.
+const CHECK_TYPE_KEYS: &[FieldSpec] = &[
     ("Name", &[]),
     ("Status", &[]),
     ("Notes", &[]),
@@ -40,17 +41,18 @@ const CHECK_FIELDS: &[FieldSpec] = &[
     ("Header", &[]),
     ("Method", &[]),
     ("Body", &[]),
-    ("DisableRedirects", &["disable_redirects"]),
     ("TCP", &[]),
+    // Consul 1.19+; its alias is not confirmed from the source (kept rather than refuse
+    // what Consul may accept).
     ("TCPUseTLS", &["tcp_use_tls"]),
     ("UDP", &[]),
     ("GRPC", &[]),
     ("GRPCUseTLS", &["grpc_use_tls"]),
     ("H2PING", &[]),
     ("H2PingUseTLS", &["h2ping_use_tls"]),
-    ("OSService", &["os_service"]),
-    ("AliasNode", &["alias_node"]),
-    ("AliasService", &["alias_service"]),
+    ("OSService", &[]),
+    ("AliasNode", &[]),
+    ("AliasService", &[]),
     ("DockerContainerID", &["docker_container_id"]),
     ("Shell", &[]),
     ("TLSServerName", &["tls_server_name"]),
@@ -58,29 +60,59 @@ const CHECK_FIELDS: &[FieldSpec] = &[
     ("Interval", &[]),
     ("Timeout", &[]),
     ("TTL", &[]),
-    ("SuccessBeforePassing", &["success_before_passing"]),
-    ("FailuresBeforeWarning", &["failures_before_warning"]),
-    ("FailuresBeforeCritical", &["failures_before_critical"]),
+    ("SuccessBeforePassing", &[]),
+    ("FailuresBeforeWarning", &[]),
+    ("FailuresBeforeCritical", &[]),
     (
         "DeregisterCriticalServiceAfter",
         &["deregister_critical_service_after"],
     ),
-    ("OutputMaxSize", &["output_max_size"]),
-    ("ProxyHTTP", &["proxy_http"]),
-    ("ProxyGRPC", &["proxy_grpc"]),
+    ("OutputMaxSize", &[]),
 ];
+
+/// Keys only a service's check (`CheckType`) has: its ID is `CheckID`.
+const CHECK_TYPE_ONLY: &[FieldSpec] = &[
+    ("CheckID", &[]),
+    ("DisableRedirects", &[]),
+    ("ProxyHTTP", &[]),
+    ("ProxyGRPC", &[]),
+];
+
+/// Keys only `check/register`'s body (`CheckDefinition`) has: its ID is `ID`, never
+/// `CheckID` (which Go's `api.AgentServiceCheck` serializes, and Consul refuses here).
+const CHECK_DEFINITION_ONLY: &[FieldSpec] = &[
+    ("ID", &[]),
+    ("Token", &[]),
+    ("DisableRedirects", &["disable_redirects"]),
+];
+
+/// The accepted keys of the Go struct `strct` names.
+fn check_fields(strct: &str) -> Vec<FieldSpec> {
+    let only = if strct == "CheckDefinition" {
+        CHECK_DEFINITION_ONLY
+    } else {
+        CHECK_TYPE_ONLY
+    };
+    CHECK_TYPE_KEYS.iter().chain(only).copied().collect()
+}
 
 impl CheckDef {
     /// Decodes one check object; `Ok(None)` for an all-empty object.
     pub(crate) fn decode(v: &Value, strct: &'static str) -> Result<Option<Self>, DecodeError> {
-        let f = Fields::new(v, strct, CHECK_FIELDS)?;
+        let fields = check_fields(strct);
+        let f = Fields::new(v, strct, &fields)?;
         if f.is_empty() {
             return Ok(None);
         }
+        let id_key = if strct == "CheckDefinition" {
+            "ID"
+        } else {
+            "CheckID"
+        };
         // Accepted for compatibility; SNI overrides are not supported.
         f.string("TLSServerName")?;
         // Read in this order so that the first bad field named is the one it always was.
-        let check_id = f.string("CheckID")?;
+        let check_id = f.string(id_key)?;
         let name = f.string("Name")?;
         let status = f.string("Status")?;
         let notes = f.string("Notes")?;
@@ -173,16 +205,17 @@ impl CheckDef {
 
     /// Consul's check-type validation; the reason follows `Invalid check: `.
     pub(crate) fn validate(&self) -> Result<(), String> {
+        // Consul's `CheckType.Validate`, in its order. A Docker container alone is not an
+        // interval check there (its script is).
         let intervalled = !self.script_args.is_empty()
             || !self.spec.http.is_empty()
             || !self.spec.tcp.is_empty()
             || !self.spec.udp.is_empty()
             || !self.spec.grpc.is_empty()
             || !self.spec.h2ping.is_empty()
-            || !self.docker_container_id.is_empty()
             || !self.os_service.is_empty();
         let alias = !self.alias_service.is_empty() || !self.alias_node.is_empty();
-        if self.spec.interval != 0 && self.spec.ttl != 0 {
+        if self.spec.interval > 0 && self.spec.ttl > 0 {
             return Err("Interval and TTL cannot both be specified".to_owned());
         }
         if intervalled && self.spec.interval <= 0 {
@@ -191,8 +224,17 @@ impl CheckDef {
                     .to_owned(),
             );
         }
+        if intervalled && alias {
+            return Err("Interval cannot be set for Alias checks".to_owned());
+        }
+        if alias && self.spec.ttl > 0 {
+            return Err("TTL must be not be set for Alias checks".to_owned());
+        }
         if !intervalled && !alias && self.spec.ttl <= 0 {
             return Err("TTL must be > 0 for TTL checks".to_owned());
+        }
+        if self.spec.output_max_size < 0 {
+            return Err("MaxOutputMaxSize must be positive".to_owned());
         }
         if self.failures_before_warning > self.failures_before_critical {
             return Err(
@@ -232,7 +274,7 @@ const SERVICE_FIELDS: &[FieldSpec] = &[
     ("TaggedAddresses", &["tagged_addresses"]),
     ("Meta", &[]),
     ("Port", &[]),
-    ("SocketPath", &["socket_path"]),
+    ("SocketPath", &[]),
     ("Check", &[]),
     ("Checks", &[]),
     ("Weights", &[]),
@@ -345,26 +387,32 @@ pub(crate) fn validate_meta(meta: &BTreeMap<String, String>) -> Result<(), Strin
         return Err("Node metadata cannot contain more than 64 key/value pairs".to_string());
     }
     for (k, v) in meta {
-        if k.is_empty() {
-            return Err("Key cannot be blank".to_owned());
+        if let Err(e) = validate_meta_pair(k, v) {
+            return Err(format!("Couldn't load metadata pair ('{k}', '{v}'): {e}"));
         }
-        if !k
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-        {
-            return Err(format!("Key contains invalid characters: {k}"));
-        }
-        if k.len() > 128 {
-            return Err(format!("Key is too long (limit: 128 characters): {k}"));
-        }
-        if k.starts_with("consul-") {
-            return Err(format!(
-                "Key prefix 'consul-' is reserved for internal use: {k}"
-            ));
-        }
-        if v.len() > 512 {
-            return Err(format!("Value is too long (limit: 512 characters): {k}"));
-        }
+    }
+    Ok(())
+}
+
+/// Consul's `validateMetaPair`.
+fn validate_meta_pair(k: &str, v: &str) -> Result<(), &'static str> {
+    if k.is_empty() {
+        return Err("Key cannot be blank");
+    }
+    if !k
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return Err("Key contains invalid characters");
+    }
+    if k.len() > 128 {
+        return Err("Key is too long (limit: 128 characters)");
+    }
+    if k.starts_with("consul-") {
+        return Err("Key prefix 'consul-' is reserved for internal use");
+    }
+    if v.len() > 512 {
+        return Err("Value is too long (limit: 512 characters)");
     }
     Ok(())
 }

@@ -44,12 +44,13 @@ const REGISTER_FIELDS: &[FieldSpec] = &[
     ("Node", &[]),
     ("Address", &[]),
     ("Datacenter", &[]),
-    ("TaggedAddresses", &["tagged_addresses"]),
-    ("NodeMeta", &["node_meta"]),
+    // `RegisterRequest` has no decoder of its own: no snake_case aliases.
+    ("TaggedAddresses", &[]),
+    ("NodeMeta", &[]),
     ("Service", &[]),
     ("Check", &[]),
     ("Checks", &[]),
-    ("SkipNodeUpdate", &["skip_node_update"]),
+    ("SkipNodeUpdate", &[]),
     ("Token", &[]),
     ("Locality", &[]),
     ("PeerName", &[]),
@@ -79,7 +80,7 @@ const NODE_SERVICE_FIELDS: &[FieldSpec] = &[
 
 const HEALTH_CHECK_FIELDS: &[FieldSpec] = &[
     ("Node", &[]),
-    ("CheckID", &["ID"]),
+    ("CheckID", &[]),
     ("Name", &[]),
     ("Status", &[]),
     ("Notes", &[]),

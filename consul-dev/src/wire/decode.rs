@@ -31,6 +31,10 @@ fn json_kind(v: &Value) -> &'static str {
 }
 
 /// Parses a request body, mapping the empty body to Go's `EOF`.
+///
+/// serde_json stops at 128 levels of nesting (its recursion limit, which keeps a hostile
+/// body from overflowing the stack); the refusal reads as Go's `exceeded max depth`, which
+/// Go's decoder gives only past 10,000 levels (a listed deviation).
 pub(crate) fn parse_body(body: &[u8]) -> Result<Value, DecodeError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(DecodeError("EOF".to_owned()));
@@ -38,6 +42,8 @@ pub(crate) fn parse_body(body: &[u8]) -> Result<Value, DecodeError> {
     serde_json::from_slice(body).map_err(|e| {
         if e.is_eof() {
             DecodeError("unexpected EOF".to_owned())
+        } else if e.to_string().starts_with("recursion limit exceeded") {
+            DecodeError("exceeded max depth".to_owned())
         } else {
             DecodeError(go_syntax_error(body, &e))
         }
