@@ -13,9 +13,12 @@
 //! --bench watch_cost` (or `cargo xtask bench`); `SERVICES`, `IDLE_SECS`, `BUSY_SECS`
 //! change the sizes.
 
+// The tests' proxy, which counts the connections the agent sees.
+#[allow(dead_code, unreachable_pub)]
+#[path = "../tests/common/proxy.rs"]
+mod proxy;
+
 use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -23,8 +26,6 @@ use consul_api::agent::ServiceRegistration;
 use consul_api::{Client, Config, ConsulRegistry};
 use discovery_core::{Query, Resolver, Update};
 use futures_util::StreamExt;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 
 /// Per service: each answer's highest port, and when it arrived.
 type Answers = HashMap<String, Vec<(u16, Instant)>>;
@@ -71,45 +72,6 @@ fn rss_mib() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-/// A proxy to `upstream` counting the connections open through it (now, at most).
-async fn proxy(upstream: SocketAddr) -> (SocketAddr, Arc<(AtomicUsize, AtomicUsize)>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let counts = Arc::new((AtomicUsize::new(0), AtomicUsize::new(0)));
-    let c = counts.clone();
-    tokio::spawn(async move {
-        while let Ok((client, _)) = listener.accept().await {
-            let counts = c.clone();
-            tokio::spawn(async move {
-                let Ok(server) = TcpStream::connect(upstream).await else {
-                    return;
-                };
-                let _ = (client.set_nodelay(true), server.set_nodelay(true));
-                let now = counts.0.fetch_add(1, Ordering::SeqCst) + 1;
-                counts.1.fetch_max(now, Ordering::SeqCst);
-                let (mut cr, mut cw) = client.into_split();
-                let (mut sr, mut sw) = server.into_split();
-                let up = async {
-                    let mut buf = vec![0u8; 16 * 1024];
-                    while let Ok(n) = cr.read(&mut buf).await {
-                        if n == 0 || sw.write_all(&buf[..n]).await.is_err() {
-                            break;
-                        }
-                    }
-                    let _ = sw.shutdown().await;
-                };
-                let down = async {
-                    let _ = tokio::io::copy(&mut sr, &mut cw).await;
-                    let _ = cw.shutdown().await;
-                };
-                tokio::join!(up, down);
-                counts.0.fetch_sub(1, Ordering::SeqCst);
-            });
-        }
-    });
-    (addr, counts)
-}
-
 async fn register(client: &Client, service: &str, id: &str, port: u16) {
     let mut reg = ServiceRegistration::new(service);
     reg.id = Some(id.to_owned());
@@ -153,7 +115,7 @@ fn main() {
             .await
             .unwrap();
         let writer = Client::new(Config::new(&dev.http_addr()).unwrap().shared(false)).unwrap();
-        let (addr, counts) = proxy(dev.addr()).await;
+        let (addr, counts) = proxy::start(dev.addr()).await;
         (dev, writer, addr, counts)
     });
     let names: Vec<String> = (0..services).map(|i| format!("svc-{i}")).collect();
@@ -217,8 +179,8 @@ fn main() {
         "| {requests} | {} | {:.1} | {} ({}) | {} | {:.1} MiB ({:.1} MiB) | {:.2} s ({:.1}% of a core) |",
         stats1.polls - stats0.polls,
         requests as f64 / idle_secs as f64,
-        counts.0.load(Ordering::SeqCst),
-        counts.1.load(Ordering::SeqCst),
+        counts.open(),
+        counts.peak(),
         stats1.connections_opened,
         rss1,
         rss1 - rss_before,
@@ -302,7 +264,7 @@ fn main() {
         ),
         stats2.preemptions,
         stats2.connections_opened,
-        counts.1.load(Ordering::SeqCst),
+        counts.peak(),
     );
     drop((registry, client));
     agent_rt.block_on(dev.shutdown());

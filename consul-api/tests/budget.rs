@@ -42,6 +42,15 @@ async fn register_all(client: &Client, services: &[String]) {
     }
 }
 
+/// The agent under test with `n` services named after `prefix`, one instance each.
+async fn agent_with_services(prefix: &str, n: usize) -> (common::Agent, Vec<String>) {
+    let agent = common::agent().await;
+    let prefix = common::unique(prefix);
+    let services: Vec<String> = (0..n).map(|i| format!("{prefix}-{i}")).collect();
+    register_all(&agent.client, &services).await;
+    (agent, services)
+}
+
 /// A subscriber per service, each recording what it last saw.
 fn subscribe(registry: &ConsulRegistry, services: &[String], seen: &Seen) {
     for service in services {
@@ -119,10 +128,7 @@ async fn changes_reach_everyone(agent: &common::Agent, services: &[String], seen
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_process_watching_a_thousand_services_stays_in_its_budget_and_follows_every_change() {
-    let agent = common::agent().await;
-    let prefix = common::unique("fleet");
-    let services: Vec<String> = (0..1000).map(|i| format!("{prefix}-{i}")).collect();
-    register_all(&agent.client, &services).await;
+    let (agent, services) = agent_with_services("fleet", 1000).await;
     let host = Arc::default();
     let (registry, counts) = process(&agent, &host).await;
     let seen: Seen = Arc::default();
@@ -157,10 +163,7 @@ async fn one_process_watching_a_thousand_services_stays_in_its_budget_and_follow
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_processes_sharing_the_agent_watching_three_hundred_services_each_stay_in_their_budgets()
  {
-    let agent = common::agent().await;
-    let prefix = common::unique("host");
-    let services: Vec<String> = (0..1500).map(|i| format!("{prefix}-{i}")).collect();
-    register_all(&agent.client, &services).await;
+    let (agent, services) = agent_with_services("host", 1500).await;
     // One host: every process connects from the same address, under one limit.
     let host = Arc::default();
     let seen: Seen = Arc::default();
@@ -205,10 +208,7 @@ async fn without_a_budget_under_the_limit_the_agent_refuses_and_watches_go_unans
     // known one. A budget over Consul's 200 lets three hundred blocking queries try to hold
     // a connection each; the first two hundred do, for their whole wait, and the rest are
     // refused again and again.
-    let agent = common::agent().await;
-    let prefix = common::unique("unbudgeted");
-    let services: Vec<String> = (0..300).map(|i| format!("{prefix}-{i}")).collect();
-    register_all(&agent.client, &services).await;
+    let (agent, services) = agent_with_services("unbudgeted", 300).await;
     let (addr, counts) = proxy::start(agent.socket_addr()).await;
     let config = agent.config_via(addr).shared(false).max_connections(400);
     let registry = ConsulRegistry::new(Client::new(config).unwrap());

@@ -6,13 +6,15 @@
 //! streams on each connection), both with the workspace's test-only certificates
 //! (`testdata/tls/`).
 
-use std::collections::HashMap;
+mod common;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::fake::{query_pairs, wait_of};
 use consul_api::{Client, Config, ConsulRegistry, Protocol};
 use discovery_core::{Query, Resolver, Update};
 use futures_util::StreamExt;
@@ -52,23 +54,10 @@ async fn answer(
 ) -> Result<hyper::Response<String>, Infallible> {
     let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     seen.most_streams.fetch_max(now, Ordering::SeqCst);
-    let query: HashMap<String, String> = request
-        .uri()
-        .query()
-        .map(|q| {
-            url::form_urlencoded::parse(q.as_bytes())
-                .into_owned()
-                .collect()
-        })
-        .unwrap_or_default();
+    let query = query_pairs(request.uri());
     let path = request.uri().path().to_owned();
-    if query.contains_key("index") {
-        let wait = query
-            .get("wait")
-            .and_then(|w| w.strip_suffix("ms")?.parse().ok())
-            .map(Duration::from_millis)
-            .unwrap_or(Duration::from_secs(300));
-        tokio::time::sleep(wait).await;
+    if query.iter().any(|(k, _)| k == "index") {
+        tokio::time::sleep(wait_of(&query)).await;
     }
     in_flight.fetch_sub(1, Ordering::SeqCst);
     let body = match path.strip_prefix("/v1/health/service/") {

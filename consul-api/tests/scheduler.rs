@@ -25,6 +25,19 @@ fn services(n: usize) -> Vec<String> {
     (0..n).map(|i| format!("svc-{i}")).collect()
 }
 
+/// A fake agent, and a client and registry whose polls are 100 ms apart.
+fn paced() -> (Fake, Client, ConsulRegistry) {
+    let fake = Fake::new();
+    let client = client(
+        &fake,
+        Config::new("127.0.0.1:8500")
+            .unwrap()
+            .poll_spacing(Duration::from_millis(100)),
+    );
+    let registry = ConsulRegistry::new(client.clone());
+    (fake, client, registry)
+}
+
 /// Registers one instance of each service and opens a watch on each, past its first answer.
 async fn watch_all(fake: &Fake, registry: &ConsulRegistry, names: &[String]) -> Vec<UpdateStream> {
     for name in names {
@@ -172,14 +185,7 @@ async fn two_hundred_watches_keep_to_the_budget_one_request_per_connection_and_s
 
 #[tokio::test(start_paused = true)]
 async fn polls_keep_to_their_pace_and_writes_are_not_held_up() {
-    let fake = Fake::new();
-    let client = client(
-        &fake,
-        Config::new("127.0.0.1:8500")
-            .unwrap()
-            .poll_spacing(Duration::from_millis(100)),
-    );
-    let registry = ConsulRegistry::new(client.clone());
+    let (fake, client, registry) = paced();
     let names = services(1000);
     let _streams = watch_all(&fake, &registry, &names).await;
     let polls_before = client.stats().polls;
@@ -243,14 +249,7 @@ async fn over_http2_every_watch_blocks_on_a_connection_per_two_hundred() {
 
 #[tokio::test(start_paused = true)]
 async fn through_an_outage_watches_outside_the_blocking_set_keep_to_the_poll_pace() {
-    let fake = Fake::new();
-    let client = client(
-        &fake,
-        Config::new("127.0.0.1:8500")
-            .unwrap()
-            .poll_spacing(Duration::from_millis(100)),
-    );
-    let registry = ConsulRegistry::new(client.clone());
+    let (fake, _client, registry) = paced();
     let names = services(500);
     let _streams = watch_all(&fake, &registry, &names).await;
     // Wake every blocked query, then refuse everything for a minute.

@@ -15,6 +15,28 @@ use futures_util::future::BoxFuture;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+/// The query-string pairs of `uri`.
+pub fn query_pairs(uri: &http::Uri) -> Vec<(String, String)> {
+    uri.query()
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// How long a blocking query with these pairs may wait: its `wait` (in the milliseconds the
+/// client sends), else Consul's default of 5 minutes.
+pub fn wait_of(pairs: &[(String, String)]) -> Duration {
+    pairs
+        .iter()
+        .find(|(k, _)| k == "wait")
+        .and_then(|(_, w)| w.strip_suffix("ms")?.parse().ok())
+        .map(Duration::from_millis)
+        .unwrap_or(Duration::from_secs(300))
+}
+
 /// One request the fake saw.
 #[derive(Debug, Clone)]
 pub struct Seen {
@@ -158,15 +180,7 @@ impl FakeAgent {
         connection: ConnectionId,
         req: http::Request<Bytes>,
     ) -> http::Response<Bytes> {
-        let query: Vec<(String, String)> = req
-            .uri()
-            .query()
-            .map(|q| {
-                url::form_urlencoded::parse(q.as_bytes())
-                    .into_owned()
-                    .collect()
-            })
-            .unwrap_or_default();
+        let query = query_pairs(req.uri());
         let path = req.uri().path().to_owned();
         let seen = Seen {
             connection,
@@ -196,11 +210,7 @@ impl FakeAgent {
             return self.answer(404, 0, "Invalid URL path".into());
         };
         let asked: Option<u64> = seen.param("index").and_then(|i| i.parse().ok());
-        let wait = seen
-            .param("wait")
-            .and_then(|w| w.strip_suffix("ms")?.parse().ok())
-            .map(Duration::from_millis)
-            .unwrap_or(Duration::from_secs(300));
+        let wait = wait_of(&seen.query);
         let current = |fake: &FakeAgent| {
             let state = fake.state.lock().unwrap();
             match state.services.get(service) {
