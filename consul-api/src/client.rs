@@ -1,240 +1,48 @@
-//! The HTTP plumbing every endpoint family shares: one reqwest client, query options, the
-//! metadata headers, path escaping, error mapping and bounded body reads.
-//! The bottom of the client: uses only the configuration and the error type. Each family
-//! adds its accessor (`client.agent()`…) in its own file.
+//! The HTTP plumbing every endpoint family shares: request building (credentials, scoping,
+//! query options), sending through the transport with `429` retried, error mapping, path
+//! escaping and decoding. Uses the configuration, the options, the transport and the error
+//! type. Each family adds its accessor (`client.agent()`…) in its own file.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use discovery_core::Backoff;
 use http::StatusCode;
-use reqwest::{Method, RequestBuilder, Response};
+use reqwest::{Method, RequestBuilder};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use url::Url;
 
-use crate::config::Config;
-use crate::config::Token;
+use crate::config::{Config, Token};
 use crate::error::Error;
+// The families take the options from here, beside the client they go with.
+pub(crate) use crate::options::{QueryMeta, QueryOptions};
+use crate::transport::{self, Answer, ClientStats, Exchange, Leases, Route, Transport};
 
-/// The largest answer body the client reads. A catalog of ten thousand instances is a few
-/// megabytes; anything far beyond is a misbehaving server, not data.
-pub const MAX_BODY: usize = 64 * 1024 * 1024;
+/// How `429 Too Many Requests` is retried: Consul refuses a connection over its limit, or a
+/// request over its rate, before doing anything, so the same request may go again; after
+/// [`THROTTLE_RETRIES`] the caller gets the error (a watch backs off and tries again).
+const THROTTLE_BACKOFF: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
+const THROTTLE_RETRIES: u32 = 4;
 
-/// How stale a read may be.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Consistency {
-    /// The agent's default: answered by the leader.
-    #[default]
-    Default,
-    /// Any server may answer, possibly stale: cheaper, scales reads.
-    Stale,
-    /// The leader confirms its leadership first.
-    Consistent,
-}
-
-/// Options shared by read endpoints.
-#[derive(Debug, Clone, Default)]
-#[non_exhaustive]
-pub struct QueryOptions {
-    /// Datacenter to ask; `None` is the agent's own.
-    pub datacenter: Option<String>,
-    /// Only instances carrying every tag (health and catalog service reads).
-    pub tags: Vec<String>,
-    /// Only instances whose checks all pass (health service reads).
-    pub passing: bool,
-    /// A filter expression in Consul's language.
-    pub filter: Option<String>,
-    /// Block until the result's index exceeds this one (a blocking query).
-    pub index: Option<u64>,
-    /// How long a blocking query may wait; Consul's default is 5 minutes.
-    pub wait: Option<Duration>,
-    /// Read consistency.
-    pub consistency: Consistency,
-    /// A token for this request instead of the client's.
-    pub token: Option<Token>,
-    /// Sort by round-trip time from this node (`_agent` for the local one).
-    pub near: Option<String>,
-    /// Only nodes with these metadata pairs.
-    pub node_meta: Vec<(String, String)>,
-    /// Let the agent answer from its cache (`?cached`).
-    pub cached: bool,
-    /// Block until the content hash differs from this one (hash-based blocking of
-    /// `agent/service/:id`).
-    pub hash: Option<String>,
-    /// Enterprise namespace; never sent when `None` (Consul CE refuses the parameter).
-    pub namespace: Option<String>,
-    /// Enterprise admin partition; never sent when `None`.
-    pub partition: Option<String>,
-    /// Cluster peer to read from.
-    pub peer: Option<String>,
-}
-
-impl QueryOptions {
-    /// Options for a blocking read after `index`, waiting up to `wait`.
-    pub fn blocking(index: u64, wait: Duration) -> Self {
-        QueryOptions {
-            index: Some(index),
-            wait: Some(wait),
-            ..Default::default()
-        }
-    }
-
-    /// Options for a hash-blocking read: block until the content hash differs from `hash`,
-    /// waiting up to `wait`.
-    pub fn blocking_hash(hash: impl Into<String>, wait: Duration) -> Self {
-        QueryOptions {
-            hash: Some(hash.into()),
-            wait: Some(wait),
-            ..Default::default()
-        }
-    }
-
-    /// Sets the datacenter.
-    #[must_use]
-    pub fn datacenter(mut self, dc: impl Into<String>) -> Self {
-        self.datacenter = Some(dc.into());
-        self
-    }
-
-    /// Adds a required tag.
-    #[must_use]
-    pub fn tag(mut self, tag: impl Into<String>) -> Self {
-        self.tags.push(tag.into());
-        self
-    }
-
-    /// Sets passing-only.
-    #[must_use]
-    pub fn passing(mut self, passing: bool) -> Self {
-        self.passing = passing;
-        self
-    }
-
-    /// Sets the filter expression.
-    #[must_use]
-    pub fn filter(mut self, filter: impl Into<String>) -> Self {
-        self.filter = Some(filter.into());
-        self
-    }
-
-    /// Sets the consistency mode.
-    #[must_use]
-    pub fn consistency(mut self, consistency: Consistency) -> Self {
-        self.consistency = consistency;
-        self
-    }
-
-    /// The query-string pairs these options send.
-    pub fn pairs(&self) -> Vec<(&'static str, String)> {
-        let mut q = Vec::new();
-        if let Some(dc) = &self.datacenter {
-            q.push(("dc", dc.clone()));
-        }
-        for tag in &self.tags {
-            q.push(("tag", tag.clone()));
-        }
-        if self.passing {
-            q.push(("passing", "true".to_owned()));
-        }
-        if let Some(filter) = &self.filter {
-            q.push(("filter", filter.clone()));
-        }
-        if let Some(index) = self.index {
-            // Index 0 means "answer at once"; after a first answer a client must never send
-            // it (a zero from the server is read as 1 by the caller).
-            q.push(("index", index.to_string()));
-        }
-        if let Some(wait) = self.wait {
-            // Consul's Go client sends milliseconds.
-            q.push(("wait", format!("{}ms", wait.as_millis())));
-        }
-        match self.consistency {
-            Consistency::Default => {}
-            Consistency::Stale => q.push(("stale", String::new())),
-            Consistency::Consistent => q.push(("consistent", String::new())),
-        }
-        if let Some(hash) = &self.hash {
-            q.push(("hash", hash.clone()));
-        }
-        if let Some(near) = &self.near {
-            q.push(("near", near.clone()));
-        }
-        for (k, v) in &self.node_meta {
-            q.push(("node-meta", format!("{k}:{v}")));
-        }
-        if self.cached {
-            q.push(("cached", String::new()));
-        }
-        if let Some(ns) = &self.namespace {
-            q.push(("ns", ns.clone()));
-        }
-        if let Some(partition) = &self.partition {
-            q.push(("partition", partition.clone()));
-        }
-        if let Some(peer) = &self.peer {
-            q.push(("peer", peer.clone()));
-        }
-        q
-    }
-
-    /// Whether this read blocks at the server.
-    fn blocks(&self) -> bool {
-        self.index.is_some_and(|i| i > 0) || self.hash.is_some()
-    }
-}
-
-/// What Consul says about a read besides its body.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct QueryMeta {
-    /// `X-Consul-Index`: pass it back as [`QueryOptions::index`] to block for a change.
-    pub last_index: u64,
-    /// `X-Consul-KnownLeader`.
-    pub known_leader: bool,
-    /// `X-Consul-LastContact`: how stale the answering server may be.
-    pub last_contact: Duration,
-    /// `X-Consul-Effective-Consistency`, when sent.
-    pub effective_consistency: Option<String>,
-    /// `X-Consul-ContentHash`, sent by hash-blocking endpoints.
-    pub content_hash: Option<String>,
-}
-
-impl QueryMeta {
-    fn from_headers(headers: &http::HeaderMap) -> Self {
-        let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-        QueryMeta {
-            last_index: text("X-Consul-Index")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0),
-            known_leader: text("X-Consul-KnownLeader") == Some("true"),
-            last_contact: Duration::from_millis(
-                text("X-Consul-LastContact")
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0),
-            ),
-            effective_consistency: text("X-Consul-Effective-Consistency").map(str::to_owned),
-            content_hash: text("X-Consul-ContentHash").map(str::to_owned),
-        }
-    }
-}
-
-/// A Consul HTTP API client. Cheap to clone: clones share the connection pool.
+/// A Consul HTTP API client. Cheap to clone: clones share the connections, the budget and
+/// the watches; so do clients built from equal settings in one process ([`Config::shared`]).
 #[derive(Debug, Clone)]
 pub struct Client {
-    http: reqwest::Client,
-    config: Config,
-    /// Where requests go: the address, or the TLS server name standing for it.
-    base: Url,
+    transport: Arc<Transport>,
+    route: Route,
 }
 
 // === impl Client ===
 
 impl Client {
-    /// A client with `config`.
+    /// A client with `config`: the process's live transport for equal settings, else a new
+    /// one (see [`Config::shared`]).
     pub fn new(config: Config) -> Result<Self, Error> {
-        let http = config.http_client()?;
-        let base = config.base_url()?;
-        Ok(Client { http, config, base })
+        Ok(Client {
+            transport: transport::shared(config)?,
+            route: Route::Auto,
+        })
     }
 
     /// A client configured from the process environment ([`Config::from_env`]).
@@ -242,13 +50,57 @@ impl Client {
         Self::new(Config::from_env()?)
     }
 
+    /// A client whose requests `exchange` answers in process instead of the network, with
+    /// `config`'s budget and settings; never shared with other clients. For tests and
+    /// models of the agent.
+    pub fn with_exchange(config: Config, exchange: impl Exchange) -> Result<Self, Error> {
+        Ok(Client {
+            transport: Arc::new(Transport::with_exchange(config, Arc::new(exchange))?),
+            route: Route::Auto,
+        })
+    }
+
     /// The settings in use.
     pub fn config(&self) -> &Config {
-        &self.config
+        self.transport.config()
+    }
+
+    /// What the transport this client shares has done so far.
+    pub fn stats(&self) -> ClientStats {
+        self.transport.stats()
+    }
+
+    /// Whether `other` shares this client's transport (connections, budget and watches).
+    pub fn shares_transport_with(&self, other: &Client) -> bool {
+        Arc::ptr_eq(&self.transport, &other.transport)
+    }
+
+    /// This client with its requests sent along `route`.
+    pub(crate) fn routed(&self, route: Route) -> Client {
+        Client {
+            transport: self.transport.clone(),
+            route,
+        }
+    }
+
+    /// A number standing for the transport, equal for clients that share it.
+    pub(crate) fn transport_id(&self) -> usize {
+        Arc::as_ptr(&self.transport) as usize
+    }
+
+    /// The blocking slots of the budget.
+    pub(crate) async fn leases(&self) -> Result<Arc<Leases>, Error> {
+        self.transport.leases().await
+    }
+
+    /// Waits for the next poll turn of this transport's watches.
+    pub(crate) async fn poll_turn(&self) -> Result<(), Error> {
+        self.transport.poll_turn().await
     }
 
     fn url(&self, path: &str) -> Result<Url, Error> {
-        self.base
+        self.transport
+            .base()
             .join(path)
             .map_err(|e| Error::config("path", format!("{path:?}: {e}")))
     }
@@ -260,27 +112,31 @@ impl Client {
         path: &str,
         opts: Option<&QueryOptions>,
     ) -> Result<RequestBuilder, Error> {
-        let mut req = self.http.request(method, self.url(path)?);
+        let config = self.config();
+        let mut req = self.transport.request(method, self.url(path)?);
         let token = opts.and_then(|o| o.token.as_ref());
-        if let Some(token) = token.or(self.config.token.as_ref()) {
+        if let Some(token) = token.or(config.token.as_ref()) {
             req = req.header("X-Consul-Token", token.expose());
         }
-        if let Some(auth) = &self.config.basic_auth {
+        if let Some(auth) = &config.basic_auth {
             req = req.basic_auth(&auth.username, auth.password.as_ref().map(Token::expose));
         }
         // Enterprise scoping; Consul CE refuses the parameters, so only when configured. A
         // request's own namespace or partition (sent with its other pairs) replaces the
         // client's, as `params.Set` does in Consul's Go client: each is sent at most once.
         let own_namespace = opts.is_some_and(|o| o.namespace.is_some());
-        if let Some(ns) = self.config.namespace.as_ref().filter(|_| !own_namespace) {
+        if let Some(ns) = config.namespace.as_ref().filter(|_| !own_namespace) {
             req = req.query(&[("ns", ns)]);
         }
         let own_partition = opts.is_some_and(|o| o.partition.is_some());
-        if let Some(partition) = self.config.partition.as_ref().filter(|_| !own_partition) {
+        if let Some(partition) = config.partition.as_ref().filter(|_| !own_partition) {
             req = req.query(&[("partition", partition)]);
         }
         if let Some(opts) = opts {
             req = req.query(&opts.pairs());
+            if let Some(cache_control) = opts.cache_control() {
+                req = req.header(http::header::CACHE_CONTROL, cache_control);
+            }
         }
         Ok(req)
     }
@@ -291,38 +147,34 @@ impl Client {
         path: &str,
         opts: &QueryOptions,
     ) -> Result<(T, QueryMeta), Error> {
-        let timeout = if opts.blocks() {
+        let deadline = if opts.blocks() {
             // The server may hold the request for wait plus up to wait/16 of jitter; give it
             // that and the ordinary deadline on top, so a slow answer is not cut short.
             let wait = opts.wait.unwrap_or(Duration::from_secs(300));
-            wait + wait / 16 + self.config.request_timeout
+            wait + wait / 16 + self.config().request_timeout
         } else {
-            self.config.request_timeout
+            self.config().request_timeout
         };
-        let req = self
-            .request(Method::GET, path, Some(opts))?
-            .timeout(timeout);
-        let resp = send(req).await?;
-        let meta = QueryMeta::from_headers(resp.headers());
-        let body = read_body(resp).await?;
-        Ok((decode(&body)?, meta))
+        let req = self.request(Method::GET, path, Some(opts))?;
+        let answer = self.send(req, deadline, opts.blocks()).await?;
+        let meta = QueryMeta::from_headers(&answer.headers);
+        Ok((decode(&answer.body)?, meta))
     }
 
     /// A read whose non-200 statuses are answers too (the agent's health endpoints answer
-    /// 429 and 503 with a body): the status, metadata and body, unchecked.
+    /// 429 and 503 with a body): the status, metadata and body, unchecked, never retried.
     pub(crate) async fn get_any_status(
         &self,
         path: &str,
         opts: &QueryOptions,
     ) -> Result<(StatusCode, QueryMeta, Vec<u8>), Error> {
-        let req = self
-            .request(Method::GET, path, Some(opts))?
-            .timeout(self.config.request_timeout);
-        let resp = req.send().await.map_err(Error::from_reqwest)?;
-        let status = resp.status();
-        let meta = QueryMeta::from_headers(resp.headers());
-        let body = read_body(resp).await?;
-        Ok((status, meta, body))
+        let req = build(self.request(Method::GET, path, Some(opts))?)?;
+        let answer = self
+            .transport
+            .call(&self.route, req, self.config().request_timeout, false)
+            .await?;
+        let meta = QueryMeta::from_headers(&answer.headers);
+        Ok((answer.status, meta, answer.body.to_vec()))
     }
 
     /// A write: `PUT path` with an optional JSON body and query pairs; the answer body is
@@ -333,10 +185,7 @@ impl Client {
         query: &[(&str, &str)],
         body: Option<&B>,
     ) -> Result<String, Error> {
-        let mut req = self
-            .request(Method::PUT, path, None)?
-            .query(query)
-            .timeout(self.config.request_timeout);
+        let mut req = self.request(Method::PUT, path, None)?.query(query);
         if let Some(body) = body {
             let json = serde_json::to_vec(body).map_err(|source| Error::Decode {
                 path: "request body".into(),
@@ -346,20 +195,48 @@ impl Client {
                 .header(http::header::CONTENT_TYPE, "application/json")
                 .body(json);
         }
-        let resp = send(req).await?;
-        let body = read_body(resp).await?;
-        Ok(String::from_utf8_lossy(&body).into_owned())
+        let answer = self.send(req, self.config().request_timeout, false).await?;
+        Ok(String::from_utf8_lossy(&answer.body).into_owned())
+    }
+
+    /// Sends along the client's route; a `429` is retried with backoff a few times; any
+    /// other status but 200 is an error.
+    async fn send(
+        &self,
+        req: RequestBuilder,
+        deadline: Duration,
+        blocks: bool,
+    ) -> Result<Answer, Error> {
+        let req = build(req)?;
+        let mut attempt = 0;
+        loop {
+            let this = req
+                .try_clone()
+                .ok_or_else(|| Error::config("request", "a body that cannot be sent twice"))?;
+            let answer = self
+                .transport
+                .call(&self.route, this, deadline, blocks)
+                .await?;
+            if answer.status == StatusCode::OK {
+                return Ok(answer);
+            }
+            if answer.status == StatusCode::TOO_MANY_REQUESTS {
+                self.transport.count_throttled();
+                if attempt < THROTTLE_RETRIES {
+                    tracing::debug!(path = %req.url().path(), attempt, "consul answered 429; retrying after backoff");
+                    tokio::time::sleep(THROTTLE_BACKOFF.delay(attempt)).await;
+                    attempt += 1;
+                    continue;
+                }
+            }
+            return Err(status_error(answer.status, &answer.body));
+        }
     }
 }
 
-async fn send(req: RequestBuilder) -> Result<Response, Error> {
-    let resp = req.send().await.map_err(Error::from_reqwest)?;
-    let status = resp.status();
-    if status == StatusCode::OK {
-        return Ok(resp);
-    }
-    let body = read_body(resp).await.unwrap_or_default();
-    Err(status_error(status, &body))
+fn build(req: RequestBuilder) -> Result<reqwest::Request, Error> {
+    req.build()
+        .map_err(|e| Error::config("request", crate::error::causes(&e)))
 }
 
 /// The error for an answer with status `status` and body `body` (Consul's plain-text
@@ -369,24 +246,6 @@ pub(crate) fn status_error(status: StatusCode, body: &[u8]) -> Error {
         status,
         message: String::from_utf8_lossy(body).trim().to_owned(),
     }
-}
-
-/// Reads the body, refusing more than [`MAX_BODY`] bytes without buffering them.
-async fn read_body(mut resp: Response) -> Result<Vec<u8>, Error> {
-    if resp
-        .content_length()
-        .is_some_and(|len| len > MAX_BODY as u64)
-    {
-        return Err(Error::TooLarge { limit: MAX_BODY });
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(Error::from_reqwest)? {
-        if body.len() + chunk.len() > MAX_BODY {
-            return Err(Error::TooLarge { limit: MAX_BODY });
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
 }
 
 /// Escapes one path segment, so an ID or name with `/` or spaces stays one segment.
@@ -410,50 +269,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn query_pairs_are_what_consul_reads() {
-        let mut opts = QueryOptions::blocking(42, Duration::from_secs(90))
-            .datacenter("dc2")
-            .tag("a")
-            .tag("b")
-            .passing(true)
-            .filter("Service.Port > 0")
-            .consistency(Consistency::Stale);
-        opts.node_meta.push(("rack".into(), "r1".into()));
-        let pairs = opts.pairs();
-        let want: Vec<(&str, String)> = vec![
-            ("dc", "dc2".into()),
-            ("tag", "a".into()),
-            ("tag", "b".into()),
-            ("passing", "true".into()),
-            ("filter", "Service.Port > 0".into()),
-            ("index", "42".into()),
-            ("wait", "90000ms".into()),
-            ("stale", String::new()),
-            ("node-meta", "rack:r1".into()),
-        ];
-        assert_eq!(pairs, want);
-    }
-
-    #[test]
     fn escape_keeps_ids_in_one_segment() {
         assert_eq!(escape("web 1/x"), "web%201%2Fx");
-    }
-
-    #[test]
-    fn enterprise_parameters_are_omitted_when_unset() {
-        let pairs = QueryOptions::default().pairs();
-        assert!(pairs.is_empty(), "nothing set, nothing sent: {pairs:?}");
-    }
-
-    #[test]
-    fn only_blocking_reads_get_the_long_deadline() {
-        assert!(!QueryOptions::default().blocks());
-        assert!(
-            !QueryOptions::blocking(0, Duration::from_secs(1)).blocks(),
-            "index 0 answers at once"
-        );
-        assert!(QueryOptions::blocking(1, Duration::from_secs(1)).blocks());
-        assert!(QueryOptions::blocking_hash("h", Duration::from_secs(1)).blocks());
     }
 
     /// The values of `key` in the query string of a read built with `config` and `opts`.

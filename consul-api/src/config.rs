@@ -9,10 +9,10 @@ use std::time::Duration;
 use url::Url;
 
 use crate::error::Error;
-use crate::tls::TlsConfig;
+use crate::tls::{TlsConfig, TlsMaterial};
 
 /// A secret (an ACL token, a password). Its `Debug` never shows it.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Token(String);
 
 impl Token {
@@ -34,7 +34,7 @@ impl fmt::Debug for Token {
 }
 
 /// HTTP basic authentication (`CONSUL_HTTP_AUTH=user[:password]`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct BasicAuth {
     /// The user name.
     pub username: String,
@@ -44,7 +44,10 @@ pub struct BasicAuth {
 
 /// Client settings. Build with [`Config::from_env`], [`Config::from_lookup`] or
 /// [`Config::new`] and the setters.
-#[derive(Debug, Clone)]
+///
+/// Equal settings mean one agent reached the same way by the same identity: clients built
+/// from equal settings in one process share their connections (see [`Config::shared`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub struct Config {
     /// Base URL of the agent's HTTP API, such as `http://127.0.0.1:8500`. For a unix
@@ -66,7 +69,23 @@ pub struct Config {
     pub request_timeout: Duration,
     /// Deadline of establishing a connection.
     pub connect_timeout: Duration,
+    /// The connection budget: the most connections this client, its clones and everything
+    /// built on them (registries, watches, channels) hold open to the agent at once. Consul
+    /// allows 200 per client IP address (`limits.http_max_conns_per_client`), shared by every
+    /// process on the host; the default, 16, leaves room for 12 such processes. See the
+    /// crate's README for how the budget is spent.
+    pub max_connections: usize,
+    /// The least time between two polls of the watches that hold no blocking connection,
+    /// across all of them: at most one poll per `poll_spacing` reaches the agent.
+    pub poll_spacing: Duration,
+    /// Whether clients built with equal settings in this process share one set of
+    /// connections, one budget and one watch per query (the default). Turn off only to model
+    /// separate processes, as tests and benchmarks do.
+    pub shared: bool,
 }
+
+/// The default connection budget (see [`Config::max_connections`]).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 16;
 
 /// The agent address Consul's tools use when none is configured.
 pub const DEFAULT_ADDRESS: &str = "127.0.0.1:8500";
@@ -94,6 +113,9 @@ impl Config {
             partition: None,
             request_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(5),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            poll_spacing: Duration::from_millis(100),
+            shared: true,
         })
     }
 
@@ -228,15 +250,40 @@ impl Config {
         self
     }
 
-    /// Builds the HTTP client these settings describe.
-    pub(crate) fn http_client(&self) -> Result<reqwest::Client, Error> {
+    /// Sets the connection budget (at least 1).
+    #[must_use]
+    pub fn max_connections(mut self, max: usize) -> Self {
+        self.max_connections = max.max(1);
+        self
+    }
+
+    /// Sets the least time between two polls of watches outside the blocking set.
+    #[must_use]
+    pub fn poll_spacing(mut self, spacing: Duration) -> Self {
+        self.poll_spacing = spacing;
+        self
+    }
+
+    /// Sets whether clients with equal settings in this process share their connections.
+    #[must_use]
+    pub fn shared(mut self, shared: bool) -> Self {
+        self.shared = shared;
+        self
+    }
+
+    /// An HTTP client builder with these settings' address, timeouts and TLS `material`;
+    /// the transport adds what differs per connection (pooling, protocol).
+    pub(crate) fn http_builder(
+        &self,
+        material: &TlsMaterial,
+    ) -> Result<reqwest::ClientBuilder, Error> {
         let mut builder = reqwest::Client::builder()
             .connect_timeout(self.connect_timeout)
             .tcp_nodelay(true);
         if let Some(path) = &self.unix_socket {
             builder = builder.unix_socket(path.clone());
         }
-        builder = crate::tls::apply(&self.tls, builder)?;
+        builder = material.apply(builder);
         if let Some(name) = &self.tls.server_name {
             // Verify the certificate against `name` and send it as SNI: dial the URL by that
             // name, and pin the name to the configured host's addresses.
@@ -250,9 +297,7 @@ impl Config {
                     .collect();
             builder = builder.resolve_to_addrs(name, &addrs);
         }
-        builder
-            .build()
-            .map_err(|e| Error::config("http client", e.to_string()))
+        Ok(builder)
     }
 
     /// The base URL requests go to: the address, with its host replaced by the TLS server
@@ -397,7 +442,7 @@ mod tests {
     #[test]
     fn unreadable_tls_files_are_config_errors_at_client_build() {
         let c = from(&[("CONSUL_CACERT", "/nonexistent/ca.pem")]).unwrap();
-        let err = c.http_client().unwrap_err();
+        let err = TlsMaterial::load(&c.tls).unwrap_err();
         assert!(err.to_string().contains("CONSUL_CACERT"), "{err}");
     }
 

@@ -3,6 +3,9 @@
 
 use http::StatusCode;
 
+/// `Box<dyn Error + Send + Sync>`, as tower means it.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Why a Consul call failed. Decide with the predicates, never with the text.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -15,12 +18,13 @@ pub enum Error {
         /// Consul's error text, trimmed.
         message: String,
     },
-    /// The request did not complete: connection refused or reset, DNS failure.
+    /// The request did not complete: connection refused or reset, DNS failure (the cause
+    /// is the HTTP client's error, or an [`Exchange`](crate::Exchange)'s).
     #[error("cannot reach consul")]
-    Transport(#[source] reqwest::Error),
+    Transport(#[source] BoxError),
     /// No answer within the deadline.
     #[error("consul did not answer within the deadline")]
-    Timeout(#[source] reqwest::Error),
+    Timeout(#[source] BoxError),
     /// The answer was not what Consul sends.
     #[error("cannot decode consul's answer at {path}")]
     Decode {
@@ -58,9 +62,9 @@ impl Error {
 
     pub(crate) fn from_reqwest(err: reqwest::Error) -> Self {
         if err.is_timeout() {
-            Error::Timeout(err)
+            Error::Timeout(Box::new(err))
         } else {
-            Error::Transport(err)
+            Error::Transport(Box::new(err))
         }
     }
 

@@ -6,6 +6,13 @@
 //! `discovery_core::{Registry, Resolver}` on top: registration mapping, dial addresses, and
 //! watches built on blocking queries with index hygiene and backoff.
 //!
+//! A client holds at most [`Config::max_connections`] connections to its agent (16 by
+//! default, so a dozen processes fit under Consul's 200 per client address), shared by its
+//! clones and by every client built from equal settings in the process. Watches beyond its
+//! blocking slots poll at a bounded pace and take a slot when their service moves; over
+//! HTTP/2 (an HTTPS agent) every watch blocks, 200 to a connection. The crate's README gives
+//! the design and its measured cost.
+//!
 //! # Examples
 //!
 //! ```no_run
@@ -31,9 +38,10 @@
 
 #![forbid(unsafe_code)]
 
-// Layers, each using only those before it: `error`, `duration`, `types`; `tls`, `config`;
-// `client`; the endpoint families `agent`, `catalog`, `health`, `status` (side by side,
-// none importing another); `backend` (ConsulRegistry, conversions, watches) on top.
+// Layers, each using only those before it: `error`, `duration`, `types`; `tls`, `config`,
+// `options`; `transport` (the connections and their budget); `client`; the endpoint
+// families `agent`, `catalog`, `health`, `status` (side by side, none importing another);
+// `backend` (ConsulRegistry, conversions, watches) on top.
 pub mod agent;
 mod backend;
 pub mod catalog;
@@ -42,14 +50,18 @@ mod config;
 pub mod duration;
 mod error;
 pub mod health;
+mod options;
 pub mod status;
 mod tls;
+mod transport;
 mod types;
 
 pub use backend::watch::{self, WatchConfig, WatchHub};
-pub use backend::{ConsulRegistry, to_instance, to_service_registration};
-pub use client::{Client, Consistency, MAX_BODY, QueryMeta, QueryOptions};
-pub use config::{BasicAuth, Config, DEFAULT_ADDRESS, Token};
+pub use backend::{ConsulRegistry, QueryDefaults, to_instance, to_service_registration};
+pub use client::Client;
+pub use config::{BasicAuth, Config, DEFAULT_ADDRESS, DEFAULT_MAX_CONNECTIONS, Token};
 pub use error::Error;
+pub use options::{Consistency, QueryMeta, QueryOptions};
 pub use tls::TlsConfig;
+pub use transport::{BoxError, ClientStats, ConnectionId, Exchange, MAX_BODY, Protocol};
 pub use types::{CheckStatus, HealthCheck, Meta, ServiceAddress, Weights};

@@ -11,7 +11,7 @@ use crate::error::Error;
 use crate::error::causes;
 
 /// TLS settings for an `https` agent address.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub struct TlsConfig {
     /// A PEM file of CA certificates to trust (`CONSUL_CACERT`).
@@ -29,24 +29,47 @@ pub struct TlsConfig {
     pub insecure_skip_verify: bool,
 }
 
-/// Adds `tls`'s verification settings, trusted CAs and client identity to `builder`, each
-/// file checked so that an unusable one is an error naming its setting.
-pub(crate) fn apply(
-    tls: &TlsConfig,
-    mut builder: reqwest::ClientBuilder,
-) -> Result<reqwest::ClientBuilder, Error> {
-    if tls.insecure_skip_verify {
-        builder = builder.danger_accept_invalid_certs(true);
-    }
-    for (var, path) in ca_files(tls)? {
-        for cert in ca_certificates(var, &path)? {
-            builder = builder.add_root_certificate(cert);
+/// What `TlsConfig` names, read and checked once: a transport builds one HTTP client per
+/// connection it may hold, each from the same material.
+#[derive(Debug, Clone)]
+pub(crate) struct TlsMaterial {
+    insecure_skip_verify: bool,
+    roots: Vec<reqwest::Certificate>,
+    identity: Option<reqwest::Identity>,
+}
+
+impl TlsMaterial {
+    /// Reads the files `tls` names, each checked so that an unusable one is an error naming
+    /// its setting.
+    pub(crate) fn load(tls: &TlsConfig) -> Result<Self, Error> {
+        let mut roots = Vec::new();
+        for (var, path) in ca_files(tls)? {
+            roots.extend(ca_certificates(var, &path)?);
         }
+        let identity = match (&tls.client_cert, &tls.client_key) {
+            (Some(cert), Some(key)) => Some(client_identity(cert, key)?),
+            _ => None,
+        };
+        Ok(TlsMaterial {
+            insecure_skip_verify: tls.insecure_skip_verify,
+            roots,
+            identity,
+        })
     }
-    if let (Some(cert), Some(key)) = (&tls.client_cert, &tls.client_key) {
-        builder = builder.identity(client_identity(cert, key)?);
+
+    /// Adds the verification settings, trusted CAs and client identity to `builder`.
+    pub(crate) fn apply(&self, mut builder: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
+        if self.insecure_skip_verify {
+            builder = builder.danger_accept_invalid_certs(true);
+        }
+        for cert in &self.roots {
+            builder = builder.add_root_certificate(cert.clone());
+        }
+        if let Some(identity) = &self.identity {
+            builder = builder.identity(identity.clone());
+        }
+        builder
     }
-    Ok(builder)
 }
 
 fn ca_files(tls: &TlsConfig) -> Result<Vec<(&'static str, PathBuf)>, Error> {

@@ -15,7 +15,8 @@ pub use backoff::Backoff;
 pub use error::{Error, SharedError};
 pub use memory::MemoryRegistry;
 pub use model::{
-    CheckSpec, HealthStatus, ParseHealthStatusError, Query, Registration, ServiceInstance, Weights,
+    CheckSpec, Consistency, HealthStatus, ParseHealthStatusError, Query, Registration,
+    ServiceInstance, Weights,
 };
 #[cfg(any(test, feature = "mock"))]
 pub use registry::MockRegistry;

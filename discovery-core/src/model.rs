@@ -374,6 +374,28 @@ pub struct Query {
     pub datacenter: Option<String>,
     /// A backend-specific filter expression (Consul's `filter`), passed through.
     pub filter: Option<String>,
+    /// How current the answer must be. A registry that cannot trade freshness for cost
+    /// (the in-memory one) answers current data whatever this says.
+    pub consistency: Consistency,
+}
+
+/// How current an answer must be, for registries whose replicas can answer reads: a stale
+/// read spreads load over every replica and keeps answering while there is no leader; a
+/// consistent one costs the leader a round of confirmation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Consistency {
+    /// The registry's usual read (Consul: answered by the leader).
+    #[default]
+    Default,
+    /// Any replica may answer, possibly behind the leader; `max_stale`, if set, bounds how
+    /// far behind (past it, the leader answers).
+    Stale {
+        /// The most the answer may lag the leader.
+        max_stale: Option<Duration>,
+    },
+    /// Confirmed current before answering.
+    Consistent,
 }
 
 impl Query {
@@ -385,6 +407,7 @@ impl Query {
             passing_only: true,
             datacenter: None,
             filter: None,
+            consistency: Consistency::Default,
         }
     }
 
@@ -427,6 +450,13 @@ impl Query {
         self
     }
 
+    /// Sets how current the answer must be.
+    #[must_use]
+    pub fn consistency(mut self, consistency: Consistency) -> Self {
+        self.consistency = consistency;
+        self
+    }
+
     /// Whether `instance` answers this query, leaving `filter` (backend-specific) aside.
     pub fn matches(&self, instance: &ServiceInstance) -> bool {
         instance.service == self.service
@@ -439,6 +469,24 @@ impl Query {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn queries_that_differ_in_consistency_are_different_questions() {
+        let stale = Query::new("web").consistency(Consistency::Stale {
+            max_stale: Some(Duration::from_secs(5)),
+        });
+        assert_ne!(
+            stale,
+            Query::new("web"),
+            "a backend that shares one watch per query must not answer a stale query with a default one"
+        );
+        assert_eq!(Query::new("web").consistency, Consistency::Default);
+        let instance = ServiceInstance::new("a", "web", "10.0.0.1", 80);
+        assert!(
+            stale.matches(&instance),
+            "consistency says how current, not which instances"
+        );
+    }
 
     #[test]
     fn status_words_round_trip() {

@@ -6,7 +6,10 @@
 //!   no file over 500 lines outside its tests, test modules last.
 //! - `dev-agent [args]`: starts consul-dev (default `--http-addr 127.0.0.1:8500`), a local
 //!   stand-in for a Consul agent.
-//! - `bench`: the benchmarks, which print their figures.
+//! - `bench [args]`: the benchmarks, which print their figures (`cargo bench --workspace`,
+//!   so every `[[bench]]` of every crate: `balance` and `propagation` in `examples`,
+//!   `watch_cost` and `fleet` in `consul-api`, `wakeup` in `consul-dev`; `--bench NAME`
+//!   runs one). BENCHMARKS.md at the root holds the last results of the discovery ones.
 
 mod layers;
 

@@ -7,6 +7,7 @@ use discovery_core::{CheckSpec, Query, Registration, ServiceInstance};
 use crate::agent::{CheckDefinition, Locality, ServiceRegistration};
 use crate::client::QueryOptions;
 use crate::health::ServiceEntry;
+use crate::options::Consistency;
 use crate::types::Weights;
 
 /// Maps a registration onto Consul's service definition.
@@ -110,11 +111,18 @@ fn locality(entry: &ServiceEntry) -> Option<String> {
 
 /// The read options that ask Consul what `query` asks.
 pub(crate) fn query_options(query: &Query) -> QueryOptions {
+    let (consistency, max_stale) = match query.consistency {
+        discovery_core::Consistency::Stale { max_stale } => (Consistency::Stale, max_stale),
+        discovery_core::Consistency::Consistent => (Consistency::Consistent, None),
+        _ => (Consistency::Default, None),
+    };
     QueryOptions {
         datacenter: query.datacenter.clone(),
         tags: query.tags.clone(),
         passing: query.passing_only,
         filter: query.filter.clone(),
+        consistency,
+        max_stale,
         ..Default::default()
     }
 }
