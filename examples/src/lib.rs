@@ -22,7 +22,11 @@ pub mod pb {
 
 use pb::adder_client::AdderClient;
 use pb::adder_server::{Adder, AdderServer};
-use pb::{AddReply, AddRequest};
+use pb::{AddReply, AddRequest, Number};
+
+/// The replies of a `RunningSum` call, one per number received.
+pub type RunningSumStream =
+    std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<AddReply, Status>> + Send>>;
 
 /// The Adder service: adds, and says which instance answered.
 #[derive(Debug, Clone, Default)]
@@ -35,14 +39,61 @@ pub struct AdderService {
 impl Adder for AdderService {
     async fn add(&self, request: Request<AddRequest>) -> Result<Response<AddReply>, Status> {
         let AddRequest { a, b } = request.into_inner();
-        let sum = a
-            .checked_add(b)
-            .ok_or_else(|| Status::out_of_range(format!("{a} + {b} overflows a 64-bit integer")))?;
+        let sum = checked_add(a, b)?;
         Ok(Response::new(AddReply {
             sum,
-            instance_id: self.instance_id.get().cloned().unwrap_or_default(),
+            instance_id: self.instance_id(),
         }))
     }
+
+    async fn sum(
+        &self,
+        request: Request<tonic::Streaming<Number>>,
+    ) -> Result<Response<AddReply>, Status> {
+        let mut numbers = request.into_inner();
+        let mut sum = 0i64;
+        while let Some(Number { value }) = numbers.message().await? {
+            sum = checked_add(sum, value)?;
+        }
+        Ok(Response::new(AddReply {
+            sum,
+            instance_id: self.instance_id(),
+        }))
+    }
+
+    type RunningSumStream = RunningSumStream;
+
+    async fn running_sum(
+        &self,
+        request: Request<tonic::Streaming<Number>>,
+    ) -> Result<Response<RunningSumStream>, Status> {
+        let instance_id = self.instance_id();
+        let replies = futures_util::stream::try_unfold(
+            (request.into_inner(), 0i64),
+            move |(mut numbers, sum)| {
+                let instance_id = instance_id.clone();
+                async move {
+                    let Some(Number { value }) = numbers.message().await? else {
+                        return Ok(None);
+                    };
+                    let sum = checked_add(sum, value)?;
+                    Ok(Some((AddReply { sum, instance_id }, (numbers, sum))))
+                }
+            },
+        );
+        Ok(Response::new(Box::pin(replies)))
+    }
+}
+
+impl AdderService {
+    fn instance_id(&self) -> String {
+        self.instance_id.get().cloned().unwrap_or_default()
+    }
+}
+
+fn checked_add(a: i64, b: i64) -> Result<i64, Status> {
+    a.checked_add(b)
+        .ok_or_else(|| Status::out_of_range(format!("{a} + {b} overflows a 64-bit integer")))
 }
 
 /// The Consul registry for the agent `CONSUL_HTTP_ADDR` names (default `127.0.0.1:8500`).
@@ -82,6 +133,9 @@ impl Default for ServerOptions {
         }
     }
 }
+
+/// The deadline of each call the example client makes, unless told otherwise.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(5);
 
 /// Starts an Adder server registered in `registry`.
 pub async fn start_server(
@@ -171,11 +225,12 @@ impl CallStats {
 }
 
 /// Makes calls from `concurrency` tasks until `calls` calls were made (`None`: until `stop`
-/// resolves), recording each in `stats`.
+/// resolves), each with `deadline` as its gRPC deadline, recording each in `stats`.
 pub async fn call_loop<T>(
     client: AdderClient<T>,
     calls: Option<u64>,
     concurrency: usize,
+    deadline: Duration,
     stats: Arc<CallStats>,
     stop: tokio::sync::watch::Receiver<bool>,
 ) where
@@ -204,7 +259,7 @@ pub async fn call_loop<T>(
                     return;
                 }
                 let mut request = Request::new(AddRequest { a: i, b: 1 });
-                request.set_timeout(Duration::from_secs(5));
+                request.set_timeout(deadline);
                 let result = client.add(request).await.map(Response::into_inner);
                 let result = result.and_then(|reply| {
                     if reply.sum == i + 1 {

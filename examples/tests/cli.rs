@@ -113,3 +113,41 @@ fn client_exits_1_when_calls_fail() {
         "{stdout}"
     );
 }
+
+#[test]
+fn a_call_ends_at_its_deadline_before_the_empty_timeout() {
+    // No servers, a 30 s wait for one, a 0.3 s deadline: the call ends at its deadline, with
+    // the deadline's code, long before the wait would.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = listener.local_addr().unwrap().to_string();
+    drop(listener);
+    let started = std::time::Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_add-client"))
+        .args(["--calls", "1", "--empty-timeout", "30", "--deadline", "0.3"])
+        .env("CONSUL_HTTP_ADDR", &dead)
+        .env("RUST_LOG", "off")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("last error: DeadlineExceeded"),
+        "the failure names the deadline: {stdout}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the 30 s empty timeout did not decide: {stdout}"
+    );
+}
+
+#[test]
+fn a_deadline_that_is_not_a_duration_is_refused() {
+    let out = Command::new(env!("CARGO_BIN_EXE_add-client"))
+        .args(["--calls", "1", "--deadline=-1"])
+        .env("RUST_LOG", "off")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("--deadline"), "{stderr}");
+}

@@ -119,6 +119,7 @@ async fn three_servers_pass_their_grpc_checks_and_one_leaves_without_failed_call
         AdderClient::new(channel),
         None,
         4,
+        examples::DEFAULT_DEADLINE,
         stats.clone(),
         stop_rx,
     ));

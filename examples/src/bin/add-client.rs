@@ -24,6 +24,9 @@ struct Args {
     /// How long a call waits for an instance when none is known, in seconds.
     #[arg(long, default_value_t = 10.0)]
     empty_timeout: f64,
+    /// Each call's deadline (sent as grpc-timeout), in seconds.
+    #[arg(long, default_value_t = examples::DEFAULT_DEADLINE.as_secs_f64())]
+    deadline: f64,
 }
 
 #[tokio::main]
@@ -33,6 +36,8 @@ async fn main() -> anyhow::Result<()> {
     let registry = examples::registry_from_env()?;
     let empty_timeout = std::time::Duration::try_from_secs_f64(args.empty_timeout)
         .map_err(|e| anyhow::anyhow!("--empty-timeout: {e}"))?;
+    let deadline = std::time::Duration::try_from_secs_f64(args.deadline)
+        .map_err(|e| anyhow::anyhow!("--deadline: {e}"))?;
     let channel = DiscoveredChannel::builder(registry, args.service)
         .empty_timeout(empty_timeout)
         .build();
@@ -43,6 +48,7 @@ async fn main() -> anyhow::Result<()> {
         AdderClient::new(channel),
         calls,
         args.concurrency,
+        deadline,
         stats.clone(),
         stop_rx,
     );

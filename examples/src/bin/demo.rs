@@ -85,6 +85,7 @@ async fn run() -> anyhow::Result<()> {
         AdderClient::new(channel),
         None,
         CONCURRENCY,
+        examples::DEFAULT_DEADLINE,
         stats.clone(),
         stop_rx,
     ));
