@@ -86,6 +86,14 @@ impl Adder for AdderService {
 }
 
 impl AdderService {
+    /// A service whose replies name `instance_id` (servers started with [`start_server`] name
+    /// their registered id).
+    pub fn new(instance_id: impl Into<String>) -> Self {
+        let service = AdderService::default();
+        let _ = service.instance_id.set(instance_id.into());
+        service
+    }
+
     fn instance_id(&self) -> String {
         self.instance_id.get().cloned().unwrap_or_default()
     }
