@@ -107,8 +107,9 @@ impl DevAgent {
         let listener = bind(addr).await?;
         let local = listener.local_addr().map_err(Error::LocalAddr)?;
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let check_ca = config.check_tls_ca.clone();
         let shared = Arc::new(Shared::new(config, shutdown_rx.clone()));
-        let runner = Checks::new(Arc::clone(&shared))?;
+        let runner = Checks::new(Arc::clone(&shared), check_ca.as_deref())?;
         let app = Arc::new(App::new(Arc::clone(&shared), runner));
         let service = router(Arc::clone(&app));
         let server = tokio::spawn(serve::run(listener, service, settings, shutdown_rx));
