@@ -148,7 +148,8 @@ async fn register_grpc(a: &Agent, id: &str, target: &str, initial: &str, extra: 
 }
 
 /// Case 86: `GRPCUseTLS` checks. Against a server whose certificate no public root signed,
-/// verified → critical (the output names the certificate), `TLSSkipVerify` → passing
+/// verified → critical (`… connection error: desc = "transport: authentication handshake
+/// failed: …"`, naming the certificate), `TLSSkipVerify` → passing
 /// `gRPC check <target>: success`, no `GRPCUseTLS` → critical. With the agent's CA for
 /// checks (`enable_agent_tls_for_checks`): the target's IP verified → passing;
 /// `TLSServerName` `localhost` → passing, `other.example` → critical (the name is
@@ -181,9 +182,12 @@ async fn case_86_grpc_tls_check() {
         .await;
     let output = c["Output"].as_str().expect("an output");
     assert!(
-        output.starts_with(&format!("gRPC check {target}: failed: "))
-            && output.contains("certificate"),
-        "an unknown issuer fails verification, and the output says so: {output}"
+        output.starts_with(&format!(
+            "gRPC check {target}: failed: rpc error: code = Unavailable desc = connection \
+             error: desc = \"transport: authentication handshake failed: "
+        )) && output.contains("certificate"),
+        "an unknown issuer fails verification, and the output says so in grpc-go's words: \
+         {output}"
     );
     let c = public.wait_check("skip", "skip", "passing", LONG).await;
     assert_eq!(

@@ -9,7 +9,7 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
-use super::tls::CheckTls;
+use super::tls::{CheckTls, HandshakeError};
 use crate::error::{Error, causes, chain};
 use crate::state::{CheckSpec, DEFAULT_OUTPUT_MAX_SIZE, Status};
 use crate::wire::nanos_to_duration;
@@ -234,7 +234,15 @@ pub(crate) async fn run_grpc(tls: &CheckTls, spec: &CheckSpec) -> (Status, Strin
             Some(tls) => endpoint.connect_with_connector(tls).await,
             None => endpoint.connect().await,
         }
-        .map_err(|e| chain(&e))?;
+        .map_err(|e| {
+            match causes(&e).find_map(|c| c.downcast_ref::<HandshakeError>()) {
+                // grpc-go's words for a connection its credentials refused.
+                Some(h) => {
+                    format!("rpc error: code = Unavailable desc = connection error: desc = \"{h}\"")
+                }
+                None => chain(&e),
+            }
+        })?;
         HealthClient::new(channel)
             .check(request)
             .await

@@ -6,7 +6,8 @@
 //! verification (not the handshake's signatures, as Go's `InsecureSkipVerify`);
 //! `TLSServerName` replaces the target's host as the name sent (SNI) and verified. ALPN
 //! offers `h2` and the server must pick it, as grpc-go's client insists (since 1.67).
-//! Uses only `error`'s [`chain`].
+//! A failed handshake is a [`HandshakeError`], worded as grpc-go words it. Uses only
+//! `error`'s [`chain`].
 
 use std::error::Error as StdError;
 use std::future::Future;
@@ -144,12 +145,15 @@ impl std::fmt::Debug for Connector {
     }
 }
 
+/// What a connector's failure is: a dial error, or a [`HandshakeError`].
+type ConnectError = Box<dyn StdError + Send + Sync>;
+
 impl Service<Uri> for Connector {
     type Response = TokioIo<TlsStream<TcpStream>>;
-    type Error = io::Error;
-    type Future = Pin<Box<dyn Future<Output = io::Result<Self::Response>> + Send>>;
+    type Error = ConnectError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, ConnectError>> + Send>>;
 
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), ConnectError>> {
         Poll::Ready(Ok(()))
     }
 
@@ -163,21 +167,31 @@ impl Service<Uri> for Connector {
                 .to_owned();
             let tcp = TcpStream::connect(authority).await?;
             let tls = this.tls.connect(this.name, tcp).await.map_err(|e| {
-                io::Error::new(
-                    e.kind(),
-                    format!("transport: authentication handshake failed: {}", chain(&e)),
-                )
+                HandshakeError(format!("authentication handshake failed: {}", chain(&e)))
             })?;
             if tls.get_ref().1.alpn_protocol() != Some(b"h2") {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    "credentials: cannot check peer: missing selected ALPN property",
-                ));
+                return Err(HandshakeError(
+                    "credentials: cannot check peer: missing selected ALPN property".to_owned(),
+                )
+                .into());
             }
             Ok(TokioIo::new(tls))
         })
     }
 }
+
+/// A TLS handshake that failed, or a server that did not pick `h2`; its text is the part
+/// of grpc-go's `connection error: desc = "transport: …"` after `transport: `.
+#[derive(Debug)]
+pub(crate) struct HandshakeError(String);
+
+impl std::fmt::Display for HandshakeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "transport: {}", self.0)
+    }
+}
+
+impl StdError for HandshakeError {}
 
 /// `TLSSkipVerify`: any certificate is accepted, but the handshake's signatures are still
 /// checked with the key the server presented, as Go's `InsecureSkipVerify` does.
