@@ -18,11 +18,14 @@ pub fn real_consul() -> bool {
 /// (with `CONSUL_HTTP_TOKEN` and the rest, read as a server would read them), else a fresh
 /// in-process consul-dev, which the caller keeps alive for the test. For tests that need
 /// only an agent's address; the servers they start listen on this host, so a real agent
-/// must run here too for its checks to reach them.
+/// must run here too for its checks to reach them. The registry shares nothing with other
+/// clients of equal settings: each test has a runtime of its own, and a transport shared
+/// with a test that has ended would have lost its connections with that test's runtime.
 pub async fn agent() -> (Option<consul_dev::DevAgent>, ConsulRegistry) {
     if real_consul() {
-        let registry = ConsulRegistry::from_env().expect("CONSUL_HTTP_ADDR is usable");
-        return (None, registry);
+        let config = Config::from_env().expect("CONSUL_HTTP_ADDR is usable");
+        let client = Client::new(config.shared(false)).expect("a consul client");
+        return (None, ConsulRegistry::new(client));
     }
     let (agent, registry) = dev_agent().await;
     (Some(agent), registry)
