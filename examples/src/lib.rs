@@ -4,6 +4,12 @@
 
 #![forbid(unsafe_code)]
 
+/// The workspace README's code blocks, compiled and run as this crate's doctests: this is
+/// the one crate that depends on every crate they use (and has the Adder service they show).
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+mod readme {}
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
