@@ -37,6 +37,7 @@ mod config;
 mod error;
 mod filter;
 mod health;
+pub mod metrics;
 mod query;
 mod routing;
 mod serve;
