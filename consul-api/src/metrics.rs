@@ -5,7 +5,7 @@
 //! This crate installs no recorder; without one every handle is the facade's no-op.
 //! Handles are registered once, when a watch loop or a transport starts. Labels stay few
 //! and bounded: `service` (a watched service's name), `outcome` (the fixed set of
-//! [`WatchOutcome`]), `agent` (the agent's `host:port`). Never a token, never a request's
+//! [`WATCH_REQUESTS`]), `agent` (the agent's `host:port`). Never a token, never a request's
 //! field.
 //!
 //! Uses nothing else of the crate.
