@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::task::{Context, Poll, ready};
 
 use axum::extract::{MatchedPath, Request};
 use axum::handler::Handler;
@@ -26,19 +27,37 @@ where
     T: 'static,
     S: Send + 'static,
 {
-    type Future = Pin<Box<dyn Future<Output = Response> + Send>>;
+    type Future = CountedFuture<H::Future>;
 
     fn call(self, req: Request, state: S) -> Self::Future {
-        let route = req.extensions().get::<MatchedPath>().cloned();
-        let answer = self.0.call(req, state);
-        Box::pin(async move {
-            let resp = answer.await;
-            let route = route
-                .as_ref()
-                .map_or(metrics::UNMATCHED, MatchedPath::as_str);
-            metrics::answered(route, resp.status().as_u16());
-            resp
-        })
+        CountedFuture {
+            route: req.extensions().get::<MatchedPath>().cloned(),
+            answer: self.0.call(req, state),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A [`Counted`] handler's answer: counts it once it is ready (no allocation of its own).
+    pub(crate) struct CountedFuture<F> {
+        #[pin]
+        answer: F,
+        route: Option<MatchedPath>,
+    }
+}
+
+impl<F: Future<Output = Response>> Future for CountedFuture<F> {
+    type Output = Response;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Response> {
+        let this = self.project();
+        let resp = ready!(this.answer.poll(cx));
+        let route = this
+            .route
+            .as_ref()
+            .map_or(metrics::UNMATCHED, MatchedPath::as_str);
+        metrics::answered(route, resp.status().as_u16());
+        Poll::Ready(resp)
     }
 }
 

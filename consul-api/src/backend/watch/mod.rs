@@ -201,7 +201,10 @@ impl WatchHub {
             hot,
         );
         // The loop's span: every answer it logs (its index, its outcome) names the service.
-        let span = tracing::info_span!("consul_watch", service = %query.service);
+        // A root span: the loop outlives the subscriber that started it and serves every
+        // other one, so it belongs in none of their traces (each subscriber logs the answers
+        // it hands on in its own).
+        let span = tracing::info_span!(parent: None, "consul_watch", service = %query.service);
         tokio::spawn(run(self.inner.clone(), key, tx, state).instrument(span));
         rx
     }
