@@ -478,4 +478,58 @@ mod tests {
             "usable once the ejection has ended"
         );
     }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_state_gauge_follows_connect_ejection_and_removal() {
+        use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let _local = metrics::set_default_local_recorder(&recorder);
+        // A snapshot takes the gauges back to 0, so each one adds to what was seen.
+        let mut seen = std::collections::HashMap::<String, f64>::new();
+        let mut state = move || {
+            for (key, _, _, value) in snapshotter.snapshot().into_vec() {
+                if let DebugValue::Gauge(v) = value {
+                    let label = key
+                        .key()
+                        .labels()
+                        .find(|l| l.key() == "state")
+                        .map(|l| l.value().to_owned())
+                        .unwrap_or_default();
+                    *seen.entry(label).or_default() += v.into_inner();
+                }
+            }
+            let mut counted: Vec<(String, f64)> = seen
+                .iter()
+                .filter(|(_, n)| **n != 0.0)
+                .map(|(s, n)| (s.clone(), *n))
+                .collect();
+            counted.sort_by(|a, b| a.0.cmp(&b.0));
+            counted
+        };
+        let one = |s: &str| vec![(s.to_owned(), 1.0)];
+
+        let endpoint = Endpoint::new(ServiceInstance::new("a", "adder", "127.0.0.1", 1), None);
+        assert_eq!(state(), one("connecting"), "a new endpoint connects");
+        endpoint.set_connection(Some(Connection::unanswered().await));
+        assert_eq!(state(), one("ready"), "connected: ready");
+        let until = Instant::now() + std::time::Duration::from_secs(1);
+        endpoint.eject_until(until);
+        assert_eq!(state(), one("ejected"), "ejected while still connected");
+        endpoint.set_connection(None);
+        assert_eq!(
+            state(),
+            one("ejected"),
+            "the loop dropped it: still ejected"
+        );
+        tokio::time::advance(std::time::Duration::from_secs(1)).await;
+        endpoint.refresh_state_metric();
+        assert_eq!(state(), one("connecting"), "the ejection over: connecting");
+        endpoint.set_connection(Some(Connection::unanswered().await));
+        assert!(endpoint.mark_stale(2), "the second connection went stale");
+        assert_eq!(state(), one("stale"), "stale");
+        endpoint.retire();
+        assert_eq!(state(), Vec::new(), "removed: counted nowhere");
+    }
 }
