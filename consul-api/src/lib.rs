@@ -13,6 +13,7 @@ mod config;
 pub mod duration;
 mod error;
 pub mod health;
+pub mod metrics;
 mod options;
 pub mod status;
 mod tls;

@@ -15,6 +15,7 @@ mod config;
 mod error;
 mod filter;
 mod health;
+pub mod metrics;
 mod query;
 mod routing;
 mod serve;

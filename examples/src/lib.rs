@@ -295,6 +295,31 @@ pub async fn call_loop<T>(
     }
 }
 
+/// With `Some(addr)`, serves the process's metrics in the Prometheus text format at
+/// `http://{addr}/` (any path; Prometheus scrapes `/metrics`) and describes every metric of
+/// the crates (help text and units). With `None`, nothing: no recorder is installed, so the
+/// libraries' metrics cost nothing. Durations (`*_seconds`) are histograms with buckets
+/// from 100 µs to 10 s. Must be called inside the tokio runtime, at most once.
+pub fn serve_metrics(addr: Option<SocketAddr>) -> anyhow::Result<()> {
+    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+    let Some(addr) = addr else {
+        return Ok(());
+    };
+    const SECONDS: [f64; 12] = [
+        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5, 2.0, 10.0,
+    ];
+    PrometheusBuilder::new()
+        .with_http_listener(addr)
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), &SECONDS)?
+        .install()
+        .map_err(|e| anyhow::anyhow!("--metrics-addr {addr}: {e}"))?;
+    grpc_resolve::metrics::describe();
+    consul_api::metrics::describe();
+    grpc_register::metrics::describe();
+    consul_dev::metrics::describe();
+    Ok(())
+}
+
 /// Logs to stderr at `info` unless `RUST_LOG` says otherwise.
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

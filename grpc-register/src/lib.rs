@@ -1,13 +1,14 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 
-// Layers, each using only those before it: `error`, `signal`, `advertise`, `http_health`;
+// Layers, each using only those before it: `error`, `signal`, `metrics`, `advertise`, `http_health`;
 // `keepalive`; `server`; `builder` on top.
 mod advertise;
 mod builder;
 mod error;
 mod http_health;
 mod keepalive;
+pub mod metrics;
 mod server;
 mod signal;
 

@@ -5,6 +5,7 @@ mod balance;
 mod channel;
 pub mod discover;
 mod error;
+pub mod metrics;
 mod pool;
 mod replay;
 mod target;

@@ -4,10 +4,12 @@
 //! gracefully while the calls go on, and shows that none failed.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use clap::Parser;
 use consul_api::{Client, Config, ConsulRegistry};
 use discovery_core::{Query, Resolver, Update};
 use examples::pb::adder_client::AdderClient;
@@ -18,8 +20,18 @@ use grpc_resolve::DiscoveredChannel;
 const SERVERS: usize = 3;
 const CONCURRENCY: usize = 4;
 
+/// The demo.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9100).
+    #[arg(long)]
+    metrics_addr: Option<SocketAddr>,
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
     if std::env::var_os("RUST_LOG").is_none() {
         // Keep the demo's own lines readable; RUST_LOG=info shows every step.
         let filter = tracing_subscriber::EnvFilter::new("warn");
@@ -30,6 +42,7 @@ async fn main() -> anyhow::Result<()> {
     } else {
         examples::init_tracing();
     }
+    examples::serve_metrics(args.metrics_addr)?;
     match tokio::time::timeout(Duration::from_secs(60), run()).await {
         Ok(result) => result,
         Err(_) => anyhow::bail!("the demo did not finish within a minute"),

@@ -173,7 +173,7 @@ impl Shared {
         limit: Option<(Instant, Instant)>,
     ) -> Result<http::Response<Body>, Error> {
         let pool = &self.pool;
-        pool.counters().call_started();
+        let _timer = pool.counters().call_started();
         let mut rng = fastrand::Rng::new();
         let (parts, body) = request.into_parts();
         let mut deadline = LazyDeadline::new(self.empty_timeout, limit);
@@ -277,6 +277,7 @@ impl Shared {
         // Subscribe before looking again, so a change between the look and the wait is not
         // lost.
         let mut changes = pool.subscribe();
+        pool.counters().call_waited();
         let deadline = deadline.get();
         loop {
             if let Some(picked) = pool.pick(avoid, rng) {

@@ -16,6 +16,7 @@ use http::uri::Authority;
 use smallvec::SmallVec;
 use tokio::sync::watch;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use super::endpoint::{Endpoint, EndpointInfo, LazyNow, lock};
 use super::http2::Connection;
@@ -24,6 +25,7 @@ use super::settings::PoolConfig;
 use super::stats::{Counters, Stats};
 use crate::balance::{self, Candidate};
 use crate::discover::Changes;
+use crate::metrics::EjectionReason;
 
 /// The shared endpoint set of one channel.
 pub(crate) struct Pool {
@@ -48,13 +50,14 @@ pub(crate) struct Picked {
 
 impl Pool {
     pub(crate) fn new(service: String, config: PoolConfig) -> Self {
+        let counters = Counters::new(&service);
         Pool {
             service,
             config,
             endpoints: RwLock::new(Vec::new()),
             version: watch::Sender::new(0),
             resolver_state: Mutex::new(None),
-            counters: Counters::default(),
+            counters,
         }
     }
 
@@ -118,7 +121,11 @@ impl Pool {
                 instance.clone(),
                 self.config.locality.as_deref(),
             ));
-            let task = tokio::spawn(reconnect::run(self.clone(), endpoint.clone(), target));
+            // The connection's span, inside the discovery update that added the endpoint.
+            let span = tracing::info_span!("endpoint", endpoint = %endpoint.id, %authority);
+            let task = tokio::spawn(
+                reconnect::run(self.clone(), endpoint.clone(), target).instrument(span),
+            );
             endpoint.set_task(task.abort_handle());
             tracing::info!(service = %self.service, endpoint = %endpoint.id, %authority, weight = instance.effective_weight(), "endpoint added");
             endpoints.push(endpoint);
@@ -210,6 +217,7 @@ impl Pool {
     /// failing calls reaching the caller beat every call waiting for nothing.
     pub(crate) fn record_failure(&self, endpoint: &Endpoint) {
         self.counters.attempt_failed();
+        endpoint.metrics.failed();
         let outlier = self.config.outlier;
         let Some(failures) = endpoint.outlier().failed(&outlier) else {
             return;
@@ -220,7 +228,8 @@ impl Pool {
         }
         let duration = endpoint.outlier().eject(&outlier);
         endpoint.eject_until(now + duration);
-        self.counters.endpoint_ejected();
+        self.counters
+            .endpoint_ejected(EjectionReason::ConsecutiveFailures);
         tracing::warn!(service = %self.service, endpoint = %endpoint.id, authority = %endpoint.authority, failures, ?duration, "endpoint ejected after consecutive failures");
         self.changed();
     }
