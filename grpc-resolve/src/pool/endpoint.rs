@@ -14,6 +14,7 @@ use tokio::time::Instant;
 
 use super::http2::Connection;
 use super::outlier;
+use super::slow_start::Ramp;
 use crate::balance::Candidate;
 
 /// One instance of the service and its connection.
@@ -37,6 +38,9 @@ pub(crate) struct Endpoint {
     outlier: outlier::Record,
     /// The reconnect loop's task.
     task: Mutex<Option<AbortHandle>>,
+    // --- issue 14 (R2) ---
+    /// Its slow-start ramp: the share of its weight it gets now.
+    ramp: Ramp,
 }
 
 /// Where an endpoint's connection stands.
@@ -98,6 +102,12 @@ pub struct EndpointInfo {
     pub locality: Option<String>,
     /// Failed calls in a row.
     pub consecutive_failures: u32,
+    // --- issue 14 (R2) ---
+    /// Whether discovery dropped it but the shrink guard keeps it as a fallback (see the
+    /// crate's README, "Shrink guard").
+    pub fallback: bool,
+    /// The percentage of its weight it gets now: below 100 during slow start.
+    pub weight_percent: u32,
 }
 
 /// Locks, ignoring poisoning: every critical section in the pool leaves the data
@@ -124,6 +134,7 @@ impl Endpoint {
             calls: AtomicU64::new(0),
             outlier: outlier::Record::default(),
             task: Mutex::new(None),
+            ramp: Ramp::default(),
         }
     }
 
@@ -219,6 +230,20 @@ impl Endpoint {
         &self.outlier
     }
 
+    // --- issue 14 (R2) ---
+
+    /// Its slow-start ramp.
+    pub(super) fn ramp(&self) -> &Ramp {
+        &self.ramp
+    }
+
+    /// Whether, dropped by discovery, it may stay as the shrink guard's fallback: it could
+    /// serve a call now (connected, not ejected). Client-side health, where on, belongs
+    /// here too: an endpoint known not to serve is no fallback.
+    pub(super) fn is_fallback_worthy(&self, now: &mut LazyNow) -> bool {
+        self.is_usable(now)
+    }
+
     /// Takes it out of rotation for good: no new calls, no reconnects. In-flight calls hold
     /// their own handles on its connection and finish.
     pub(super) fn retire(&self) {
@@ -247,6 +272,8 @@ impl Endpoint {
             status: instance.status,
             locality: instance.locality.clone(),
             consecutive_failures: self.outlier.consecutive_failures(),
+            fallback: false,
+            weight_percent: self.ramp.percent(),
         }
     }
 }

@@ -23,17 +23,25 @@
 //! reconnecting. The last usable endpoint is never ejected: failing calls reaching the caller
 //! beat every call waiting for nothing.
 //!
-//! From the top down: [`set`] (the `Pool`: apply, pick, the set-wide decisions) uses
+//! Beside them (issue 14): ejection by failure rate ([`outlier::rate_ejections`]), slow
+//! start ([`slow_start`]) and the shrink guard ([`guard`]), run by the pool's maintenance
+//! task ([`maintain`]) and on connection events; see the crate's README for the rules.
+//!
+//! From the top down: [`maintain`] (the pool's timer task) uses [`set`] (the `Pool`:
+//! apply, pick, the set-wide decisions), which uses [`guard`] and [`slow_start`] and
 //! [`reconnect`] (one endpoint's reconnect loop), which uses [`endpoint`] (one endpoint and
 //! its state), [`http2`] (the connection handle and handshake, with [`tls`]), [`outlier`],
 //! [`stats`] and [`settings`]. Nothing here uses the channel or discovery's task.
 
 mod endpoint;
+mod guard;
 mod http2;
+mod maintain;
 mod outlier;
 mod reconnect;
 mod set;
 mod settings;
+mod slow_start;
 mod stats;
 #[cfg(feature = "tls")]
 mod tls;
@@ -41,6 +49,7 @@ mod tls;
 pub(crate) use endpoint::Endpoint;
 pub use endpoint::EndpointInfo;
 pub(crate) use http2::Connection;
+pub(crate) use maintain::run as maintain;
 pub(crate) use set::{Picked, Pool};
 pub(crate) use settings::{DEFAULT_CONNECT_TIMEOUT, PoolConfig};
 pub use stats::Stats;
