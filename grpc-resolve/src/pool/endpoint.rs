@@ -237,6 +237,14 @@ impl Endpoint {
         &self.ramp
     }
 
+    /// The generation of its connection, if it is up (without cloning the connection).
+    pub(super) fn generation(&self) -> Option<u64> {
+        match lock(&self.readiness).state {
+            State::Up { generation, .. } => Some(generation),
+            _ => None,
+        }
+    }
+
     /// Whether, dropped by discovery, it may stay as the shrink guard's fallback: it could
     /// serve a call now (connected, not ejected). Client-side health, where on, belongs
     /// here too: an endpoint known not to serve is no fallback.

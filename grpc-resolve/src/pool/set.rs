@@ -414,7 +414,7 @@ impl Pool {
         }
         let mut started = false;
         for endpoint in self.read().iter() {
-            if let Some((_, generation)) = endpoint.connection() {
+            if let Some(generation) = endpoint.generation() {
                 started |= endpoint.ramp().connected(generation, now, &rule);
             }
         }
@@ -798,6 +798,55 @@ mod tests {
         );
         pool.sweep_failure_rates(Instant::now());
         assert_eq!(pool.stats().ejections, 1, "a quiet interval ejects nobody");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_new_connection_ramps_its_share_of_picks_up_over_the_window() {
+        let pool = pool(0);
+        let _old = connected(&pool, "old").await;
+        pool.endpoint_changed();
+        let window = pool.config.slow_start.window;
+        tokio::time::advance(window).await;
+        assert_eq!(
+            pool.refresh_ramps(Instant::now()),
+            None,
+            "old's ramp is over"
+        );
+
+        let _new = connected(&pool, "new").await;
+        pool.endpoint_changed();
+        let share_of_new = |pool: &Pool| {
+            let mut rng = fastrand::Rng::with_seed(8);
+            let picks = 10_000;
+            let new = (0..picks)
+                .filter(|_| {
+                    let picked = pool.pick(None, &mut rng).expect("both are usable");
+                    picked.endpoint.release();
+                    picked.endpoint.id == "new"
+                })
+                .count();
+            new as f64 / f64::from(picks)
+        };
+        let at_start = share_of_new(&pool);
+        assert!(
+            (0.07..0.11).contains(&at_start),
+            "expected about 10/110 of idle picks at the ramp's start, got {at_start:.3}"
+        );
+        tokio::time::advance(window / 2).await;
+        let next = pool.refresh_ramps(Instant::now());
+        assert!(next.is_some(), "still ramping halfway");
+        let halfway = share_of_new(&pool);
+        assert!(
+            (0.30..0.37).contains(&halfway),
+            "expected about 50/150 halfway, got {halfway:.3}"
+        );
+        tokio::time::advance(window / 2).await;
+        assert_eq!(pool.refresh_ramps(Instant::now()), None, "the ramp is over");
+        let after = share_of_new(&pool);
+        assert!(
+            (0.47..0.53).contains(&after),
+            "expected half the picks after the window, got {after:.3}"
+        );
     }
 
     /// Which endpoints 300 picks reach, by id, avoiding `avoid`.
