@@ -43,8 +43,14 @@ pub(crate) struct Interval {
 impl Record {
     /// A call succeeded: the failures in a row and the doubling start over.
     pub(crate) fn succeeded(&self) {
-        self.failures.store(0, Ordering::Relaxed);
-        self.ejections.store(0, Ordering::Relaxed);
+        // Read before writing: nearly every call succeeds, and a store each time would take
+        // the cache line from the other cores' calls for nothing.
+        if self.failures.load(Ordering::Relaxed) != 0 {
+            self.failures.store(0, Ordering::Relaxed);
+        }
+        if self.ejections.load(Ordering::Relaxed) != 0 {
+            self.ejections.store(0, Ordering::Relaxed);
+        }
     }
 
     /// Counts a failed call. Returns the failures in a row once they reach `outlier`'s
