@@ -184,7 +184,7 @@ impl Pool {
                     tracing::info!(service = %self.service, endpoint = %endpoint.id, authority = %endpoint.authority, "endpoint removed");
                 }
             }
-            if hold {
+            if kept > 0 {
                 self.counters.fallbacks_kept(kept);
                 tracing::warn!(service = %self.service, listed_ready, kept, fallbacks = fallbacks.len(), min_ready_percent = self.config.shrink_guard.min_ready_percent, "discovery dropped most ready endpoints at once; keeping the connected ones as a fallback");
             }
