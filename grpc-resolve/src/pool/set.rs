@@ -115,6 +115,52 @@ impl Pool {
             .write()
             .unwrap_or_else(PoisonError::into_inner);
         let mut fallbacks = lock(&self.fallbacks);
+        // Removals first (see `Changes`): an address change removes and inserts one id.
+        let now = Instant::now();
+        let dropped: Vec<&String> = changes
+            .remove
+            .iter()
+            .filter(|id| endpoints.iter().any(|e| &e.id == *id))
+            .collect();
+        let newly_kept = if dropped.is_empty() {
+            0
+        } else {
+            let mut clock = LazyNow::at(now);
+            let listed_ready = endpoints
+                .iter()
+                .filter(|e| !fallbacks.contains_key(&e.id) && !changes.remove.contains(&e.id))
+                .filter(|e| e.is_usable(&mut clock))
+                .count();
+            // An instance whose address changed is removed and inserted: replaced, not
+            // dropped, so never kept.
+            let replaced = |id: &String| changes.insert.iter().any(|i| &i.id == id);
+            let worthy: Vec<String> = endpoints
+                .iter()
+                .filter(|e| {
+                    fallbacks.contains_key(&e.id)
+                        || (changes.remove.contains(&e.id) && !replaced(&e.id))
+                })
+                .filter(|e| e.is_fallback_worthy(&mut clock))
+                .map(|e| e.id.clone())
+                .collect();
+            let hold = guard::holds(listed_ready, worthy.len(), &self.config.shrink_guard);
+            let mut kept = 0;
+            for id in dropped {
+                if hold && worthy.contains(id) {
+                    fallbacks.insert(id.clone(), now);
+                    kept += 1;
+                } else if let Some(at) = endpoints.iter().position(|e| &e.id == id) {
+                    let endpoint = endpoints.swap_remove(at);
+                    endpoint.retire();
+                    tracing::info!(service = %self.service, endpoint = %endpoint.id, authority = %endpoint.authority, "endpoint removed");
+                }
+            }
+            if kept > 0 {
+                self.counters.fallbacks_kept(kept);
+                tracing::warn!(service = %self.service, listed_ready, kept, fallbacks = fallbacks.len(), min_ready_percent = self.config.shrink_guard.min_ready_percent, "discovery dropped most ready endpoints at once; keeping the connected ones as a fallback");
+            }
+            kept
+        };
         for instance in &changes.insert {
             let authority = instance.authority();
             if let Some(at) = endpoints.iter().position(|e| e.id == instance.id) {
@@ -151,45 +197,6 @@ impl Pool {
                 endpoint.update(instance.clone(), self.config.locality.as_deref());
             }
         }
-        let now = Instant::now();
-        let dropped: Vec<&String> = changes
-            .remove
-            .iter()
-            .filter(|id| endpoints.iter().any(|e| &e.id == *id))
-            .collect();
-        let newly_kept = if dropped.is_empty() {
-            0
-        } else {
-            let mut clock = LazyNow::at(now);
-            let listed_ready = endpoints
-                .iter()
-                .filter(|e| !fallbacks.contains_key(&e.id) && !changes.remove.contains(&e.id))
-                .filter(|e| e.is_usable(&mut clock))
-                .count();
-            let worthy: Vec<String> = endpoints
-                .iter()
-                .filter(|e| fallbacks.contains_key(&e.id) || changes.remove.contains(&e.id))
-                .filter(|e| e.is_fallback_worthy(&mut clock))
-                .map(|e| e.id.clone())
-                .collect();
-            let hold = guard::holds(listed_ready, worthy.len(), &self.config.shrink_guard);
-            let mut kept = 0;
-            for id in dropped {
-                if hold && worthy.contains(id) {
-                    fallbacks.insert(id.clone(), now);
-                    kept += 1;
-                } else if let Some(at) = endpoints.iter().position(|e| &e.id == id) {
-                    let endpoint = endpoints.swap_remove(at);
-                    endpoint.retire();
-                    tracing::info!(service = %self.service, endpoint = %endpoint.id, authority = %endpoint.authority, "endpoint removed");
-                }
-            }
-            if kept > 0 {
-                self.counters.fallbacks_kept(kept);
-                tracing::warn!(service = %self.service, listed_ready, kept, fallbacks = fallbacks.len(), min_ready_percent = self.config.shrink_guard.min_ready_percent, "discovery dropped most ready endpoints at once; keeping the connected ones as a fallback");
-            }
-            kept
-        };
         drop(fallbacks);
         drop(endpoints);
         if newly_kept > 0 {
@@ -729,6 +736,26 @@ mod tests {
             "b listed again, still connected: {infos:?}"
         );
         assert_eq!(pool.stats().fallbacks, 3, "three endpoints were kept");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_address_change_replaces_the_endpoint_even_when_the_guard_would_hold() {
+        let pool = pool(0);
+        let _a = connected(&pool, "a").await;
+        // One of one changing its address: a drop of the only ready endpoint, but a
+        // replacement, not a loss.
+        pool.apply(&Changes {
+            remove: vec!["a".to_owned()],
+            insert: vec![ServiceInstance::new("a", "adder", "127.0.0.1", 2)],
+            ..Changes::default()
+        });
+        let infos = pool.infos();
+        assert_eq!(infos.len(), 1, "one endpoint a: {infos:?}");
+        assert_eq!(
+            infos[0].authority, "127.0.0.1:2",
+            "at its new address: {infos:?}"
+        );
+        assert!(!infos[0].fallback, "listed, not kept: {infos:?}");
     }
 
     #[tokio::test(start_paused = true)]
