@@ -277,7 +277,7 @@ impl Builder {
     // --- issue 14 (R2): failure rate, slow start, shrink guard, retry budget ---
 
     /// Outlier detection by failure rate (gRPC A50's failure percentage): every `interval`
-    /// (default 10 s), an endpoint that failed at least `threshold_percent` of at least
+    /// (default 10 s, at least 10 ms), an endpoint that failed at least `threshold_percent` of at least
     /// `request_volume` calls in it (defaults 20 % of 50), while it stands out from the
     /// others (see the README), is ejected for `interval` times its ejection count. A
     /// failure is a transport error or an `Unavailable`, `Unknown`, `Internal` or

@@ -86,6 +86,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_servers_faults_count_for_the_failure_rate_and_the_callers_do_not() {
+        let status = |code: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert("grpc-status", http::HeaderValue::from_static(code));
+            verdict(&headers)
+        };
+        assert_eq!(status("14"), Some(Verdict::Unavailable), "Unavailable");
+        for code in ["2", "13", "15"] {
+            assert_eq!(
+                status(code),
+                Some(Verdict::Faulted),
+                "Unknown, Internal, DataLoss: {code}"
+            );
+        }
+        for code in ["0", "3", "4", "5", "7", "8", "12", "16"] {
+            assert_eq!(
+                status(code),
+                Some(Verdict::Healthy),
+                "OK, the caller's codes and DeadlineExceeded: {code}"
+            );
+        }
+        assert_eq!(verdict(&HeaderMap::new()), None, "no status yet");
+    }
+
+    #[test]
     fn only_a_refusal_from_the_server_means_unprocessed() {
         // Made here, not received from the server: it says nothing about what the server
         // did.
