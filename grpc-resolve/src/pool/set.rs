@@ -739,6 +739,40 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn new_ids_replacing_every_old_one_take_over_as_they_connect() {
+        let pool = pool(0);
+        for id in ["a", "b", "c"] {
+            connected(&pool, id).await;
+        }
+        pool.apply(&Changes {
+            remove: ["a", "b", "c"].map(str::to_owned).to_vec(),
+            insert: ["d", "e", "f"]
+                .map(|id| ServiceInstance::new(id, "adder", "127.0.0.1", 1))
+                .to_vec(),
+            ..Changes::default()
+        });
+        assert_eq!(fallbacks(&pool), ["a", "b", "c"], "the old serve meanwhile");
+        let new: Vec<Arc<Endpoint>> = pool
+            .read()
+            .iter()
+            .filter(|e| e.id.as_str() > "c")
+            .cloned()
+            .collect();
+        for (i, endpoint) in new.iter().enumerate() {
+            endpoint.set_connection(Some(Connection::unanswered().await));
+            pool.endpoint_changed();
+            let expected: &[&str] = if i < 2 { &["a", "b", "c"] } else { &[] };
+            assert_eq!(
+                fallbacks(&pool),
+                expected,
+                "after {} new endpoint(s) connected",
+                i + 1
+            );
+        }
+        assert_eq!(pool.infos().len(), 3, "only the new ones are left");
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn an_address_change_replaces_the_endpoint_even_when_the_guard_would_hold() {
         let pool = pool(0);
         let _a = connected(&pool, "a").await;
