@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::{Backend, Load, SERVICE, observe, wait_ready};
+use common::{Backend, Load, SERVICE, observe, settle, wait_ready};
 use discovery_core::mock::channel_resolver;
 use grpc_resolve::DiscoveredChannel;
 
@@ -52,11 +52,17 @@ async fn a_backend_failing_30_percent_with_internal_among_four_healthy_ones_is_e
     let (_backends, channel, _handle) = five_backends(1, 10).await;
     let load = Load::start(&channel, 8);
     let mut ejected = BTreeSet::new();
-    // Each interval judges the last; four of them leave room for a slow machine.
-    observe(&channel, INTERVAL * 4, |endpoints| {
+    let mut record = |endpoints: &[grpc_resolve::EndpointInfo]| {
         ejected.extend(endpoints.iter().filter(|e| e.ejected).map(|e| e.id.clone()));
-    })
+    };
+    // Awaited, not timed: a busy machine may need several intervals for the volume.
+    settle(channel.wait_for(|endpoints| {
+        record(endpoints);
+        endpoints.iter().any(|e| e.ejected)
+    }))
     .await;
+    // And a few more intervals, to see that nobody else follows.
+    observe(&channel, INTERVAL * 3, &mut record).await;
     let report = load.stop().await;
     println!(
         "ejected: {ejected:?}; calls: {} ok, {} failed",
@@ -81,7 +87,7 @@ async fn with_three_of_five_failing_no_more_than_the_configured_share_is_ejected
     let load = Load::start(&channel, 8);
     let mut most = 0;
     let mut ever = BTreeSet::new();
-    observe(&channel, INTERVAL * 6, |endpoints| {
+    let mut record = |endpoints: &[grpc_resolve::EndpointInfo]| {
         let now: Vec<&str> = endpoints
             .iter()
             .filter(|e| e.ejected)
@@ -89,8 +95,13 @@ async fn with_three_of_five_failing_no_more_than_the_configured_share_is_ejected
             .collect();
         most = most.max(now.len());
         ever.extend(now.iter().map(|id| (*id).to_owned()));
-    })
+    };
+    settle(channel.wait_for(|endpoints| {
+        record(endpoints);
+        endpoints.iter().any(|e| e.ejected)
+    }))
     .await;
+    observe(&channel, INTERVAL * 6, &mut record).await;
     let report = load.stop().await;
     println!(
         "most ejected at once: {most}; ever {ever:?}; calls: {} ok, {} failed",

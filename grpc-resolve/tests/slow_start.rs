@@ -46,9 +46,10 @@ async fn a_joining_backend_gets_under_half_its_share_at_first_and_all_of_it_afte
     tokio::time::sleep(WINDOW / 10).await;
     let early = taken(&before, &backends);
     let percent = channel.endpoints()[4].weight_percent;
+    // A late reading only lengthens the early period, which can only raise b4's share there.
     assert!(
-        percent <= 15,
-        "expected the reading within the ramp's first tenth or so, b4 was at {percent} %"
+        percent <= 20,
+        "expected the reading early in the ramp, b4 was at {percent} %"
     );
 
     settle(async {
