@@ -7,7 +7,8 @@
 //! Each endpoint owns one HTTP/2 connection, present only while it is up (see
 //! [`reconnect`] and [`http2`]). A removed endpoint leaves the pool at once, so no new
 //! call picks it, but calls already in flight hold their own handle on its connection and
-//! finish normally.
+//! finish normally; only when an answer drops most ready endpoints at once does the shrink
+//! guard keep the connected ones a while as a fallback.
 //!
 //! With a concurrency limit, an endpoint with that many calls in flight is not picked; when
 //! every ready endpoint is full, calls wait (up to the empty timeout) for one to finish.
