@@ -152,14 +152,20 @@ impl EndpointState {
 pub(crate) enum EjectionReason {
     /// Failed attempts in a row reached the threshold.
     ConsecutiveFailures,
+    /// Its failure rate over an interval stood out from the others'.
+    FailureRate,
 }
 
-const REASONS: [EjectionReason; 1] = [EjectionReason::ConsecutiveFailures];
+const REASONS: [EjectionReason; 2] = [
+    EjectionReason::ConsecutiveFailures,
+    EjectionReason::FailureRate,
+];
 
 impl EjectionReason {
     pub(crate) fn label(self) -> &'static str {
         match self {
             EjectionReason::ConsecutiveFailures => "consecutive_failures",
+            EjectionReason::FailureRate => "failure_rate",
         }
     }
 }

@@ -121,8 +121,11 @@ async fn an_idle_channel_applies_1000_consul_changes_and_matches_consul() {
         "the seed leaves some instances registered"
     );
 
+    // A ready endpoint dropped while few others were ready may linger as the shrink guard's
+    // fallback (flagged, and gone after its hold); the listed ones are Consul's set.
     let endpoints = settle(channel.wait_for(|eps| {
         eps.iter()
+            .filter(|e| !e.fallback)
             .map(|e| e.id.as_str())
             .eq(in_consul.iter().map(String::as_str))
     }))

@@ -14,6 +14,7 @@ use tokio::time::Instant;
 
 use super::http2::Connection;
 use super::outlier;
+use super::slow_start::Ramp;
 use crate::balance::Candidate;
 use crate::metrics::{EndpointMetrics, EndpointState};
 
@@ -40,6 +41,9 @@ pub(crate) struct Endpoint {
     task: Mutex<Option<AbortHandle>>,
     /// Its metric handles, registered once, when discovery adds it.
     pub(crate) metrics: EndpointMetrics,
+    // --- issue 14 (R2) ---
+    /// Its slow-start ramp: the share of its weight it gets now.
+    ramp: Ramp,
 }
 
 /// Where an endpoint's connection stands.
@@ -101,6 +105,12 @@ pub struct EndpointInfo {
     pub locality: Option<String>,
     /// Failed calls in a row.
     pub consecutive_failures: u32,
+    // --- issue 14 (R2) ---
+    /// Whether discovery dropped it but the shrink guard keeps it as a fallback (see the
+    /// crate's README, "Shrink guard").
+    pub fallback: bool,
+    /// The percentage of its weight it gets now: below 100 during slow start.
+    pub weight_percent: u32,
 }
 
 /// Locks, ignoring poisoning: every critical section in the pool leaves the data
@@ -128,6 +138,7 @@ impl Endpoint {
             task: Mutex::new(None),
             metrics: EndpointMetrics::new(&instance.service, &instance.id),
             instance: Mutex::new(instance),
+            ramp: Ramp::default(),
         }
     }
 
@@ -227,6 +238,28 @@ impl Endpoint {
         &self.outlier
     }
 
+    // --- issue 14 (R2) ---
+
+    /// Its slow-start ramp.
+    pub(super) fn ramp(&self) -> &Ramp {
+        &self.ramp
+    }
+
+    /// The generation of its connection, if it is up (without cloning the connection).
+    pub(super) fn generation(&self) -> Option<u64> {
+        match lock(&self.readiness).state {
+            State::Up { generation, .. } => Some(generation),
+            _ => None,
+        }
+    }
+
+    /// Whether, dropped by discovery, it may stay as the shrink guard's fallback: it could
+    /// serve a call now (connected, not ejected). Client-side health, where on, belongs
+    /// here too: an endpoint known not to serve is no fallback.
+    pub(super) fn is_fallback_worthy(&self, now: &mut LazyNow) -> bool {
+        self.is_usable(now)
+    }
+
     /// Takes it out of rotation for good: no new calls, no reconnects. In-flight calls hold
     /// their own handles on its connection and finish.
     pub(super) fn retire(&self) {
@@ -264,6 +297,8 @@ impl Endpoint {
             status: instance.status,
             locality: instance.locality.clone(),
             consecutive_failures: self.outlier.consecutive_failures(),
+            fallback: false,
+            weight_percent: self.ramp.percent(),
         }
     }
 }

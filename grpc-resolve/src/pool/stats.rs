@@ -34,6 +34,11 @@ pub struct Stats {
     pub resolver_errors: u64,
     /// Failed connection attempts.
     pub connect_failures: u64,
+    // --- issue 14 (R2) ---
+    /// Retries the retry budget refused (the call got its first attempt's answer).
+    pub retries_denied: u64,
+    /// Endpoints the shrink guard kept as a fallback when discovery dropped them.
+    pub fallbacks: u64,
 }
 
 /// The live counters behind [`Stats`]; each only ever goes up.
@@ -48,6 +53,8 @@ pub(crate) struct Counters {
     resolver_errors: AtomicU64,
     connect_failures: AtomicU64,
     metrics: ServiceMetrics,
+    retries_denied: AtomicU64,
+    fallbacks: AtomicU64,
 }
 
 fn inc(counter: &AtomicU64) {
@@ -68,6 +75,8 @@ impl Counters {
             updates: AtomicU64::default(),
             resolver_errors: AtomicU64::default(),
             connect_failures: AtomicU64::default(),
+            retries_denied: AtomicU64::default(),
+            fallbacks: AtomicU64::default(),
             metrics: ServiceMetrics::new(service),
         }
     }
@@ -129,6 +138,23 @@ impl Counters {
         self.metrics.connect_failed();
     }
 
+    // --- issue 14 (R2) ---
+
+    /// Calls started so far: what the retry budget's deposits are.
+    pub(crate) fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+
+    /// The retry budget refused a retry.
+    pub(crate) fn retry_denied(&self) {
+        inc(&self.retries_denied);
+    }
+
+    /// The shrink guard kept `n` dropped endpoints as a fallback.
+    pub(crate) fn fallbacks_kept(&self, n: usize) {
+        self.fallbacks.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
     /// The totals so far.
     pub(crate) fn stats(&self) -> Stats {
         let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
@@ -141,6 +167,8 @@ impl Counters {
             updates: get(&self.updates),
             resolver_errors: get(&self.resolver_errors),
             connect_failures: get(&self.connect_failures),
+            retries_denied: get(&self.retries_denied),
+            fallbacks: get(&self.fallbacks),
         }
     }
 }
@@ -164,6 +192,8 @@ mod tests {
         counters.connect_failed();
         counters.connect_failed();
         counters.connect_failed();
+        counters.retry_denied();
+        counters.fallbacks_kept(2);
         assert_eq!(
             counters.stats(),
             Stats {
@@ -175,6 +205,8 @@ mod tests {
                 updates: 1,
                 resolver_errors: 1,
                 connect_failures: 3,
+                retries_denied: 1,
+                fallbacks: 2,
             },
             "expected every event in its own field"
         );
