@@ -5,7 +5,7 @@
 //! stream count as load, and holding a handle on the endpoint's connection keeps the
 //! connection of a removed endpoint open until its last stream is done.
 //!
-//! May use: `classify` (reading the status), the pool (where the call is counted).
+//! May use: `classify` (reading the status), the pool (where the call is counted), `error`.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -15,7 +15,8 @@ use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use hyper::body::Incoming;
 
-use super::classify::{Verdict, verdict};
+use super::classify::{Verdict, transport_code, verdict};
+use crate::error::Error;
 use crate::pool::{Connection, Endpoint, Picked, Pool};
 
 /// One call in flight on one endpoint; dropping it ends the call's load.
@@ -90,26 +91,37 @@ impl ResponseBody {
 
 impl HttpBody for ResponseBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = Error;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        match &polled {
+        match polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(trailers) = frame.trailers_ref() {
                     let verdict = verdict(trailers).unwrap_or(Verdict::Healthy);
                     self.finish(verdict);
                 }
+                Poll::Ready(Some(Ok(frame)))
             }
-            // A stream cut mid-way is the endpoint's (or the network's) failure.
-            Poll::Ready(Some(Err(_))) => self.finish(Verdict::Unavailable),
-            Poll::Ready(None) => self.finish(Verdict::Healthy),
-            Poll::Pending => {}
+            // A stream cut mid-way is the endpoint's (or the network's) failure, and the
+            // caller learns what cut it, with the code it stands for (tonic would say
+            // `Unknown` for hyper's bare error).
+            Poll::Ready(Some(Err(error))) => {
+                let endpoint = (self.call.as_ref())
+                    .map_or_else(String::new, |call| call.endpoint().id.clone());
+                self.finish(Verdict::Unavailable);
+                let code = transport_code(&error);
+                Poll::Ready(Some(Err(Error::transport(&endpoint, code, error.into()))))
+            }
+            Poll::Ready(None) => {
+                self.finish(Verdict::Healthy);
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
         }
-        polled
     }
 
     fn is_end_stream(&self) -> bool {

@@ -207,10 +207,11 @@ impl Shared {
                     avoid = Some(call.endpoint().clone());
                     continue;
                 }
-                return Err(Error::Transport {
-                    endpoint: call.endpoint().id.clone(),
-                    source: error.into(),
-                });
+                return Err(Error::transport(
+                    &call.endpoint().id,
+                    tonic::Code::Unavailable,
+                    error.into(),
+                ));
             }
             let Some(this_body) = body.take() else {
                 unreachable!("every retry puts a body back");
@@ -254,10 +255,8 @@ impl Shared {
                         continue;
                     }
                     tracing::debug!(service = %pool.service, endpoint = %call.endpoint().id, error = %DisplayChain(&*error), "call failed in transport");
-                    return Err(Error::Transport {
-                        endpoint: call.endpoint().id.clone(),
-                        source: error,
-                    });
+                    let code = classify::transport_code(&*error);
+                    return Err(Error::transport(&call.endpoint().id, code, error));
                 }
             }
         }

@@ -28,6 +28,9 @@ use tower_service::Service;
 
 use grpc_resolve::DiscoveredChannel;
 
+pub mod load;
+pub mod proxy;
+
 /// The service every test discovers.
 pub const SERVICE: &str = "adder";
 
@@ -148,6 +151,14 @@ impl Backend {
     pub async fn wait_held(&self, n: usize) {
         let mut held = self.gate.held.subscribe();
         settle(held.wait_for(|held| *held == n))
+            .await
+            .expect("the backend lives");
+    }
+
+    /// Waits until at least `n` calls are being held.
+    pub async fn wait_held_at_least(&self, n: usize) {
+        let mut held = self.gate.held.subscribe();
+        settle(held.wait_for(|held| *held >= n))
             .await
             .expect("the backend lives");
     }
