@@ -14,6 +14,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use hyper::body::Incoming;
+use tokio::time::Instant;
 
 use super::classify::{Verdict, transport_code, verdict};
 use crate::error::Error;
@@ -29,18 +30,37 @@ pub(crate) struct InFlight {
     /// Which of the endpoint's connections `connection` is.
     pub(crate) generation: u64,
     judged: bool,
+    /// The pool clock's tick when it was sent, and whether its answer (response headers)
+    /// came: what the monitor's view of the endpoint's progress is made of.
+    sent: u64,
+    answered: bool,
+    /// When the call's time runs out, if it has a limit: a call dropped unanswered after
+    /// that timed out, which counts against the endpoint.
+    ends: Option<Instant>,
 }
 
 // === impl InFlight ===
 
 impl InFlight {
-    pub(crate) fn new(pool: Arc<Pool>, picked: Picked) -> Self {
+    pub(crate) fn new(pool: Arc<Pool>, picked: Picked, ends: Option<Instant>) -> Self {
+        let sent = pool.clock().now();
+        picked.endpoint.progress().sent(sent);
         InFlight {
             pool,
             endpoint: picked.endpoint,
             connection: picked.connection,
             generation: picked.generation,
             judged: false,
+            sent,
+            answered: false,
+            ends,
+        }
+    }
+
+    /// The call's response headers came: the endpoint answers.
+    pub(crate) fn answered(&mut self) {
+        if !std::mem::replace(&mut self.answered, true) {
+            self.endpoint.answered(self.pool.clock(), self.sent);
         }
     }
 
@@ -62,6 +82,15 @@ impl InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
+        if !self.answered {
+            self.endpoint.progress().abandoned();
+            // Dropped unjudged and unanswered once its time ran out: it timed out on this
+            // endpoint, which counts as a failure (a caller that gave up early does not).
+            if !self.judged && self.ends.is_some_and(|ends| Instant::now() >= ends) {
+                self.judged = true;
+                self.pool.record_failure(&self.endpoint);
+            }
+        }
         self.pool.release(&self.endpoint);
     }
 }

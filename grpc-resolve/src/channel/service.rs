@@ -191,7 +191,7 @@ impl Shared {
                     &mut rng,
                 )
                 .await?;
-            let mut call = InFlight::new(pool.clone(), picked);
+            let mut call = InFlight::new(pool.clone(), picked, limit.map(|(_, ends)| ends));
             // Asked only once an attempt failed: whether another endpoint could take it.
             let may_retry = |call: &InFlight| {
                 attempt < MAX_ATTEMPTS && pool.has_other_usable(&call.endpoint().id)
@@ -218,6 +218,7 @@ impl Shared {
             };
             match call.connection.send(copy_parts(&parts), this_body).await {
                 Ok(response) => {
+                    call.answered();
                     let (head, response_body) = response.into_parts();
                     if let Some(verdict) = classify::verdict(&head.headers) {
                         // A trailers-only answer: the status is all there is.

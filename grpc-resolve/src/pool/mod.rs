@@ -29,8 +29,12 @@
 //! [`stats`] and [`settings`]. Nothing here uses the channel or discovery's task.
 
 mod endpoint;
+mod grpc;
+mod health_watch;
 mod http2;
+mod monitor;
 mod outlier;
+mod progress;
 mod reconnect;
 mod set;
 mod settings;
@@ -39,7 +43,7 @@ mod stats;
 mod tls;
 
 pub(crate) use endpoint::Endpoint;
-pub use endpoint::EndpointInfo;
+pub use endpoint::{Condition, EndpointInfo};
 pub(crate) use http2::Connection;
 pub(crate) use set::{Picked, Pool};
 pub(crate) use settings::{DEFAULT_CONNECT_TIMEOUT, PoolConfig};

@@ -7,10 +7,14 @@
 //! endpoint added, removed, connected, disconnected, ejected) bumps a version in a `watch`
 //! channel; waiting calls and tests wait on it instead of polling or sleeping.
 //!
+//! The pool also starts its [`monitor`] (the task that finds endpoints whose calls stopped
+//! completing) with its first endpoints, and keeps the coarse clock that calls stamp their
+//! progress with.
+//!
 //! May use: the other pool modules, `balance` (the pick), `discover::Changes` (what
 //! [`Pool::apply`] takes).
 
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 
 use http::uri::Authority;
 use smallvec::SmallVec;
@@ -19,6 +23,8 @@ use tokio::time::Instant;
 
 use super::endpoint::{Endpoint, EndpointInfo, LazyNow, lock};
 use super::http2::Connection;
+use super::monitor::{self, Watched};
+use super::progress::Clock;
 use super::reconnect::{self, Owner};
 use super::settings::PoolConfig;
 use super::stats::{Counters, Stats};
@@ -34,6 +40,10 @@ pub(crate) struct Pool {
     /// Why the set may be empty, for the error a waiting call gets.
     resolver_state: Mutex<Option<String>>,
     counters: Counters,
+    /// The coarse clock calls stamp their progress with; the monitor advances it.
+    clock: Clock,
+    /// The monitor task, started with the first endpoints.
+    monitor: OnceLock<tokio::task::AbortHandle>,
 }
 
 /// An endpoint picked for one call, counted in flight until dropped.
@@ -55,6 +65,8 @@ impl Pool {
             version: watch::Sender::new(0),
             resolver_state: Mutex::new(None),
             counters: Counters::default(),
+            clock: Clock::default(),
+            monitor: OnceLock::new(),
         }
     }
 
@@ -93,6 +105,7 @@ impl Pool {
         if changes.is_empty() {
             return;
         }
+        self.start_monitor();
         let mut endpoints = self
             .endpoints
             .write()
@@ -246,6 +259,49 @@ impl Pool {
         for endpoint in endpoints.drain(..) {
             endpoint.retire();
         }
+        if let Some(monitor) = self.monitor.get() {
+            monitor.abort();
+        }
+    }
+}
+
+// --- The monitor of unresponsive endpoints and the clock it keeps ---
+
+impl Pool {
+    /// The coarse clock calls stamp their progress with.
+    pub(crate) fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    fn start_monitor(self: &Arc<Self>) {
+        self.monitor
+            .get_or_init(|| tokio::spawn(monitor::run(Arc::downgrade(self))).abort_handle());
+    }
+}
+
+impl Watched for Pool {
+    fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    fn endpoints(&self) -> Vec<Arc<Endpoint>> {
+        self.read().clone()
+    }
+
+    fn unresponsive_after(&self) -> Option<std::time::Duration> {
+        self.config.liveness.unresponsive_after
+    }
+
+    fn probe_service(&self) -> &str {
+        &self.config.liveness.health_service
+    }
+
+    fn endpoint_changed(&self) {
+        self.changed();
     }
 }
 
@@ -256,6 +312,10 @@ impl Owner for Pool {
 
     fn counters(&self) -> &Counters {
         &self.counters
+    }
+
+    fn clock(&self) -> &Clock {
+        &self.clock
     }
 
     fn endpoint_changed(&self) {
@@ -279,7 +339,7 @@ mod tests {
     use discovery_core::{Backoff, ServiceInstance};
 
     use super::*;
-    use crate::pool::settings::{Outlier, Settings};
+    use crate::pool::settings::{Liveness, Outlier, Settings};
 
     fn pool(failures: u32) -> Arc<Pool> {
         Arc::new(Pool::new(
@@ -294,6 +354,7 @@ mod tests {
                     max_ejection: Duration::from_secs(3),
                 },
                 locality: None,
+                liveness: Liveness::default(),
             },
         ))
     }

@@ -29,6 +29,9 @@ pub struct Stats {
     pub resolver_errors: u64,
     /// Failed connection attempts.
     pub connect_failures: u64,
+    /// Connections cut because their server stopped answering (its calls stopped
+    /// completing while others' completed, and it did not answer a probe).
+    pub unresponsive: u64,
 }
 
 /// The live counters behind [`Stats`]; each only ever goes up.
@@ -42,6 +45,7 @@ pub(crate) struct Counters {
     updates: AtomicU64,
     resolver_errors: AtomicU64,
     connect_failures: AtomicU64,
+    unresponsive: AtomicU64,
 }
 
 fn inc(counter: &AtomicU64) {
@@ -91,6 +95,11 @@ impl Counters {
         inc(&self.connect_failures);
     }
 
+    /// A connection was cut: its server did not answer a probe.
+    pub(crate) fn endpoint_unresponsive(&self) {
+        inc(&self.unresponsive);
+    }
+
     /// The totals so far.
     pub(crate) fn stats(&self) -> Stats {
         let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
@@ -103,6 +112,7 @@ impl Counters {
             updates: get(&self.updates),
             resolver_errors: get(&self.resolver_errors),
             connect_failures: get(&self.connect_failures),
+            unresponsive: get(&self.unresponsive),
         }
     }
 }
@@ -125,6 +135,7 @@ mod tests {
         counters.connect_failed();
         counters.connect_failed();
         counters.connect_failed();
+        counters.endpoint_unresponsive();
         assert_eq!(
             counters.stats(),
             Stats {
@@ -136,6 +147,7 @@ mod tests {
                 updates: 1,
                 resolver_errors: 1,
                 connect_failures: 3,
+                unresponsive: 1,
             },
             "expected every event in its own field"
         );
