@@ -41,7 +41,10 @@
 //!   discovery task follows the resolver's watch and applies each snapshot's diff as it
 //!   arrives, traffic or not; resolver errors keep the last good set.
 //! - the pool: each endpoint connects eagerly in its own task, is *ready* only while its
-//!   connection is up, and is ejected for a while after consecutive failures. The
+//!   connection is up, and is ejected for a while after consecutive failures. Each
+//!   connection watches its server's `grpc.health.v1` status ([`Builder::health_check`]),
+//!   and an endpoint whose calls stop completing while others' complete is taken out and
+//!   probed ([`Builder::unresponsive_after`]). The
 //!   connection is one hyper HTTP/2 connection (TLS with the `tls` feature, on by default)
 //!   that calls send on directly, without a tonic `Channel`'s buffer task in between;
 //!   endpoint settings (keepalive, windows, concurrency limit, TLS) are the [`Builder`]'s.
