@@ -165,3 +165,42 @@ async fn a_slow_backend_that_answers_its_probe_stays_connected() {
         "expected no connection cut: the server answered its probe: {stats:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_that_time_out_count_against_their_endpoint() {
+    let steady = Backend::start().await;
+    let (resolver, handle) = channel_resolver();
+    handle.set(vec![
+        common::unanswering_instance("stuck").await,
+        steady.instance("steady"),
+    ]);
+    // Only the timeouts can eject it here: its health stream never answers either, and the
+    // monitor is off.
+    let channel = DiscoveredChannel::builder(resolver, SERVICE)
+        .health_check(false)
+        .unresponsive_after(None)
+        .eject_after(2, Duration::from_secs(60))
+        .build();
+    wait_ready(&channel, 2).await;
+    let mut timeouts = 0;
+    settle(async {
+        while channel.stats().ejections == 0 {
+            let mut client = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+            let mut request = tonic::Request::new(tonic_health::pb::HealthCheckRequest {
+                service: String::new(),
+            });
+            request.set_timeout(Duration::from_millis(100));
+            if let Err(status) = client.check(request).await {
+                assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
+                timeouts += 1;
+            }
+        }
+    })
+    .await;
+    let endpoints = channel.endpoints();
+    assert!(
+        endpoints.iter().any(|e| e.id == "stuck" && e.ejected),
+        "expected the endpoint whose calls time out ejected: {endpoints:?}"
+    );
+    assert_eq!(timeouts, 2, "expected ejection after two timeouts in a row");
+}
