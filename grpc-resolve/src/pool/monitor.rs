@@ -192,7 +192,7 @@ mod tests {
             suspects(&idle, 30, 6).is_empty(),
             "an endpoint with nothing waiting is never suspected"
         );
-        let all_quiet = [(true, seen(3, 10, 10)), (true, seen(2, 9, 9))];
+        let all_quiet = [(true, seen(3, 10, 5)), (true, seen(2, 10, 5))];
         assert!(
             suspects(&all_quiet, 30, 6).is_empty(),
             "nobody answered since: the silence is not the endpoint's"
