@@ -12,8 +12,9 @@
 //! rotation (and its stream is cancelled) even when no call is made.
 //!
 //! May use: `endpoint` (the state it moves), `http2` (making connections), `health_watch`,
-//! `progress`, `settings`, `stats`, the crate's `error`. It reaches the pool it runs for only through [`Owner`],
-//! which the pool implements, so the pool can start loops without the loop depending on it.
+//! `progress`, `settings`, `stats`, the crate's `error`. It reaches the pool it runs for
+//! only through [`Owner`], which the pool implements, so the pool can start loops without
+//! the loop depending on it.
 
 use std::sync::Arc;
 
