@@ -250,3 +250,35 @@ async fn with_health_checking_off_a_not_serving_backend_keeps_its_calls() {
         .expect("the call goes to the endpoint whatever its health service says");
     assert_eq!(backend.arrivals(), 1, "expected the call on the backend");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_that_finds_only_not_serving_endpoints_says_so() {
+    let backend = HealthBackend::start().await;
+    backend.health.set_not_serving(health::SERVER).await;
+    let (resolver, handle) = channel_resolver();
+    handle.set(vec![backend.instance("only")]);
+    let channel = DiscoveredChannel::builder(resolver, SERVICE)
+        .empty_timeout(Duration::from_millis(500))
+        .build();
+    settle(channel.wait_for(|eps| {
+        eps.iter()
+            .any(|e| e.id == "only" && e.condition == Condition::NotServing)
+    }))
+    .await;
+    let status = check(&channel)
+        .await
+        .expect_err("no endpoint serves: the call fails");
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert!(
+        status
+            .message()
+            .contains("1 known endpoint(s), none ready: 1 not serving"),
+        "expected the message to say why no endpoint was ready, got {:?}",
+        status.message()
+    );
+    assert_eq!(
+        backend.arrivals(),
+        0,
+        "expected no call on a not-serving backend"
+    );
+}

@@ -22,7 +22,7 @@ use super::discovery;
 use super::future::ResponseFuture;
 use super::timeout::{LazyDeadline, call_limit};
 use crate::error::{BoxError, DisplayChain, Error};
-use crate::pool::{Endpoint, EndpointInfo, Picked, Pool, PoolConfig, Stats};
+use crate::pool::{Condition, Endpoint, EndpointInfo, Picked, Pool, PoolConfig, Stats};
 use crate::replay::{MAX_REPLAY_BYTES, Replay, ReplayBody};
 
 /// How many endpoints one call may try.
@@ -292,7 +292,7 @@ impl Shared {
                 let detail = if ready > 0 {
                     format!("{ready} ready endpoint(s), all at their concurrency limit")
                 } else if !endpoints.is_empty() {
-                    format!("{} known endpoint(s), none connected", endpoints.len())
+                    none_ready(&endpoints)
                 } else {
                     pool.resolver_state()
                         .unwrap_or_else(|| "discovery has not answered yet".to_owned())
@@ -308,6 +308,38 @@ impl Shared {
             }
         }
     }
+}
+
+/// Why none of the known `endpoints` is ready: how many are not serving, unresponsive,
+/// ejected, or not connected.
+fn none_ready(endpoints: &[EndpointInfo]) -> String {
+    let count =
+        |which: &dyn Fn(&EndpointInfo) -> bool| endpoints.iter().filter(|e| which(e)).count();
+    let reasons = [
+        (count(&|e| e.ejected), "ejected"),
+        (
+            count(&|e| !e.ejected && e.condition == Condition::NotServing),
+            "not serving",
+        ),
+        (
+            count(&|e| !e.ejected && e.condition == Condition::Unresponsive),
+            "unresponsive",
+        ),
+        (
+            count(&|e| !e.ejected && e.condition == Condition::Unknown),
+            "not connected or not yet answering their health check",
+        ),
+    ];
+    let reasons: Vec<String> = reasons
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, why)| format!("{n} {why}"))
+        .collect();
+    format!(
+        "{} known endpoint(s), none ready: {}",
+        endpoints.len(),
+        reasons.join(", ")
+    )
 }
 
 /// A body for another attempt, if the request can be sent again before the call's
