@@ -237,13 +237,14 @@ impl Endpoint {
     }
 
     /// A probe found the server of connection `generation` answering: back in rotation,
-    /// its silence counted afresh from tick `now`. Returns whether it was suspected.
+    /// its silence counted afresh from tick `now` (and allowed twice as long). Returns
+    /// whether it was suspected.
     pub(super) fn answered_probe(&self, generation: u64, now: u64) -> bool {
         let cleared = lock(&self.readiness).up(generation, |_, unresponsive| {
             std::mem::replace(unresponsive, false)
         });
         if cleared {
-            self.progress.restart(now);
+            self.progress.excuse(now);
         }
         cleared
     }

@@ -8,7 +8,9 @@
 //! answered after its silence began (so the silence is the endpoint's, not the network's
 //! or this process's). A suspect leaves rotation at once and is probed with a
 //! `grpc.health.v1.Health/Check` on its connection, limited by the same threshold: any
-//! answer brings it back (its silence counted afresh), none cuts the connection, failing
+//! answer brings it back (its silence counted afresh, and allowed twice as long until one
+//! of its calls is answered, so a long call is not probed over and over), none cuts the
+//! connection, failing
 //! the calls stuck on it, and the endpoint comes back through its reconnect loop, which
 //! counts a connection as up only once the server speaks (so a hung process stays out
 //! until it resumes). The last usable endpoint is never suspected.
@@ -48,7 +50,8 @@ pub(crate) fn threshold(floor: Duration, latency: u64) -> u64 {
 }
 
 /// Which endpoints to suspect at tick `now`, given whether each is usable and what its
-/// progress shows, and the `threshold` in ticks. Never all the usable ones.
+/// progress shows, and the `threshold` in ticks (doubled for each probe an endpoint
+/// answered since its calls last did, up to 64 times). Never all the usable ones.
 ///
 /// ```text
 /// usable, waiting, silent since, last answer   -> suspect?
@@ -66,7 +69,7 @@ pub(crate) fn suspects(
         .filter(|(i, (usable, seen))| {
             *usable
                 && seen.waiting > 0
-                && now.saturating_sub(seen.since) > threshold
+                && now.saturating_sub(seen.since) > threshold << seen.excused.min(6)
                 && endpoints
                     .iter()
                     .enumerate()
@@ -172,7 +175,26 @@ mod tests {
             waiting,
             since,
             answered,
+            excused: 0,
         }
+    }
+
+    #[test]
+    fn each_answered_probe_doubles_the_silence_allowed() {
+        let excused = Seen {
+            excused: 2,
+            ..seen(1, 10, 10)
+        };
+        let endpoints = [(true, excused), (true, seen(1, 40, 40))];
+        assert!(
+            suspects(&endpoints, 34, 6).is_empty(),
+            "after two answered probes, 24 ticks of silence are allowed"
+        );
+        assert_eq!(
+            suspects(&endpoints, 35, 6).as_slice(),
+            &[0],
+            "25 are too many"
+        );
     }
 
     #[test]

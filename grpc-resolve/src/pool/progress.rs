@@ -9,7 +9,7 @@
 //!
 //! May use: nothing else of the crate.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// One tick of the coarse clock: how often the monitor wakes, and the precision of every
@@ -65,6 +65,10 @@ pub(crate) struct Progress {
     since: AtomicU64,
     /// The tick of its last answer.
     answered: AtomicU64,
+    /// Probes it answered since a call of its own last got an answer: each doubles the
+    /// silence it is allowed, so a long call (a client stream whose answer comes at its
+    /// end) is not probed over and over.
+    excused: AtomicU32,
 }
 
 /// What the monitor reads of an endpoint's [`Progress`].
@@ -76,6 +80,8 @@ pub(crate) struct Seen {
     pub(crate) since: u64,
     /// Its last answer.
     pub(crate) answered: u64,
+    /// Probes answered since its last answer to a call.
+    pub(crate) excused: u32,
 }
 
 // === impl Progress ===
@@ -94,6 +100,9 @@ impl Progress {
         if self.answered.load(Ordering::Relaxed) != now {
             self.answered.store(now, Ordering::Relaxed);
             self.since.store(now, Ordering::Relaxed);
+            if self.excused.load(Ordering::Relaxed) != 0 {
+                self.excused.store(0, Ordering::Relaxed);
+            }
         }
         clock.answered_after(now.saturating_sub(sent));
     }
@@ -107,6 +116,15 @@ impl Progress {
     pub(crate) fn restart(&self, now: u64) {
         self.since.store(now, Ordering::Relaxed);
         self.answered.store(now, Ordering::Relaxed);
+        self.excused.store(0, Ordering::Relaxed);
+    }
+
+    /// It answered a probe at tick `now`: its silence starts afresh, and it may stay silent
+    /// twice as long before the next suspicion.
+    pub(crate) fn excuse(&self, now: u64) {
+        self.since.store(now, Ordering::Relaxed);
+        self.answered.store(now, Ordering::Relaxed);
+        self.excused.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn seen(&self) -> Seen {
@@ -114,6 +132,7 @@ impl Progress {
             waiting: self.waiting.load(Ordering::Relaxed),
             since: self.since.load(Ordering::Relaxed),
             answered: self.answered.load(Ordering::Relaxed),
+            excused: self.excused.load(Ordering::Relaxed),
         }
     }
 }
@@ -133,7 +152,8 @@ mod tests {
             Seen {
                 waiting: 2,
                 since: 3,
-                answered: 0
+                answered: 0,
+                excused: 0
             },
             "silent since the first call that found none waiting"
         );
@@ -143,7 +163,8 @@ mod tests {
             Seen {
                 waiting: 1,
                 since: 9,
-                answered: 9
+                answered: 9,
+                excused: 0
             },
             "an answer is progress: the silence restarts"
         );
