@@ -204,3 +204,45 @@ async fn calls_that_time_out_count_against_their_endpoint() {
     );
     assert_eq!(timeouts, 2, "expected ejection after two timeouts in a row");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_connection_to_a_server_that_still_speaks_is_replaced_without_cutting_it() {
+    let backends = [Backend::start().await, Backend::start().await];
+    let proxy = FaultProxy::start(backends[0].addr).await;
+    let (resolver, handle) = channel_resolver();
+    handle.set(vec![
+        ServiceInstance::new("silent", SERVICE, "127.0.0.1", proxy.addr.port()),
+        backends[1].instance("steady"),
+    ]);
+    let channel = DiscoveredChannel::builder(resolver, SERVICE).build();
+    wait_ready(&channel, 2).await;
+    // The calls stuck on the silent connection end at their deadline: it is retired, not
+    // cut.
+    let load = Load::start(&channel, 4, Duration::from_secs(2));
+    load.wait_successes(100).await;
+    let before = proxy.accepted();
+    // The path of the open connection goes silent; the server behind it is fine.
+    proxy.silence_open_connections();
+    // Suspected, its probe unanswered on the old connection, a fresh one answers: the
+    // endpoint reconnects, and new calls reach the server again.
+    let calls = backends[0].calls();
+    settle(async {
+        while backends[0].calls() == calls || proxy.accepted() < before + 2 {
+            load.wait_successes(10).await;
+        }
+    })
+    .await;
+    let stats = channel.stats();
+    let outcomes = load.stop().await;
+    let failed = outcomes.iter().filter(|o| o.result.is_err()).count();
+    println!("silent path: {failed} failed calls; {stats:?}");
+    assert!(
+        failed <= 4,
+        "expected only the calls stuck on the silent connection to fail, one per caller at \
+         most, got {failed}"
+    );
+    assert_eq!(
+        stats.unresponsive, 0,
+        "expected the connection retired gently, not cut: {stats:?}"
+    );
+}

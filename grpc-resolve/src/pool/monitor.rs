@@ -7,10 +7,14 @@
 //! times the pool's recent mean answer time if that is longer), and another endpoint
 //! answered after its silence began (so the silence is the endpoint's, not the network's
 //! or this process's). A suspect leaves rotation at once and is probed with a
-//! `grpc.health.v1.Health/Check` on its connection, limited by the same threshold: any
+//! `grpc.health.v1.Health/Check` on its connection, limited by the same threshold (and,
+//! at the same time, a fresh connection is made to see whether the server speaks at
+//! all): any
 //! answer brings it back (its silence counted afresh, and allowed twice as long until one
-//! of its calls is answered, so a long call is not probed over and over), none cuts the
-//! connection, failing
+//! of its calls is answered, so a long call is not probed over and over); no answer but a
+//! fresh connection that the server opened with its SETTINGS retires the old connection
+//! gently (its calls go on, new ones take a new connection: the old one may just be at
+//! its stream limit); neither cuts the connection, failing
 //! the calls stuck on it, and the endpoint comes back through its reconnect loop, which
 //! counts a connection as up only once the server speaks (so a hung process stays out
 //! until it resumes). The last usable endpoint is never suspected.
@@ -26,7 +30,8 @@
 //! frequent pings (grpc-go answers pings on idle connections more often than every 5
 //! minutes with GOAWAY `ENHANCE_YOUR_CALM`), and a `Check` is an ordinary call for them.
 //!
-//! May use: `endpoint`, `progress`, `grpc` (the probe), `stats`.
+//! May use: `endpoint`, `progress`, `grpc` (the probe), `http2` (the fresh connection),
+//! `settings`, `stats`.
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -36,7 +41,9 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 use super::endpoint::{Endpoint, LazyNow};
 use super::grpc;
+use super::http2;
 use super::progress::{Clock, Seen, TICK};
+use super::settings::Settings;
 use super::stats::Counters;
 
 /// How many times the mean answer time an endpoint may stay silent before it is suspected.
@@ -105,6 +112,10 @@ pub(crate) trait Watched: Send + Sync + 'static {
     fn unresponsive_after(&self) -> Option<Duration>;
     /// The health service the probe asks about.
     fn probe_service(&self) -> &str;
+    /// How connections are made, for the probe's fresh one.
+    fn settings(&self) -> &Settings;
+    /// Connection `generation` of `endpoint` takes no new calls; it reconnects.
+    fn connection_stale(&self, endpoint: &Endpoint, generation: u64);
     fn endpoint_changed(&self);
 }
 
@@ -143,11 +154,24 @@ pub(crate) async fn run<W: Watched>(pool: Weak<W>) {
             let limit = TICK * u32::try_from(threshold).unwrap_or(u32::MAX);
             let weak = Arc::downgrade(&pool);
             tokio::spawn(async move {
-                let service = match weak.upgrade() {
-                    Some(pool) => pool.probe_service().to_owned(),
+                let (service, settings) = match weak.upgrade() {
+                    Some(pool) => (pool.probe_service().to_owned(), pool.settings().clone()),
                     None => return,
                 };
-                let alive = grpc::answers(&connection, &service, limit).await;
+                // At once, on a fresh connection: whether the server still speaks at all
+                // (a hung process never sends its SETTINGS), in case the probe on the old
+                // one waits behind its stream limit.
+                let fresh = async {
+                    let authority = endpoint.authority.parse().ok()?;
+                    let connecting = http2::connect(&authority, &settings);
+                    tokio::time::timeout(limit, connecting).await.ok()?.ok()
+                };
+                let (alive, fresh) =
+                    tokio::join!(grpc::answers(&connection, &service, limit), fresh);
+                // The fresh connection only proves a point; dropped unused, it closes. The
+                // reconnect loop makes its own.
+                let speaks = fresh.is_some();
+                drop(fresh);
                 let Some(pool) = weak.upgrade() else {
                     return;
                 };
@@ -156,6 +180,11 @@ pub(crate) async fn run<W: Watched>(pool: Weak<W>) {
                         tracing::info!(endpoint = %endpoint.id, "endpoint answered the probe; back in rotation");
                         pool.endpoint_changed();
                     }
+                } else if speaks {
+                    // The server speaks, but not on this connection in time: the calls on
+                    // it may go on, new ones take a new connection.
+                    tracing::warn!(endpoint = %endpoint.id, authority = %endpoint.authority, ?limit, "endpoint did not answer the probe on its connection but speaks on a new one; reconnecting");
+                    pool.connection_stale(&endpoint, generation);
                 } else {
                     tracing::warn!(endpoint = %endpoint.id, authority = %endpoint.authority, ?limit, "endpoint did not answer the probe; cutting its connection");
                     pool.counters().endpoint_unresponsive();

@@ -300,6 +300,14 @@ impl Watched for Pool {
         &self.config.liveness.health_service
     }
 
+    fn settings(&self) -> &crate::pool::settings::Settings {
+        &self.config.settings
+    }
+
+    fn connection_stale(&self, endpoint: &Endpoint, generation: u64) {
+        Pool::connection_stale(self, endpoint, generation);
+    }
+
     fn endpoint_changed(&self) {
         self.changed();
     }

@@ -1,6 +1,7 @@
 //! A TCP proxy in front of a backend that can fail the way processes do: freeze (SIGSTOP:
 //! the kernel still accepts connections, nothing is read or written, every socket stays
-//! open), thaw (SIGCONT), or die (SIGKILL: every connection reset, new ones refused).
+//! open), thaw (SIGCONT), or die (SIGKILL: every connection reset, new ones refused); or
+//! the way a network path does: the connections open now go silent, new ones work.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,6 +23,9 @@ enum Mode {
 pub struct FaultProxy {
     pub addr: SocketAddr,
     mode: Arc<watch::Sender<Mode>>,
+    /// Connections numbered below this pass nothing.
+    stuck_below: Arc<watch::Sender<u64>>,
+    accepted: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl FaultProxy {
@@ -30,8 +34,11 @@ impl FaultProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("a local address");
         let mode = Arc::new(watch::Sender::new(Mode::Running));
+        let stuck_below = Arc::new(watch::Sender::new(0u64));
+        let accepted = Arc::new(std::sync::atomic::AtomicU64::new(0));
         tokio::spawn({
-            let mode = mode.clone();
+            let (mode, stuck_below, accepted) =
+                (mode.clone(), stuck_below.clone(), accepted.clone());
             async move {
                 while let Ok((client, _)) = listener.accept().await {
                     let _ = client.set_nodelay(true);
@@ -39,11 +46,34 @@ impl FaultProxy {
                         reset(client);
                         continue;
                     }
-                    tokio::spawn(forward(client, backend, mode.subscribe()));
+                    let id = accepted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let gates = Gates {
+                        id,
+                        mode: mode.subscribe(),
+                        stuck_below: stuck_below.subscribe(),
+                    };
+                    tokio::spawn(forward(client, backend, gates));
                 }
             }
         });
-        FaultProxy { addr, mode }
+        FaultProxy {
+            addr,
+            mode,
+            stuck_below,
+            accepted,
+        }
+    }
+
+    /// Silences the connections open now (they pass nothing from here on, and stay
+    /// open); connections made later work.
+    pub fn silence_open_connections(&self) {
+        let open = self.accepted.load(std::sync::atomic::Ordering::SeqCst);
+        self.stuck_below.send_replace(open);
+    }
+
+    /// Connections made through the proxy so far.
+    pub fn accepted(&self) -> u64 {
+        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Stops passing bytes either way, keeping every connection open, and leaves new
@@ -71,8 +101,20 @@ fn reset(stream: TcpStream) {
     drop(stream);
 }
 
+/// What decides whether one connection passes bytes.
+struct Gates {
+    id: u64,
+    mode: watch::Receiver<Mode>,
+    stuck_below: watch::Receiver<u64>,
+}
+
 /// Forwards one connection until either side closes or the proxy is killed.
-async fn forward(mut client: TcpStream, backend: SocketAddr, mut mode: watch::Receiver<Mode>) {
+async fn forward(mut client: TcpStream, backend: SocketAddr, gates: Gates) {
+    let Gates {
+        id,
+        mut mode,
+        mut stuck_below,
+    } = gates;
     let Ok(mut server) = TcpStream::connect(backend).await else {
         reset(client);
         return;
@@ -94,10 +136,22 @@ async fn forward(mut client: TcpStream, backend: SocketAddr, mut mode: watch::Re
                 }
                 continue;
             }
+            Mode::Running if id < *stuck_below.borrow_and_update() => {
+                tokio::select! {
+                    changed = mode.changed() => if changed.is_err() { return },
+                    changed = stuck_below.changed() => if changed.is_err() { return },
+                }
+                continue;
+            }
             Mode::Running => {}
         }
         tokio::select! {
             changed = mode.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+            changed = stuck_below.changed() => {
                 if changed.is_err() {
                     return;
                 }
