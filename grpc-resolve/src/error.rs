@@ -33,15 +33,21 @@ pub enum Error {
         #[source]
         status: tonic::Status,
     },
-    /// The call failed on its way to or from an endpoint: the connection broke or could
-    /// not be made.
+    /// The call failed on its way to or from an endpoint: the connection broke (reset,
+    /// closed, the process died) or the server reset the call's stream.
+    ///
+    /// The source is a `tonic::Status` saying what broke, whose own source is what the
+    /// transport said: `Unavailable` for a broken connection, as gRPC's HTTP/2 mapping has
+    /// it (so retry policies keyed on `UNAVAILABLE` retry it), the mapped code for a stream
+    /// the server reset (`CANCEL` is `Cancelled`, `REFUSED_STREAM` is `Unavailable`...).
     #[error("call to endpoint {endpoint:?} failed")]
     Transport {
         /// The instance id of the endpoint.
         endpoint: String,
-        /// What the transport said.
+        /// The status a tonic client reports, its message naming the endpoint and the
+        /// cause.
         #[source]
-        source: BoxError,
+        status: tonic::Status,
     },
     /// The call took longer than its deadline (`grpc-timeout`) or the channel's own
     /// [`timeout`](crate::Builder::timeout) allowed, before its response headers came.
@@ -84,6 +90,31 @@ impl Error {
             service: service.to_owned(),
             waited,
             status,
+        }
+    }
+
+    /// A call to `endpoint` failed in transport with `cause`, which gRPC reports as `code`.
+    pub(crate) fn transport(endpoint: &str, code: tonic::Code, cause: BoxError) -> Self {
+        let message = format!(
+            "call to endpoint {endpoint:?} failed: {}",
+            DisplayChain(&*cause)
+        );
+        let mut status = tonic::Status::new(code, message);
+        status.set_source(std::sync::Arc::from(cause));
+        Error::Transport {
+            endpoint: endpoint.to_owned(),
+            status,
+        }
+    }
+
+    /// The status a tonic client reports for this error, if it carries one (every variant
+    /// but [`Error::InvalidTarget`]).
+    pub fn status(&self) -> Option<&tonic::Status> {
+        match self {
+            Error::NoEndpoints { status, .. }
+            | Error::Transport { status, .. }
+            | Error::Timeout { status, .. } => Some(status),
+            Error::InvalidTarget { .. } => None,
         }
     }
 
@@ -143,6 +174,27 @@ mod tests {
             status.message().contains("\"adder\""),
             "expected the message to name the service, got {:?}",
             status.message()
+        );
+    }
+
+    #[test]
+    fn a_transport_error_becomes_its_code_with_the_cause_in_the_message() {
+        let cause = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset by peer");
+        let err: BoxError = Box::new(Error::transport(
+            "adder-1",
+            tonic::Code::Unavailable,
+            Box::new(cause),
+        ));
+        let status = tonic::Status::from_error(err);
+        assert_eq!(
+            status.code(),
+            tonic::Code::Unavailable,
+            "expected Unavailable, got {status:?}"
+        );
+        assert_eq!(
+            status.message(),
+            "call to endpoint \"adder-1\" failed: reset by peer",
+            "expected the endpoint and the cause in the message"
         );
     }
 }

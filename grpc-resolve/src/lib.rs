@@ -12,7 +12,7 @@ mod target;
 
 pub use channel::{Builder, DiscoveredChannel, ResponseFuture};
 pub use error::{BoxError, Error};
-pub use pool::{EndpointInfo, Stats};
+pub use pool::{Condition, EndpointInfo, Stats};
 pub use target::Target;
 
 /// The rustls this crate's TLS is built on (the `tls` feature), for

@@ -120,13 +120,19 @@ pub(crate) enum EndpointState {
     Ready,
     Stale,
     Ejected,
+    /// Up, but its health service says it is not serving (or has not answered yet).
+    NotServing,
+    /// Up, but suspected of no longer answering.
+    Unresponsive,
 }
 
-const STATES: [EndpointState; 4] = [
+const STATES: [EndpointState; 6] = [
     EndpointState::Connecting,
     EndpointState::Ready,
     EndpointState::Stale,
     EndpointState::Ejected,
+    EndpointState::NotServing,
+    EndpointState::Unresponsive,
 ];
 
 /// No state: the endpoint was removed (or not counted yet).
@@ -139,6 +145,8 @@ impl EndpointState {
             EndpointState::Ready => "ready",
             EndpointState::Stale => "stale",
             EndpointState::Ejected => "ejected",
+            EndpointState::NotServing => "not_serving",
+            EndpointState::Unresponsive => "unresponsive",
         }
     }
 

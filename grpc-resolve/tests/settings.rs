@@ -65,7 +65,11 @@ async fn a_callers_deadline_ends_the_call_without_a_channel_timeout() {
         .register(&Registration::new(unanswering_instance("stuck").await))
         .await
         .expect("register");
-    let channel = DiscoveredChannel::builder(registry, SERVICE).build();
+    // Its health stream would never answer either, and with health checking an endpoint
+    // is picked only once it has.
+    let channel = DiscoveredChannel::builder(registry, SERVICE)
+        .health_check(false)
+        .build();
     wait_ready(&channel, 1).await;
     let mut request = tonic::Request::new(HealthCheckRequest {
         service: String::new(),

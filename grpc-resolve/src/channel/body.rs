@@ -5,7 +5,7 @@
 //! stream count as load, and holding a handle on the endpoint's connection keeps the
 //! connection of a removed endpoint open until its last stream is done.
 //!
-//! May use: `classify` (reading the status), the pool (where the call is counted).
+//! May use: `classify` (reading the status), the pool (where the call is counted), `error`.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -14,8 +14,10 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use hyper::body::Incoming;
+use tokio::time::Instant;
 
-use super::classify::{Verdict, verdict};
+use super::classify::{Verdict, transport_code, verdict};
+use crate::error::Error;
 use crate::pool::{Connection, Endpoint, Picked, Pool};
 
 /// One call in flight on one endpoint; dropping it ends the call's load.
@@ -28,18 +30,37 @@ pub(crate) struct InFlight {
     /// Which of the endpoint's connections `connection` is.
     pub(crate) generation: u64,
     judged: bool,
+    /// The pool clock's tick when it was sent, and whether its answer (response headers)
+    /// came: what the monitor's view of the endpoint's progress is made of.
+    sent: u64,
+    answered: bool,
+    /// When the call's time runs out, if it has a limit: a call dropped unanswered after
+    /// that timed out, which counts against the endpoint.
+    ends: Option<Instant>,
 }
 
 // === impl InFlight ===
 
 impl InFlight {
-    pub(crate) fn new(pool: Arc<Pool>, picked: Picked) -> Self {
+    pub(crate) fn new(pool: Arc<Pool>, picked: Picked, ends: Option<Instant>) -> Self {
+        let sent = pool.clock().now();
+        picked.endpoint.progress().sent(sent);
         InFlight {
             pool,
             endpoint: picked.endpoint,
             connection: picked.connection,
             generation: picked.generation,
             judged: false,
+            sent,
+            answered: false,
+            ends,
+        }
+    }
+
+    /// The call's response headers came: the endpoint answers.
+    pub(crate) fn answered(&mut self) {
+        if !std::mem::replace(&mut self.answered, true) {
+            self.endpoint.answered(self.pool.clock(), self.sent);
         }
     }
 
@@ -62,6 +83,15 @@ impl InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
+        if !self.answered {
+            self.endpoint.progress().abandoned();
+            // Dropped unjudged and unanswered once its time ran out: it timed out on this
+            // endpoint, which counts as a failure (a caller that gave up early does not).
+            if !self.judged && self.ends.is_some_and(|ends| Instant::now() >= ends) {
+                self.judged = true;
+                self.pool.record_failure(&self.endpoint);
+            }
+        }
         self.pool.release(&self.endpoint);
     }
 }
@@ -91,26 +121,37 @@ impl ResponseBody {
 
 impl HttpBody for ResponseBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = Error;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        match &polled {
+        match polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(trailers) = frame.trailers_ref() {
                     let verdict = verdict(trailers).unwrap_or(Verdict::Healthy);
                     self.finish(verdict);
                 }
+                Poll::Ready(Some(Ok(frame)))
             }
-            // A stream cut mid-way is the endpoint's (or the network's) failure.
-            Poll::Ready(Some(Err(_))) => self.finish(Verdict::Unavailable),
-            Poll::Ready(None) => self.finish(Verdict::Healthy),
-            Poll::Pending => {}
+            // A stream cut mid-way is the endpoint's (or the network's) failure, and the
+            // caller learns what cut it, with the code it stands for (tonic would say
+            // `Unknown` for hyper's bare error).
+            Poll::Ready(Some(Err(error))) => {
+                let endpoint = (self.call.as_ref())
+                    .map_or_else(String::new, |call| call.endpoint().id.clone());
+                self.finish(Verdict::Unavailable);
+                let code = transport_code(&error);
+                Poll::Ready(Some(Err(Error::transport(&endpoint, code, error.into()))))
+            }
+            Poll::Ready(None) => {
+                self.finish(Verdict::Healthy);
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
         }
-        polled
     }
 
     fn is_end_stream(&self) -> bool {

@@ -343,6 +343,46 @@ impl Builder {
         self
     }
 
+    // --- Client-side health checking and unresponsive endpoints ---
+
+    /// Client-side health checking (gRPC's design, gRFC A17; on by default): each
+    /// endpoint connection keeps a `grpc.health.v1.Health/Watch` stream for the
+    /// [`health_service`](Builder::health_service), and an endpoint whose server answers
+    /// anything but SERVING leaves rotation until it answers SERVING again, within one
+    /// round trip of the change. A new connection is picked once the first answer came. A
+    /// server without a health service (`UNIMPLEMENTED`) counts as serving; a stream that
+    /// fails is opened again with the reconnect backoff and changes nothing by itself.
+    ///
+    /// ```
+    /// # use discovery_core::MemoryRegistry;
+    /// # use grpc_resolve::DiscoveredChannel;
+    /// # let builder = DiscoveredChannel::builder(MemoryRegistry::new(), "adder");
+    /// let builder = builder.health_service("adder.Adder"); // or .health_check(false)
+    /// ```
+    pub fn health_check(mut self, yes: bool) -> Self {
+        self.config.liveness.health_check = yes;
+        self
+    }
+
+    /// The service name the health `Watch` stream (and the probe of an unresponsive
+    /// endpoint) asks about (default `""`, the server as a whole: what the `health` crate's
+    /// handle and `grpc-register` report, and what a registry's gRPC check asks).
+    pub fn health_service(mut self, service: impl Into<String>) -> Self {
+        self.config.liveness.health_service = service.into();
+        self
+    }
+
+    /// How long an endpoint may answer nothing while it has calls waiting and other
+    /// endpoints answer before it is suspected of having stopped (default 300 ms, or four
+    /// times the recent mean answer time if longer; `None` turns the detection off). A
+    /// suspect leaves rotation and is probed with a health `Check` limited by the same
+    /// time: an answer brings it back, none cuts its connection (failing the calls stuck
+    /// on it) and it reconnects. The last usable endpoint is never suspected.
+    pub fn unresponsive_after(mut self, silence: Option<Duration>) -> Self {
+        self.config.liveness.unresponsive_after = silence;
+        self
+    }
+
     /// Starts discovery and returns the channel at once; endpoints connect in the
     /// background.
     ///

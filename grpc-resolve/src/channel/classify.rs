@@ -1,6 +1,7 @@
 //! What an attempt's outcome says: about the endpoint (a [`Verdict`] from the gRPC status),
-//! and about the request (whether a transport error proves it never reached the server,
-//! or that the connection takes no new calls).
+//! about the request (whether a transport error proves it never reached the server, or
+//! that the connection takes no new calls), and to the caller (the gRPC code a transport
+//! error stands for, [`transport_code`]).
 //!
 //! May use: nothing else of the crate.
 
@@ -59,6 +60,51 @@ pub(super) fn connection_done(error: &(dyn std::error::Error + 'static)) -> bool
     })
 }
 
+/// The gRPC code a failed attempt's transport error stands for, by gRPC's HTTP/2 mapping
+/// (PROTOCOL-HTTP2.md, "Errors"): a stream the server reset maps by its reason
+/// (`REFUSED_STREAM` is `Unavailable`, `CANCEL` is `Cancelled`, `ENHANCE_YOUR_CALM` is
+/// `ResourceExhausted`, `INADEQUATE_SECURITY` is `PermissionDenied`, the protocol errors
+/// are `Internal`); a `tonic::Status` in the chain (the request's own body failed) keeps
+/// its code; everything else is the connection breaking (reset, closed, a GOAWAY with an
+/// error, an unanswered keepalive) and is `Unavailable`, never tonic's `Unknown`: the call
+/// may well succeed on another endpoint.
+pub(super) fn transport_code(error: &(dyn std::error::Error + 'static)) -> tonic::Code {
+    for cause in std::iter::successors(Some(error), |error| error.source()) {
+        if let Some(status) = cause.downcast_ref::<tonic::Status>() {
+            return status.code();
+        }
+        if let Some(h2) = cause.downcast_ref::<h2::Error>()
+            && h2.is_reset()
+            && h2.is_remote()
+        {
+            return reset_code(h2.reason());
+        }
+    }
+    tonic::Code::Unavailable
+}
+
+/// The gRPC code of a stream reset by the server with `reason`.
+fn reset_code(reason: Option<h2::Reason>) -> tonic::Code {
+    use h2::Reason;
+    match reason {
+        Some(Reason::REFUSED_STREAM) => tonic::Code::Unavailable,
+        Some(Reason::CANCEL) => tonic::Code::Cancelled,
+        Some(Reason::ENHANCE_YOUR_CALM) => tonic::Code::ResourceExhausted,
+        Some(Reason::INADEQUATE_SECURITY) => tonic::Code::PermissionDenied,
+        Some(
+            Reason::NO_ERROR
+            | Reason::PROTOCOL_ERROR
+            | Reason::INTERNAL_ERROR
+            | Reason::FLOW_CONTROL_ERROR
+            | Reason::SETTINGS_TIMEOUT
+            | Reason::FRAME_SIZE_ERROR
+            | Reason::COMPRESSION_ERROR
+            | Reason::CONNECT_ERROR,
+        ) => tonic::Code::Internal,
+        _ => tonic::Code::Unknown,
+    }
+}
+
 /// Whether `error` or any error in its chain of sources satisfies `test`.
 fn any_cause(
     error: &(dyn std::error::Error + 'static),
@@ -108,6 +154,43 @@ mod tests {
             );
         }
         assert_eq!(verdict(&HeaderMap::new()), None, "no status yet");
+    }
+
+    #[test]
+    fn a_broken_connection_is_unavailable_and_a_reset_stream_maps_by_its_reason() {
+        let reset = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset by peer");
+        assert_eq!(
+            transport_code(&reset),
+            tonic::Code::Unavailable,
+            "a connection reset is Unavailable"
+        );
+        let local = h2::Error::from(h2::Reason::CANCEL);
+        assert_eq!(
+            transport_code(&local),
+            tonic::Code::Unavailable,
+            "a reset made here is not the server's word: the connection's fate decides"
+        );
+        let status = tonic::Status::resource_exhausted("too big");
+        assert_eq!(
+            transport_code(&status),
+            tonic::Code::ResourceExhausted,
+            "a status in the chain keeps its code"
+        );
+        assert_eq!(
+            reset_code(Some(h2::Reason::CANCEL)),
+            tonic::Code::Cancelled,
+            "CANCEL"
+        );
+        assert_eq!(
+            reset_code(Some(h2::Reason::REFUSED_STREAM)),
+            tonic::Code::Unavailable,
+            "REFUSED_STREAM"
+        );
+        assert_eq!(
+            reset_code(Some(h2::Reason::INTERNAL_ERROR)),
+            tonic::Code::Internal,
+            "INTERNAL_ERROR"
+        );
     }
 
     #[test]

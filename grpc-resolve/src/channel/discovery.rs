@@ -44,21 +44,29 @@ async fn follow(resolver: Arc<dyn Resolver>, query: Query, pool: Arc<Pool>) {
         generation += 1;
         let snapshot: &[ServiceInstance] = match &update {
             Update::Snapshot(instances) => {
-                pool.set_resolver_state(
-                    instances
-                        .is_empty()
-                        .then(|| "the service has no matching instances".to_owned()),
-                );
+                pool.set_resolver_state(instances.is_empty().then(|| {
+                    if query.passing_only {
+                        "no healthy instances: the service has no passing instance that matches"
+                    } else {
+                        "the service has no instance that matches"
+                    }
+                    .to_owned()
+                }));
                 instances
             }
             Update::DoesNotExist => {
-                pool.set_resolver_state(Some("the service does not exist".to_owned()));
+                pool.set_resolver_state(Some(
+                    "no such service: the service does not exist".to_owned(),
+                ));
                 &[]
             }
             Update::Error(error) => {
                 pool.counters().resolver_failed();
                 tracing::warn!(service = %query.service, error = %DisplayChain(error), "resolver failed; keeping the last known endpoints");
                 if current.is_empty() {
+                    // The whole chain: the top of it ("registry answer unusable") does not
+                    // say what failed (a decode error, an answer too large, an HTTP status).
+                    let error = DisplayChain(error);
                     pool.set_resolver_state(Some(format!("the resolver failed: {error}")));
                 }
                 // Nothing to pick changed, but watchers of the channel learn of the error.

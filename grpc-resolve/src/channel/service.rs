@@ -24,7 +24,7 @@ use super::discovery;
 use super::future::ResponseFuture;
 use super::timeout::{LazyDeadline, call_limit};
 use crate::error::{BoxError, DisplayChain, Error};
-use crate::pool::{Endpoint, EndpointInfo, Picked, Pool, PoolConfig, Stats};
+use crate::pool::{Condition, Endpoint, EndpointInfo, Picked, Pool, PoolConfig, Stats};
 use crate::replay::{MAX_REPLAY_BYTES, Replay, ReplayBody};
 
 /// How many endpoints one call may try.
@@ -201,7 +201,7 @@ impl Shared {
                     &mut rng,
                 )
                 .await?;
-            let mut call = InFlight::new(pool.clone(), picked);
+            let mut call = InFlight::new(pool.clone(), picked, limit.map(|(_, ends)| ends));
             // Asked only once an attempt failed: whether another endpoint could take it.
             let may_retry = |call: &InFlight| {
                 attempt < MAX_ATTEMPTS && pool.has_other_usable(&call.endpoint().id)
@@ -217,16 +217,18 @@ impl Shared {
                     avoid = Some(call.endpoint().clone());
                     continue;
                 }
-                return Err(Error::Transport {
-                    endpoint: call.endpoint().id.clone(),
-                    source: error.into(),
-                });
+                return Err(Error::transport(
+                    &call.endpoint().id,
+                    tonic::Code::Unavailable,
+                    error.into(),
+                ));
             }
             let Some(this_body) = body.take() else {
                 unreachable!("every retry puts a body back");
             };
             match call.connection.send(copy_parts(&parts), this_body).await {
                 Ok(response) => {
+                    call.answered();
                     let (head, response_body) = response.into_parts();
                     if let Some(verdict) = classify::verdict(&head.headers) {
                         // A trailers-only answer: the status is all there is.
@@ -266,10 +268,8 @@ impl Shared {
                         continue;
                     }
                     tracing::debug!(service = %pool.service, endpoint = %call.endpoint().id, error = %DisplayChain(&*error), "call failed in transport");
-                    return Err(Error::Transport {
-                        endpoint: call.endpoint().id.clone(),
-                        source: error,
-                    });
+                    let code = classify::transport_code(&*error);
+                    return Err(Error::transport(&call.endpoint().id, code, error));
                 }
             }
         }
@@ -317,7 +317,7 @@ impl Shared {
                 let detail = if ready > 0 {
                     format!("{ready} ready endpoint(s), all at their concurrency limit")
                 } else if !endpoints.is_empty() {
-                    format!("{} known endpoint(s), none connected", endpoints.len())
+                    none_ready(&endpoints)
                 } else {
                     pool.resolver_state()
                         .unwrap_or_else(|| "discovery has not answered yet".to_owned())
@@ -333,6 +333,38 @@ impl Shared {
             }
         }
     }
+}
+
+/// Why none of the known `endpoints` is ready: how many are not serving, unresponsive,
+/// ejected, or not connected.
+fn none_ready(endpoints: &[EndpointInfo]) -> String {
+    let count =
+        |which: &dyn Fn(&EndpointInfo) -> bool| endpoints.iter().filter(|e| which(e)).count();
+    let reasons = [
+        (count(&|e| e.ejected), "ejected"),
+        (
+            count(&|e| !e.ejected && e.condition == Condition::NotServing),
+            "not serving",
+        ),
+        (
+            count(&|e| !e.ejected && e.condition == Condition::Unresponsive),
+            "unresponsive",
+        ),
+        (
+            count(&|e| !e.ejected && e.condition == Condition::Unknown),
+            "not connected or not yet answering their health check",
+        ),
+    ];
+    let reasons: Vec<String> = reasons
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, why)| format!("{n} {why}"))
+        .collect();
+    format!(
+        "{} known endpoint(s), none ready: {}",
+        endpoints.len(),
+        reasons.join(", ")
+    )
 }
 
 /// A body for another attempt, if the request can be sent again before the call's

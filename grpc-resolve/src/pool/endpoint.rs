@@ -1,8 +1,11 @@
-//! One endpoint: its instance, where its connection stands (one [`State`]), when its
-//! ejection ends, its load and its outlier record.
+//! One endpoint: its instance, where its connection stands (one [`State`], which for an
+//! up connection includes what its server's health service said and whether the server
+//! stopped answering), when its ejection ends, its load, its progress and its outlier
+//! record.
 //!
-//! May use: `http2` (the connection it holds), `outlier` (its failure record), the crate's
-//! `balance` (the view of it a pick weighs) and `metrics` (its handles).
+//! May use: `http2` (the connection it holds), `outlier` (its failure record), `progress`
+//! (its calls' progress), `slow_start` (its ramp), the crate's `balance` (the view of it a
+//! pick weighs) and `metrics` (its handles).
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -14,6 +17,7 @@ use tokio::time::Instant;
 
 use super::http2::Connection;
 use super::outlier;
+use super::progress::{Clock, Progress};
 use super::slow_start::Ramp;
 use crate::balance::Candidate;
 use crate::metrics::{EndpointMetrics, EndpointState};
@@ -37,6 +41,8 @@ pub(crate) struct Endpoint {
     /// Attempts sent to it, ever.
     calls: AtomicU64,
     outlier: outlier::Record,
+    /// Its calls waiting for an answer and its last answer, for the monitor.
+    progress: Progress,
     /// The reconnect loop's task.
     task: Mutex<Option<AbortHandle>>,
     /// Its metric handles, registered once, when discovery adds it.
@@ -55,18 +61,53 @@ enum State {
     /// No connection: the reconnect loop is making one, backing off, or waiting out an
     /// ejection.
     Connecting,
-    /// Connected: calls may pick it, unless it is ejected.
+    /// Connected: calls may pick it, unless it is ejected, its health service says it
+    /// does not serve (or has not answered yet), or it stopped answering calls.
     Up {
         connection: Connection,
         /// Which of the endpoint's connections this is, so that news about one
-        /// connection (it takes no new calls) is not applied to the next.
+        /// connection (it takes no new calls, its health, its silence) is not applied to
+        /// the next.
         generation: u64,
+        /// What the server's health service says on this connection.
+        health: Health,
+        /// The monitor found its calls stopped completing while others' complete; it is
+        /// out of rotation while a probe asks whether the server still answers.
+        unresponsive: bool,
     },
     /// The connection takes no new calls (the server sent GOAWAY, or it closed while
     /// streams keep its socket open); the reconnect loop was told to connect afresh.
     Stale,
     /// Left discovery, or the channel is gone: never picked, never connected again.
     Removed,
+}
+
+/// What a connection's server says of its health, as its `grpc.health.v1.Health/Watch`
+/// stream reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Health {
+    /// Health checking is on and the stream has not answered yet: not picked (gRFC A17).
+    Awaiting,
+    /// SERVING, or health checking is off, or the server has no health service, or the
+    /// stream failed before it answered.
+    Serving,
+    /// NOT_SERVING, SERVICE_UNKNOWN or UNKNOWN: not picked until SERVING.
+    NotServing,
+}
+
+/// The channel's view of an endpoint's server, in [`EndpointInfo::condition`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Condition {
+    /// Not connected, or connected and waiting for the health service's first answer.
+    Unknown,
+    /// Connected, and serving as far as the channel can tell.
+    Serving,
+    /// Its health service says it does not serve (NOT_SERVING or SERVICE_UNKNOWN).
+    NotServing,
+    /// Its calls stopped completing while other endpoints' completed; it is out of
+    /// rotation while a probe asks whether it still answers.
+    Unresponsive,
 }
 
 /// What decides whether a call may pick an endpoint: its [`State`] and its ejection.
@@ -111,6 +152,9 @@ pub struct EndpointInfo {
     pub fallback: bool,
     /// The percentage of its weight it gets now: below 100 during slow start.
     pub weight_percent: u32,
+    /// What the channel sees of its server: serving, not serving (its health service
+    /// says so), unresponsive (its calls stopped completing), or unknown (not connected).
+    pub condition: Condition,
 }
 
 /// Locks, ignoring poisoning: every critical section in the pool leaves the data
@@ -135,6 +179,7 @@ impl Endpoint {
             in_flight: AtomicUsize::new(0),
             calls: AtomicU64::new(0),
             outlier: outlier::Record::default(),
+            progress: Progress::default(),
             task: Mutex::new(None),
             metrics: EndpointMetrics::new(&instance.service, &instance.id),
             instance: Mutex::new(instance),
@@ -157,14 +202,81 @@ impl Endpoint {
     }
 
     /// The reconnect loop made a connection (`Some`) or lost it (`None`); nothing changes
-    /// once the endpoint is removed.
+    /// once the endpoint is removed. A new connection counts as serving.
     pub(super) fn set_connection(&self, connection: Option<Connection>) {
-        let mut readiness = lock(&self.readiness);
         match connection {
-            Some(connection) => readiness.connected(connection),
-            None => readiness.disconnected(),
+            Some(connection) => {
+                self.connected(connection, Health::Serving);
+            }
+            None => {
+                lock(&self.readiness).disconnected();
+                self.refresh_state_metric();
+            }
         }
-        self.metrics.moved_to(readiness.metric_state());
+    }
+
+    /// The reconnect loop made a connection, whose health starts as `health`; returns its
+    /// generation (0 once the endpoint is removed).
+    pub(super) fn connected(&self, connection: Connection, health: Health) -> u64 {
+        let generation = lock(&self.readiness).connected(connection, health);
+        self.refresh_state_metric();
+        generation
+    }
+
+    /// The health service of connection `generation` said `health`. Returns whether that
+    /// changed what a pick sees.
+    pub(super) fn set_health(&self, generation: u64, health: Health) -> bool {
+        let changed = lock(&self.readiness).up(generation, |up_health, _| {
+            std::mem::replace(up_health, health) != health
+        });
+        self.refresh_state_metric();
+        changed
+    }
+
+    /// The health of connection `generation` is still [`Health::Awaiting`]: its stream
+    /// failed before answering, which by itself says nothing against the server. Returns
+    /// whether that changed anything.
+    pub(super) fn health_unanswered(&self, generation: u64) -> bool {
+        let changed = lock(&self.readiness).up(generation, |health, _| {
+            let awaiting = *health == Health::Awaiting;
+            if awaiting {
+                *health = Health::Serving;
+            }
+            awaiting
+        });
+        self.refresh_state_metric();
+        changed
+    }
+
+    /// The monitor suspects the current connection of its server no longer answering: out
+    /// of rotation until a probe says otherwise. Returns the connection to probe, unless
+    /// it is not up or already suspected.
+    pub(super) fn suspect(&self) -> Option<(Connection, u64)> {
+        let suspected = {
+            let mut readiness = lock(&self.readiness);
+            let (connection, generation) = readiness.connection()?;
+            readiness
+                .up(generation, |_, unresponsive| {
+                    !std::mem::replace(unresponsive, true)
+                })
+                .then_some((connection, generation))
+        };
+        self.refresh_state_metric();
+        suspected
+    }
+
+    /// A probe found the server of connection `generation` answering: back in rotation,
+    /// its silence counted afresh from tick `now` (and allowed twice as long). Returns
+    /// whether it was suspected.
+    pub(super) fn answered_probe(&self, generation: u64, now: u64) -> bool {
+        let cleared = lock(&self.readiness).up(generation, |_, unresponsive| {
+            std::mem::replace(unresponsive, false)
+        });
+        if cleared {
+            self.progress.excuse(now);
+            self.refresh_state_metric();
+        }
+        cleared
     }
 
     /// Connection `generation` takes no new calls. Returns whether that was the current
@@ -229,6 +341,16 @@ impl Endpoint {
         self.metrics.called();
     }
 
+    /// Its calls' progress, which the call path stamps and the monitor reads.
+    pub(crate) fn progress(&self) -> &Progress {
+        &self.progress
+    }
+
+    /// A call sent at tick `sent` got its response headers now, by `clock`.
+    pub(crate) fn answered(&self, clock: &Clock, sent: u64) {
+        self.progress.answered(clock, sent, clock.now());
+    }
+
     /// The call that picked it is over; returns how many calls were in flight before.
     pub(super) fn release(&self) -> usize {
         self.in_flight.fetch_sub(1, Ordering::Relaxed)
@@ -254,8 +376,8 @@ impl Endpoint {
     }
 
     /// Whether, dropped by discovery, it may stay as the shrink guard's fallback: it could
-    /// serve a call now (connected, not ejected). Client-side health, where on, belongs
-    /// here too: an endpoint known not to serve is no fallback.
+    /// serve a call now (connected, serving where client-side health is on, answering, not
+    /// ejected): an endpoint known not to serve is no fallback.
     pub(super) fn is_fallback_worthy(&self, now: &mut LazyNow) -> bool {
         self.is_usable(now)
     }
@@ -281,10 +403,15 @@ impl Endpoint {
 
     pub(super) fn info(&self, now: Instant) -> EndpointInfo {
         let instance = lock(&self.instance);
-        let (ready, ejected) = {
+        let (ready, ejected, condition) = {
             let readiness = lock(&self.readiness);
             let ejected = readiness.ejected_until.is_some_and(|until| until > now);
-            (readiness.is_usable(&mut LazyNow::at(now)), ejected)
+            let condition = readiness.condition();
+            (
+                readiness.is_usable(&mut LazyNow::at(now)),
+                ejected,
+                condition,
+            )
         };
         EndpointInfo {
             id: self.id.clone(),
@@ -299,6 +426,7 @@ impl Endpoint {
             consecutive_failures: self.outlier.consecutive_failures(),
             fallback: false,
             weight_percent: self.ramp.percent(),
+            condition,
         }
     }
 }
@@ -314,16 +442,47 @@ impl Readiness {
         }
     }
 
-    /// A new connection is up, with the next generation.
-    fn connected(&mut self, connection: Connection) {
+    /// A new connection is up, with the next generation (returned; 0 once removed).
+    fn connected(&mut self, connection: Connection, health: Health) -> u64 {
         if matches!(self.state, State::Removed) {
-            return;
+            return 0;
         }
         self.connections += 1;
         self.state = State::Up {
             connection,
             generation: self.connections,
+            health,
+            unresponsive: false,
         };
+        self.connections
+    }
+
+    /// Applies `change` to the health and the suspicion of connection `generation` if it
+    /// is the current one; returns what `change` returns (`false` otherwise).
+    fn up(&mut self, generation: u64, change: impl FnOnce(&mut Health, &mut bool) -> bool) -> bool {
+        match &mut self.state {
+            State::Up {
+                generation: up,
+                health,
+                unresponsive,
+                ..
+            } if *up == generation => change(health, unresponsive),
+            _ => false,
+        }
+    }
+
+    fn condition(&self) -> Condition {
+        match self.state {
+            State::Up {
+                unresponsive: true, ..
+            } => Condition::Unresponsive,
+            State::Up { health, .. } => match health {
+                Health::Awaiting => Condition::Unknown,
+                Health::Serving => Condition::Serving,
+                Health::NotServing => Condition::NotServing,
+            },
+            _ => Condition::Unknown,
+        }
     }
 
     /// The connection is gone (it ended, or the reconnect loop dropped it); the loop
@@ -353,10 +512,16 @@ impl Readiness {
         self.state = State::Removed;
     }
 
-    /// Up and not ejected.
+    /// Up, serving, answering, and not ejected.
     fn is_usable(&self, now: &mut LazyNow) -> bool {
-        matches!(self.state, State::Up { .. })
-            && self.ejected_until.is_none_or(|until| until <= now.get())
+        matches!(
+            self.state,
+            State::Up {
+                health: Health::Serving,
+                unresponsive: false,
+                ..
+            }
+        ) && self.ejected_until.is_none_or(|until| until <= now.get())
     }
 
     /// The state the metrics count it in; `None` once removed. Reads the clock only while
@@ -369,7 +534,14 @@ impl Readiness {
             State::Removed => None,
             _ if ejected => Some(EndpointState::Ejected),
             State::Connecting => Some(EndpointState::Connecting),
-            State::Up { .. } => Some(EndpointState::Ready),
+            State::Up {
+                unresponsive: true, ..
+            } => Some(EndpointState::Unresponsive),
+            State::Up {
+                health: Health::Serving,
+                ..
+            } => Some(EndpointState::Ready),
+            State::Up { .. } => Some(EndpointState::NotServing),
             State::Stale => Some(EndpointState::Stale),
         }
     }
@@ -379,6 +551,7 @@ impl Readiness {
             State::Up {
                 connection,
                 generation,
+                ..
             } => Some((connection.clone(), *generation)),
             _ => None,
         }
@@ -429,7 +602,7 @@ mod tests {
             "not usable before connecting"
         );
 
-        readiness.connected(Connection::unanswered().await);
+        readiness.connected(Connection::unanswered().await, Health::Serving);
         assert_eq!(generation(&readiness), Some(1), "the first connection");
         assert!(readiness.is_usable(&mut now), "usable once up");
 
@@ -454,7 +627,7 @@ mod tests {
             matches!(readiness.state, State::Connecting),
             "the loop drops it and connects again"
         );
-        readiness.connected(Connection::unanswered().await);
+        readiness.connected(Connection::unanswered().await, Health::Serving);
         assert_eq!(
             generation(&readiness),
             Some(2),
@@ -465,8 +638,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_reconnect_while_up_replaces_the_connection_with_a_new_generation() {
         let mut readiness = Readiness::new();
-        readiness.connected(Connection::unanswered().await);
-        readiness.connected(Connection::unanswered().await);
+        readiness.connected(Connection::unanswered().await, Health::Serving);
+        readiness.connected(Connection::unanswered().await, Health::Serving);
         assert_eq!(generation(&readiness), Some(2), "the second connection");
         assert!(
             !readiness.stale(1),
@@ -481,11 +654,11 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn removed_is_for_good() {
         let mut readiness = Readiness::new();
-        readiness.connected(Connection::unanswered().await);
+        readiness.connected(Connection::unanswered().await, Health::Serving);
         readiness.remove();
         assert!(matches!(readiness.state, State::Removed), "removed");
         assert_eq!(generation(&readiness), None, "its connection is dropped");
-        readiness.connected(Connection::unanswered().await);
+        readiness.connected(Connection::unanswered().await, Health::Serving);
         readiness.disconnected();
         assert!(
             matches!(readiness.state, State::Removed),
@@ -501,7 +674,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn an_ejected_connection_is_not_usable_until_the_ejection_ends() {
         let mut readiness = Readiness::new();
-        readiness.connected(Connection::unanswered().await);
+        readiness.connected(Connection::unanswered().await, Health::Serving);
         readiness.ejected_until = Some(Instant::now() + std::time::Duration::from_secs(1));
         assert!(
             !readiness.is_usable(&mut LazyNow::default()),

@@ -16,14 +16,26 @@
 //! What tonic's channel adds to each request is done here too: the endpoint's scheme and
 //! authority go into the request URI, and a `user-agent` is set when the caller set none.
 //!
+//! The connection's IO tells the pool two more things hyper keeps to itself, through its
+//! [`Link`]: that the server sent GOAWAY (hyper notices only at the next request, so an
+//! idle channel would keep a draining server's connection, and a health `Watch` stream on
+//! it would hold the server's graceful stop forever), and it lets the pool cut a
+//! connection whose server stopped answering, failing every call still waiting on it
+//! (dropping the handle would not: hyper drives the connection in a task of its own while
+//! any stream is open). Both cost one frame-header scan per read and one flag check.
+//!
 //! May use: `settings`, `tls` (through the settings), the crate's `replay` (the request
 //! body calls send) and `error`.
 
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
+
+use futures_util::task::AtomicWaker;
 
 use http::uri::{Authority, Scheme};
 use http::{HeaderName, HeaderValue, Request, Response, Uri};
@@ -32,7 +44,7 @@ use hyper::client::conn::http2;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::oneshot;
+use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinHandle;
 use tower_service::Service;
 
@@ -48,6 +60,19 @@ pub(crate) struct Connection {
     scheme: Scheme,
     authority: Authority,
     user_agent: HeaderValue,
+    link: Arc<Link>,
+}
+
+/// What the connection's IO shares with the pool: news of the server's GOAWAY, and the
+/// switch that cuts the connection.
+#[derive(Debug, Default)]
+pub(crate) struct Link {
+    /// Notified (once, with a permit) when the server's first GOAWAY arrives.
+    goaway: Notify,
+    /// Set once the pool cut the connection: every read and write fails from then on.
+    cut: AtomicBool,
+    /// The connection task's waker, so a cut takes effect while it waits on the socket.
+    waker: AtomicWaker,
 }
 
 /// The task driving a connection; it ends when the connection does.
@@ -81,6 +106,18 @@ impl Connection {
             parts.headers.insert(USER_AGENT, self.user_agent.clone());
         }
         self.send.send_request(Request::from_parts(parts, body))
+    }
+
+    /// Fails every stream on the connection and closes it: its server stopped answering.
+    pub(crate) fn cut(&self) {
+        self.link.cut.store(true, Ordering::Release);
+        self.link.waker.wake();
+    }
+
+    /// Resolves once the server has sent GOAWAY: the connection takes no new calls (those in
+    /// flight may finish). Meant for one waiter, the endpoint's reconnect loop.
+    pub(crate) async fn gone_away(&self) {
+        self.link.goaway.notified().await;
     }
 }
 
@@ -175,9 +212,12 @@ where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (heard, first_bytes) = oneshot::channel();
+    let link = Arc::new(Link::default());
     let io = TokioIo::new(Heard {
         io,
         heard: Some(heard),
+        link: link.clone(),
+        frames: Frames::default(),
     });
     let (send, connection) = builder(settings).handshake(io).await?;
     // Driven here until the server speaks; dropping it (the connect timeout) closes it.
@@ -205,15 +245,33 @@ where
             scheme: settings.scheme(),
             authority: authority.clone(),
             user_agent: settings.user_agent.clone(),
+            link,
         },
         driver,
     ))
 }
 
-/// A connection's IO that says when the first bytes arrive from the peer.
+/// A connection's IO that says when the first bytes arrive from the peer and when its
+/// GOAWAY does, and fails once the pool cuts it.
 struct Heard<T> {
     io: T,
     heard: Option<oneshot::Sender<()>>,
+    link: Arc<Link>,
+    frames: Frames,
+}
+
+impl<T> Heard<T> {
+    /// The error every read and write gets once the connection is cut, after registering
+    /// the task to wake when it is.
+    fn cut(&self, cx: &Context<'_>) -> Option<io::Error> {
+        self.link.waker.register(cx.waker());
+        self.link.cut.load(Ordering::Acquire).then(|| {
+            io::Error::new(
+                io::ErrorKind::TimedOut,
+                "cut by the channel: the server stopped answering",
+            )
+        })
+    }
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for Heard<T> {
@@ -223,14 +281,67 @@ impl<T: AsyncRead + Unpin> AsyncRead for Heard<T> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if let Some(cut) = this.cut(cx) {
+            return Poll::Ready(Err(cut));
+        }
         let before = buf.filled().len();
         let polled = Pin::new(&mut this.io).poll_read(cx, buf);
-        if buf.filled().len() > before
-            && let Some(heard) = this.heard.take()
-        {
-            let _ = heard.send(());
+        let read = &buf.filled()[before..];
+        if !read.is_empty() {
+            if let Some(heard) = this.heard.take() {
+                let _ = heard.send(());
+            }
+            if this.frames.scan(read) {
+                this.link.goaway.notify_one();
+            }
         }
         polled
+    }
+}
+
+/// Where the server's stream of HTTP/2 frames stands across reads: enough to find each
+/// frame's header (RFC 9113 §4.1: 3 bytes of length, 1 of type, 1 of flags, 4 of stream
+/// id) without parsing anything else.
+#[derive(Debug, Default)]
+struct Frames {
+    /// Payload bytes of the current frame not yet read.
+    skip: usize,
+    /// The part of the next frame header read so far.
+    head: [u8; 9],
+    head_len: usize,
+    /// Whether a GOAWAY was seen already (only the first is news).
+    goaway: bool,
+}
+
+impl Frames {
+    const GOAWAY: u8 = 0x7;
+
+    /// Follows the frames in `bytes`, the next ones from the server; returns whether the
+    /// server's first GOAWAY is among them.
+    fn scan(&mut self, mut bytes: &[u8]) -> bool {
+        let mut first_goaway = false;
+        while !bytes.is_empty() {
+            if self.skip > 0 {
+                let n = self.skip.min(bytes.len());
+                self.skip -= n;
+                bytes = &bytes[n..];
+                continue;
+            }
+            let n = (9 - self.head_len).min(bytes.len());
+            self.head[self.head_len..self.head_len + n].copy_from_slice(&bytes[..n]);
+            self.head_len += n;
+            bytes = &bytes[n..];
+            if self.head_len == 9 {
+                self.head_len = 0;
+                let [a, b, c, kind, ..] = self.head;
+                self.skip = usize::from(a) << 16 | usize::from(b) << 8 | usize::from(c);
+                if kind == Self::GOAWAY && !self.goaway {
+                    self.goaway = true;
+                    first_goaway = true;
+                }
+            }
+        }
+        first_goaway
     }
 }
 
@@ -240,6 +351,9 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Heard<T> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        if let Some(cut) = self.cut(cx) {
+            return Poll::Ready(Err(cut));
+        }
         Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
     }
 
@@ -260,6 +374,9 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Heard<T> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        if let Some(cut) = self.cut(cx) {
+            return Poll::Ready(Err(cut));
+        }
         Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
     }
 }
@@ -336,5 +453,28 @@ mod tests {
             .expect("the timeout is an io::Error");
         assert_eq!(error.kind(), io::ErrorKind::TimedOut, "{error}");
         assert!(error.to_string().contains("3s"), "names the limit: {error}");
+    }
+
+    #[test]
+    fn the_frame_scan_finds_the_first_goaway_across_reads() {
+        // SETTINGS (6 bytes of payload), then a GOAWAY (8 bytes), then another GOAWAY.
+        let mut bytes = vec![0, 0, 6, 0x4, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0x10, 0x7];
+        bytes.extend([0, 0, 8, 0x7, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0]);
+        let second = bytes.len();
+        bytes.extend([0, 0, 8, 0x7, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0]);
+        for split in 1..second {
+            let mut frames = Frames::default();
+            let seen = frames.scan(&bytes[..split]) | frames.scan(&bytes[split..]);
+            assert!(seen, "a GOAWAY split at byte {split} is found");
+            assert!(
+                !frames.scan(&bytes[second..]),
+                "only the first GOAWAY is news"
+            );
+        }
+        let mut frames = Frames::default();
+        assert!(
+            !frames.scan(&bytes[..15]),
+            "a SETTINGS frame is not a GOAWAY, nor is a payload byte equal to 7"
+        );
     }
 }

@@ -35,10 +35,15 @@
 //! [`stats`] and [`settings`]. Nothing here uses the channel or discovery's task.
 
 mod endpoint;
+
+mod grpc;
 mod guard;
+mod health_watch;
 mod http2;
 mod maintain;
+mod monitor;
 mod outlier;
+mod progress;
 mod reconnect;
 mod set;
 mod settings;
@@ -48,7 +53,7 @@ mod stats;
 mod tls;
 
 pub(crate) use endpoint::Endpoint;
-pub use endpoint::EndpointInfo;
+pub use endpoint::{Condition, EndpointInfo};
 pub(crate) use http2::Connection;
 pub(crate) use maintain::run as maintain;
 pub(crate) use set::{Picked, Pool};

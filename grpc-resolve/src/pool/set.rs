@@ -11,11 +11,15 @@
 //! endpoint added, removed, connected, disconnected, ejected) bumps a version in a `watch`
 //! channel; waiting calls and tests wait on it instead of polling or sleeping.
 //!
+//! The pool also starts its [`monitor`] (the task that finds endpoints whose calls stopped
+//! completing) with its first endpoints, and keeps the coarse clock that calls stamp their
+//! progress with.
+//!
 //! May use: the other pool modules, `balance` (the pick), `discover::Changes` (what
 //! [`Pool::apply`] takes).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 
 use http::uri::Authority;
 use smallvec::SmallVec;
@@ -26,7 +30,9 @@ use tracing::Instrument;
 use super::endpoint::{Endpoint, EndpointInfo, LazyNow, lock};
 use super::guard;
 use super::http2::Connection;
+use super::monitor::{self, Watched};
 use super::outlier;
+use super::progress::Clock;
 use super::reconnect::{self, Owner};
 use super::settings::PoolConfig;
 use super::slow_start;
@@ -49,6 +55,10 @@ pub(crate) struct Pool {
     fallbacks: Mutex<HashMap<String, Instant>>,
     /// Wakes the maintenance task early: a ramp or a fallback started.
     pub(super) maintenance: Notify,
+    /// The coarse clock calls stamp their progress with; the monitor advances it.
+    clock: Clock,
+    /// The monitor task, started with the first endpoints.
+    monitor: OnceLock<tokio::task::AbortHandle>,
 }
 
 /// An endpoint picked for one call, counted in flight until dropped.
@@ -73,6 +83,8 @@ impl Pool {
             counters,
             fallbacks: Mutex::new(HashMap::new()),
             maintenance: Notify::new(),
+            clock: Clock::default(),
+            monitor: OnceLock::new(),
         }
     }
 
@@ -113,6 +125,7 @@ impl Pool {
         if changes.is_empty() {
             return;
         }
+        self.start_monitor();
         let mut endpoints = self
             .endpoints
             .write()
@@ -470,6 +483,58 @@ impl Pool {
             endpoint.retire();
         }
         lock(&self.fallbacks).clear();
+        if let Some(monitor) = self.monitor.get() {
+            monitor.abort();
+        }
+    }
+}
+
+// --- The monitor of unresponsive endpoints and the clock it keeps ---
+
+impl Pool {
+    /// The coarse clock calls stamp their progress with.
+    pub(crate) fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    fn start_monitor(self: &Arc<Self>) {
+        self.monitor
+            .get_or_init(|| tokio::spawn(monitor::run(Arc::downgrade(self))).abort_handle());
+    }
+}
+
+impl Watched for Pool {
+    fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    fn endpoints(&self) -> Vec<Arc<Endpoint>> {
+        self.read().clone()
+    }
+
+    fn unresponsive_after(&self) -> Option<std::time::Duration> {
+        self.config.liveness.unresponsive_after
+    }
+
+    fn probe_service(&self) -> &str {
+        &self.config.liveness.health_service
+    }
+
+    fn settings(&self) -> &crate::pool::settings::Settings {
+        &self.config.settings
+    }
+
+    fn connection_stale(&self, endpoint: &Endpoint, generation: u64) {
+        Pool::connection_stale(self, endpoint, generation);
+    }
+
+    fn endpoint_changed(&self) {
+        // What a connection event does: slow-start ramps and the fallbacks' review too.
+        <Self as Owner>::endpoint_changed(self);
     }
 }
 
@@ -480,6 +545,10 @@ impl Owner for Pool {
 
     fn counters(&self) -> &Counters {
         &self.counters
+    }
+
+    fn clock(&self) -> &Clock {
+        &self.clock
     }
 
     fn endpoint_changed(&self) {
@@ -724,7 +793,7 @@ mod tests {
         );
 
         a.set_connection(None);
-        pool.endpoint_changed();
+        Owner::endpoint_changed(&*pool);
         assert_eq!(
             fallbacks(&pool),
             ["b", "c"],
@@ -769,7 +838,7 @@ mod tests {
             .collect();
         for (i, endpoint) in new.iter().enumerate() {
             endpoint.set_connection(Some(Connection::unanswered().await));
-            pool.endpoint_changed();
+            Owner::endpoint_changed(&*pool);
             let expected: &[&str] = if i < 2 { &["a", "b", "c"] } else { &[] };
             assert_eq!(
                 fallbacks(&pool),
@@ -874,7 +943,7 @@ mod tests {
     async fn a_new_connection_ramps_its_share_of_picks_up_over_the_window() {
         let pool = pool(0);
         let _old = connected(&pool, "old").await;
-        pool.endpoint_changed();
+        Owner::endpoint_changed(&*pool);
         let window = pool.config.slow_start.window;
         tokio::time::advance(window).await;
         assert_eq!(
@@ -884,7 +953,7 @@ mod tests {
         );
 
         let _new = connected(&pool, "new").await;
-        pool.endpoint_changed();
+        Owner::endpoint_changed(&*pool);
         let share_of_new = |pool: &Pool| {
             let mut rng = fastrand::Rng::with_seed(8);
             let picks = 10_000;

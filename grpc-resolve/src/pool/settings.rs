@@ -23,6 +23,7 @@ pub(crate) struct PoolConfig {
     pub(crate) outlier: Outlier,
     /// The locality to prefer: when any usable endpoint is in it, calls go only there.
     pub(crate) locality: Option<String>,
+    pub(crate) liveness: Liveness,
     // --- issue 14 (R2): the set-wide rules ---
     /// Ejection by failure rate, beside `outlier`'s failures in a row.
     pub(crate) failure_rate: FailureRate,
@@ -104,6 +105,39 @@ impl Default for ShrinkGuard {
     }
 }
 
+// --- Client-side health checking and unresponsive endpoints (see `health_watch` and
+// `monitor`) ---
+
+/// Whether the pool watches each connection's health service and its calls' progress.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Liveness {
+    /// Whether each connection has a health `Watch` stream (client-side health checking).
+    pub(crate) health_check: bool,
+    /// The `grpc.health.v1` service name the `Watch` stream and the probe ask about.
+    pub(crate) health_service: String,
+    /// The least silence (calls waiting, no answer, others answering) that makes an
+    /// endpoint a suspect; `None` turns the detection off.
+    pub(crate) unresponsive_after: Option<Duration>,
+}
+
+/// The health service watched by default: the server as a whole (`""`), which is what
+/// `health::Health` and `grpc-register` report (and what the registry's gRPC check asks
+/// about by default), so a server set NOT_SERVING through its handle leaves rotation.
+pub(crate) const DEFAULT_HEALTH_SERVICE: &str = "";
+
+/// The least silence that makes an endpoint a suspect, by default (see `monitor`).
+pub(crate) const DEFAULT_UNRESPONSIVE_AFTER: Duration = Duration::from_millis(300);
+
+impl Default for Liveness {
+    fn default() -> Self {
+        Liveness {
+            health_check: true,
+            health_service: DEFAULT_HEALTH_SERVICE.to_owned(),
+            unresponsive_after: Some(DEFAULT_UNRESPONSIVE_AFTER),
+        }
+    }
+}
+
 /// Passive outlier detection settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Outlier {
@@ -147,6 +181,7 @@ impl Default for PoolConfig {
             failure_rate: FailureRate::default(),
             slow_start: SlowStart::default(),
             shrink_guard: ShrinkGuard::default(),
+            liveness: Liveness::default(),
         }
     }
 }

@@ -39,6 +39,9 @@ pub struct Stats {
     pub retries_denied: u64,
     /// Endpoints the shrink guard kept as a fallback when discovery dropped them.
     pub fallbacks: u64,
+    /// Connections cut because their server stopped answering (its calls stopped
+    /// completing while others' completed, and it did not answer a probe).
+    pub unresponsive: u64,
 }
 
 /// The live counters behind [`Stats`]; each only ever goes up.
@@ -55,6 +58,7 @@ pub(crate) struct Counters {
     metrics: ServiceMetrics,
     retries_denied: AtomicU64,
     fallbacks: AtomicU64,
+    unresponsive: AtomicU64,
 }
 
 fn inc(counter: &AtomicU64) {
@@ -77,6 +81,7 @@ impl Counters {
             connect_failures: AtomicU64::default(),
             retries_denied: AtomicU64::default(),
             fallbacks: AtomicU64::default(),
+            unresponsive: AtomicU64::default(),
             metrics: ServiceMetrics::new(service),
         }
     }
@@ -155,6 +160,11 @@ impl Counters {
         self.fallbacks.fetch_add(n as u64, Ordering::Relaxed);
     }
 
+    /// A connection was cut: its server did not answer a probe.
+    pub(crate) fn endpoint_unresponsive(&self) {
+        inc(&self.unresponsive);
+    }
+
     /// The totals so far.
     pub(crate) fn stats(&self) -> Stats {
         let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
@@ -169,6 +179,7 @@ impl Counters {
             connect_failures: get(&self.connect_failures),
             retries_denied: get(&self.retries_denied),
             fallbacks: get(&self.fallbacks),
+            unresponsive: get(&self.unresponsive),
         }
     }
 }
@@ -194,6 +205,7 @@ mod tests {
         counters.connect_failed();
         counters.retry_denied();
         counters.fallbacks_kept(2);
+        counters.endpoint_unresponsive();
         assert_eq!(
             counters.stats(),
             Stats {
@@ -207,6 +219,7 @@ mod tests {
                 connect_failures: 3,
                 retries_denied: 1,
                 fallbacks: 2,
+                unresponsive: 1,
             },
             "expected every event in its own field"
         );

@@ -28,6 +28,9 @@ use tower_service::Service;
 
 use grpc_resolve::DiscoveredChannel;
 
+pub mod load;
+pub mod proxy;
+
 /// The service every test discovers.
 pub const SERVICE: &str = "adder";
 
@@ -152,6 +155,14 @@ impl Backend {
     pub async fn wait_held(&self, n: usize) {
         let mut held = self.gate.held.subscribe();
         settle(held.wait_for(|held| *held == n))
+            .await
+            .expect("the backend lives");
+    }
+
+    /// Waits until at least `n` calls are being held.
+    pub async fn wait_held_at_least(&self, n: usize) {
+        let mut held = self.gate.held.subscribe();
+        settle(held.wait_for(|held| *held >= n))
             .await
             .expect("the backend lives");
     }
@@ -438,6 +449,16 @@ where
     }
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        // The channel's own health calls (its Watch stream, its probes) are not the test's
+        // calls: uncounted, never held, never refused.
+        let health = request
+            .headers()
+            .get(http::header::USER_AGENT)
+            .is_some_and(|agent| agent.as_bytes().starts_with(b"grpc-resolve-health/"));
+        if health {
+            let answer = self.inner.call(request);
+            return Box::pin(answer);
+        }
         let call = self.calls.fetch_add(1, Ordering::SeqCst);
         if call % 10 < self.internal_per_ten.load(Ordering::SeqCst) {
             let answer = tonic::Status::internal("broken").into_http();
