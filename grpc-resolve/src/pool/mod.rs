@@ -30,20 +30,25 @@
 //!
 //! From the top down: [`maintain`] (the pool's timer task) uses [`set`] (the `Pool`:
 //! apply, pick, the set-wide decisions), which uses [`guard`] and [`slow_start`] and
-//! [`reconnect`] (one endpoint's reconnect loop), which uses [`endpoint`] (one endpoint and
-//! its state), [`http2`] (the connection handle and handshake, with [`tls`]), [`outlier`],
-//! [`stats`] and [`settings`]. Nothing here uses the channel or discovery's task.
+//! [`reconnect`] (one endpoint's reconnect loop, with [`health_watch`] and [`grpc`]);
+//! [`hooks`] starts [`monitor`] (unresponsive endpoints) and gives those tasks their view
+//! of the pool. Below: [`endpoint`] (one endpoint, with [`readiness`], where its connection
+//! stands, and [`progress`], its calls' progress), [`http2`] (the connection handle and
+//! handshake, with [`tls`]), [`outlier`], [`stats`] and [`settings`]. Nothing here uses the
+//! channel or discovery's task.
 
 mod endpoint;
 
 mod grpc;
 mod guard;
 mod health_watch;
+mod hooks;
 mod http2;
 mod maintain;
 mod monitor;
 mod outlier;
 mod progress;
+mod readiness;
 mod reconnect;
 mod set;
 mod settings;
@@ -53,9 +58,10 @@ mod stats;
 mod tls;
 
 pub(crate) use endpoint::Endpoint;
-pub use endpoint::{Condition, EndpointInfo};
+pub use endpoint::EndpointInfo;
 pub(crate) use http2::Connection;
 pub(crate) use maintain::run as maintain;
+pub use readiness::Condition;
 pub(crate) use set::{Picked, Pool};
 pub(crate) use settings::{DEFAULT_CONNECT_TIMEOUT, PoolConfig};
 pub use stats::Stats;

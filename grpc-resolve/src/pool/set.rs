@@ -30,10 +30,10 @@ use tracing::Instrument;
 use super::endpoint::{Endpoint, EndpointInfo, LazyNow, lock};
 use super::guard;
 use super::http2::Connection;
-use super::monitor::{self, Watched};
+
 use super::outlier;
 use super::progress::Clock;
-use super::reconnect::{self, Owner};
+use super::reconnect;
 use super::settings::PoolConfig;
 use super::slow_start;
 use super::stats::{Counters, Stats};
@@ -56,9 +56,9 @@ pub(crate) struct Pool {
     /// Wakes the maintenance task early: a ramp or a fallback started.
     pub(super) maintenance: Notify,
     /// The coarse clock calls stamp their progress with; the monitor advances it.
-    clock: Clock,
+    pub(super) clock: Clock,
     /// The monitor task, started with the first endpoints.
-    monitor: OnceLock<tokio::task::AbortHandle>,
+    pub(super) monitor: OnceLock<tokio::task::AbortHandle>,
 }
 
 /// An endpoint picked for one call, counted in flight until dropped.
@@ -112,7 +112,7 @@ impl Pool {
         lock(&self.resolver_state).clone()
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<Arc<Endpoint>>> {
+    pub(super) fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<Arc<Endpoint>>> {
         self.endpoints
             .read()
             .unwrap_or_else(PoisonError::into_inner)
@@ -436,7 +436,7 @@ impl Pool {
     }
 
     /// Starts the ramp of each endpoint whose connection is new.
-    fn start_ramps(&self, now: Instant) {
+    pub(super) fn start_ramps(&self, now: Instant) {
         let rule = self.config.slow_start;
         if rule.window.is_zero() {
             return;
@@ -489,89 +489,9 @@ impl Pool {
     }
 }
 
-// --- The monitor of unresponsive endpoints and the clock it keeps ---
-
-impl Pool {
-    /// The coarse clock calls stamp their progress with.
-    pub(crate) fn clock(&self) -> &Clock {
-        &self.clock
-    }
-
-    fn start_monitor(self: &Arc<Self>) {
-        self.monitor
-            .get_or_init(|| tokio::spawn(monitor::run(Arc::downgrade(self))).abort_handle());
-    }
-}
-
-impl Watched for Pool {
-    fn clock(&self) -> &Clock {
-        &self.clock
-    }
-
-    fn counters(&self) -> &Counters {
-        &self.counters
-    }
-
-    fn endpoints(&self) -> Vec<Arc<Endpoint>> {
-        self.read().clone()
-    }
-
-    fn unresponsive_after(&self) -> Option<std::time::Duration> {
-        self.config.liveness.unresponsive_after
-    }
-
-    fn probe_service(&self) -> &str {
-        &self.config.liveness.health_service
-    }
-
-    fn settings(&self) -> &crate::pool::settings::Settings {
-        &self.config.settings
-    }
-
-    fn connection_stale(&self, endpoint: &Endpoint, generation: u64) {
-        Pool::connection_stale(self, endpoint, generation);
-    }
-
-    fn endpoint_changed(&self) {
-        // What a connection event does: slow-start ramps and the fallbacks' review too.
-        <Self as Owner>::endpoint_changed(self);
-    }
-}
-
-impl Owner for Pool {
-    fn config(&self) -> &PoolConfig {
-        &self.config
-    }
-
-    fn counters(&self) -> &Counters {
-        &self.counters
-    }
-
-    fn clock(&self) -> &Clock {
-        &self.clock
-    }
-
-    fn endpoint_changed(&self) {
-        let now = Instant::now();
-        self.start_ramps(now);
-        // A fallback that lost its connection has failed on its own; a listed endpoint
-        // that connected may have brought the set back.
-        self.review_fallbacks(now);
-        self.changed();
-    }
-}
-
-impl std::fmt::Debug for Pool {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pool")
-            .field("service", &self.service)
-            .field("endpoints", &self.infos())
-            .finish_non_exhaustive()
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use crate::pool::reconnect::Owner;
     use std::time::Duration;
 
     use discovery_core::{Backoff, ServiceInstance};
