@@ -28,6 +28,7 @@ use pb::{AddReply, AddRequest, Number};
 pub type RunningSumStream =
     std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<AddReply, Status>> + Send>>;
 
+pub mod demo;
 mod served;
 
 pub use served::Served;
