@@ -30,8 +30,10 @@ pub type RunningSumStream =
 
 pub mod demo;
 mod served;
+mod server_process;
 
 pub use served::Served;
+pub use server_process::run_add_server;
 
 /// The Adder service: adds, and says which instance answered.
 #[derive(Debug, Clone, Default)]

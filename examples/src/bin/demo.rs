@@ -1,21 +1,29 @@
 //! `demo`: the live failover demo. Starts an embedded consul-dev agent (unless
-//! `CONSUL_HTTP_ADDR` names one), `add-server` child processes and callers going through a
-//! `DiscoveredChannel`, then breaks things while the calls go on: a server joins, one is
-//! killed, one hangs and resumes, one turns NOT_SERVING and back, the agent restarts empty,
-//! a rolling restart replaces every server. Redraws a board in a terminal, prints plain
-//! lines otherwise; ends with each step's calls beside the servers' own counts, and exits 1
-//! if a step broke what the design promises (see `examples::demo`).
+//! `CONSUL_HTTP_ADDR` names one), Adder servers as child processes and callers going
+//! through a `DiscoveredChannel`, then breaks things while the calls go on: a server joins,
+//! one is killed, one hangs and resumes, one turns NOT_SERVING and back, the agent restarts
+//! empty, a rolling restart replaces every server. Redraws a board in a terminal, prints
+//! plain lines otherwise; ends with each step's calls beside the servers' own counts, and
+//! exits 1 if a step broke what the design promises (see `examples::demo`).
+//!
+//! The child processes are this binary again, as `demo serve`, which runs exactly what
+//! `add-server` runs: `cargo run --bin demo` builds only this binary, and an `add-server`
+//! left over from an older build might not take the flags the demo passes.
 
 use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use clap::Parser;
+use clap::{Parser, Subcommand};
 
 /// The live failover demo.
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
+    #[command(subcommand)]
+    mode: Option<Mode>,
     /// Callers calling at once.
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
@@ -27,6 +35,20 @@ struct Args {
     plain: bool,
 }
 
+#[derive(Debug, Subcommand)]
+enum Mode {
+    /// One of the demo's backends: what `add-server` does, with its flags.
+    #[command(hide = true)]
+    Serve {
+        #[arg(long, default_value = "adder")]
+        service: String,
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+        #[arg(long)]
+        served_file: Option<PathBuf>,
+    },
+}
+
 /// A bound on the whole run, so a demo that cannot go on never hangs (the scenario itself
 /// takes under a minute).
 const LIMIT: Duration = Duration::from_secs(180);
@@ -34,10 +56,24 @@ const LIMIT: Duration = Duration::from_secs(180);
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(Mode::Serve {
+        service,
+        listen,
+        served_file,
+    }) = args.mode
+    {
+        examples::init_tracing();
+        let opts = examples::ServerOptions {
+            service,
+            listen,
+            ..Default::default()
+        };
+        return examples::run_add_server(&opts, served_file.as_deref()).await;
+    }
     anyhow::ensure!(args.concurrency > 0, "--concurrency must be at least 1");
     let exe = std::env::current_exe().context("find the demo's own path")?;
-    let dir = exe.parent().context("the demo's path has no directory")?;
-    let mut settings = examples::demo::Settings::new(dir.join("add-server"));
+    let mut settings = examples::demo::Settings::new(exe);
+    settings.server_args = vec!["serve".to_owned()];
     settings.concurrency = args.concurrency;
     settings.deadline = Duration::try_from_secs_f64(args.deadline)
         .ok()

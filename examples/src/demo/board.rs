@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use consul_api::CheckStatus;
 
 /// Log lines kept for the screen.
-const LOG_LINES: usize = 8;
+const LOG_LINES: usize = 12;
 
 /// A backend process as the demo knows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

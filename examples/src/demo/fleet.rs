@@ -22,6 +22,8 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(20);
 #[derive(Debug)]
 pub(crate) struct Fleet {
     exe: PathBuf,
+    /// Arguments before the server's flags.
+    leading: Vec<String>,
     agent: String,
     service: String,
     dir: PathBuf,
@@ -50,10 +52,11 @@ pub(crate) struct Server {
 // === impl Fleet ===
 
 impl Fleet {
-    /// A fleet of `exe` children registering `service` with the agent at `agent`; their
-    /// count files go in `dir`.
+    /// A fleet of `exe` children (run with `leading` arguments first) registering `service`
+    /// with the agent at `agent`; their count files go in `dir`.
     pub(crate) fn new(
         exe: PathBuf,
+        leading: Vec<String>,
         agent: String,
         service: String,
         dir: PathBuf,
@@ -62,6 +65,7 @@ impl Fleet {
     ) -> Self {
         Fleet {
             exe,
+            leading,
             agent,
             service,
             dir,
@@ -90,6 +94,7 @@ impl Fleet {
         let served_file = self.dir.join(format!("{name}.served"));
         let mut command = Command::new(&self.exe);
         command
+            .args(&self.leading)
             .args(["--service", &self.service, "--listen", "127.0.0.1:0"])
             .arg("--served-file")
             .arg(&served_file)

@@ -151,8 +151,8 @@ pub(crate) fn render(steps: &[StepResult]) -> String {
     }
     let _ = writeln!(
         out,
-        "(ok and failed: what the callers saw; served: what the servers counted; max gap: \
-         the longest stretch without a successful call)"
+        "(ok, failed: what the callers saw; served: what the servers counted; max gap: the \
+         longest time without a success)"
     );
     for (i, step) in steps.iter().enumerate() {
         if let Promise::AtMost { bound, which } = &step.promise {

@@ -26,8 +26,11 @@ pub const STEPS: usize = 7;
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Settings {
-    /// The `add-server` binary to start the backends from.
+    /// The program the backends run: `add-server`, or a binary that runs its code
+    /// ([`run_add_server`](crate::run_add_server)) when given `server_args` first.
     pub server_exe: PathBuf,
+    /// Arguments before the server's own flags (`--service`, `--listen`, `--served-file`).
+    pub server_args: Vec<String>,
     /// Callers calling at once.
     pub concurrency: usize,
     /// Each call's deadline: a call stuck on a hung backend fails after this.
@@ -37,10 +40,12 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// 8 callers, a 1 s deadline, and plain lines unless stdout is a terminal.
+    /// Backends from `server_exe` (an `add-server`), 8 callers, a 1 s deadline, and plain
+    /// lines unless stdout is a terminal.
     pub fn new(server_exe: impl Into<PathBuf>) -> Self {
         Settings {
             server_exe: server_exe.into(),
+            server_args: Vec::new(),
             concurrency: 8,
             deadline: Duration::from_secs(1),
             plain: !std::io::stdout().is_terminal(),
@@ -133,7 +138,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<bool> {
     init_logs(&board);
     anyhow::ensure!(
         settings.server_exe.is_file(),
-        "no add-server at {} (build it: cargo build -p examples --bins)",
+        "no server program at {}",
         settings.server_exe.display()
     );
     let dir = std::env::temp_dir().join(format!("consul-grpc-demo-{}", std::process::id()));
@@ -147,10 +152,10 @@ async fn run_in(settings: Settings, board: Board, dir: PathBuf) -> anyhow::Resul
     let agent = Agent::start().await?;
     let addr = agent.addr();
     let (service, agent_word) = match &agent {
-        Agent::Embedded { .. } => ("adder".to_owned(), format!("embedded consul-dev at {addr}")),
+        Agent::Embedded { .. } => ("adder".to_owned(), format!("consul-dev {addr}")),
         Agent::External(_) => (
             format!("demo-adder-{}", std::process::id()),
-            format!("the agent at {addr} (CONSUL_HTTP_ADDR)"),
+            format!("agent {addr} (CONSUL_HTTP_ADDR)"),
         ),
     };
     let consul = Client::new(Config::new(&addr)?)?;
@@ -162,12 +167,13 @@ async fn run_in(settings: Settings, board: Board, dir: PathBuf) -> anyhow::Resul
         settings.deadline,
     ));
     let header = format!(
-        "consul-grpc demo: {} callers (deadline {:?}) -> DiscoveredChannel -> add-server processes; {agent_word}",
+        "consul-grpc demo | {} callers, deadline {:?} -> DiscoveredChannel -> add-server processes | {agent_word}",
         settings.concurrency, settings.deadline
     );
     board.event(header.clone());
     let fleet = Fleet::new(
         settings.server_exe.clone(),
+        settings.server_args.clone(),
         addr,
         service.clone(),
         dir,

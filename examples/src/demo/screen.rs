@@ -176,14 +176,33 @@ fn progress(sources: &Sources, rates: &BTreeMap<String, f64>) {
     );
 }
 
+const BOLD: &str = "\x1b[1m";
+const RESET: &str = "\x1b[0m";
+
+/// A row's colour: red once its process is gone, yellow while it is hung or NOT_SERVING
+/// or the channel does not use it, none while all is well.
+fn tint(row: &Row) -> &'static str {
+    const RED: &str = "\x1b[31m";
+    const YELLOW: &str = "\x1b[33m";
+    const GREEN: &str = "\x1b[32m";
+    if row.process == "killed" || row.process.starts_with("exited") {
+        RED
+    } else if row.process != "running" || !row.channel.starts_with("ready") {
+        YELLOW
+    } else if row.consul == "passing" {
+        GREEN
+    } else {
+        YELLOW
+    }
+}
+
 /// The whole picture, drawn over the last one.
 fn draw(sources: &Sources, rates: &BTreeMap<String, f64>) {
     let snapshot = sources.board.snapshot();
     let lines = picture(sources, &snapshot, rates);
     let mut out = String::from("\x1b[H");
     for line in lines {
-        let cut: String = line.chars().take(WIDTH).collect();
-        let _ = write!(out, "{cut}\x1b[K\r\n");
+        let _ = write!(out, "{}\x1b[K\r\n", cut(&line, WIDTH));
     }
     out.push_str("\x1b[J");
     let mut stdout = std::io::stdout().lock();
@@ -192,21 +211,23 @@ fn draw(sources: &Sources, rates: &BTreeMap<String, f64>) {
 }
 
 fn picture(sources: &Sources, snapshot: &Snapshot, rates: &BTreeMap<String, f64>) -> Vec<String> {
-    let mut lines = vec![
-        format!(
-            "{}   {:>6.1} s",
-            sources.header,
-            snapshot.elapsed.as_secs_f64()
-        ),
-        String::new(),
-    ];
-    match &snapshot.step {
-        Some((n, title)) => lines.push(format!("step {n}/{}: {title}", super::STEPS)),
-        None => lines.push("between steps".to_owned()),
-    }
+    let mut lines = vec![format!("{BOLD}{}{RESET}", sources.header), String::new()];
+    let step = match &snapshot.step {
+        Some((n, title)) => format!("step {n}/{}: {title}", super::STEPS),
+        None => "between steps".to_owned(),
+    };
+    lines.push(format!(
+        "{BOLD}{step:<100}{RESET} {:>7.1} s",
+        snapshot.elapsed.as_secs_f64()
+    ));
     lines.push(format!("  {}", snapshot.caption));
     lines.push(String::new());
-    lines.extend(table(&current_rows(sources, snapshot, rates)));
+    let rows = current_rows(sources, snapshot, rates);
+    let table = table(&rows);
+    lines.push(format!("{BOLD}{}{RESET}", table[0]));
+    for (line, row) in table[1..].iter().zip(&rows) {
+        lines.push(format!("{}{line}{RESET}", tint(row)));
+    }
     lines.push(String::new());
     let step = sources.traffic.peek();
     let total: f64 = rates.values().sum();
@@ -233,9 +254,46 @@ fn picture(sources: &Sources, snapshot: &Snapshot, rates: &BTreeMap<String, f64>
     lines
 }
 
+/// `line` cut to `width` visible characters (escape sequences take no room, and a cut
+/// line still ends with a reset).
+fn cut(line: &str, width: usize) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut visible = 0;
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            out.push(c);
+            for e in chars.by_ref() {
+                out.push(e);
+                if e.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else if visible < width {
+            out.push(c);
+            visible += 1;
+        } else {
+            out.push_str(RESET);
+            break;
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cut_line_keeps_its_escape_sequences_and_counts_only_what_shows() {
+        let line = format!("{BOLD}abcdef{RESET}");
+        assert_eq!(
+            cut(&line, 3),
+            format!("{BOLD}abc{RESET}"),
+            "expected 3 letters shown"
+        );
+        assert_eq!(cut(&line, 10), line, "expected a short line unchanged");
+    }
 
     #[test]
     fn rates_are_the_calls_between_the_oldest_and_newest_sample_per_second() {

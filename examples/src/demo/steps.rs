@@ -67,7 +67,7 @@ async fn kill(demo: &mut Demo) -> anyhow::Result<()> {
     let (name, id) = named(demo, index);
     let before = endpoint(demo, &id).context("n2 is not in the channel")?;
     demo.board.caption(format!(
-        "kill -KILL {name}: the calls in flight on it ({}) may fail, no other",
+        "kill -KILL {name}: the calls in flight on it (now {}) may fail, no other",
         before.in_flight
     ));
     demo.fleet.kill(index).await?;
@@ -99,7 +99,7 @@ async fn kill(demo: &mut Demo) -> anyhow::Result<()> {
     let promise = Promise::AtMost {
         bound: before.in_flight as u64 + late,
         which: format!(
-            "the {} calls in flight on {name} when it was killed and the {late} sent to it before the channel saw its connection drop",
+            "calls in flight on {name} at the kill ({}) and sent to it before the channel saw the connection drop ({late})",
             before.in_flight
         ),
     };
@@ -114,7 +114,7 @@ async fn hang(demo: &mut Demo) -> anyhow::Result<()> {
     demo.fleet.signal(index, "STOP", Process::Hung).await?;
     let stuck = endpoint(demo, &id).map_or(0, |e| e.in_flight);
     demo.board.caption(format!(
-        "kill -STOP {name}: its kernel still accepts, nothing answers; the {stuck} calls in flight on it may fail, no other"
+        "kill -STOP {name}: its kernel still accepts, nothing answers; the calls in flight on it ({stuck}) may fail, no other"
     ));
     tokio::time::sleep(Duration::from_secs(3)).await;
     demo.fleet.signal(index, "CONT", Process::Running).await?;
@@ -124,7 +124,7 @@ async fn hang(demo: &mut Demo) -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let promise = Promise::AtMost {
         bound: stuck as u64,
-        which: format!("the {stuck} calls in flight on {name} when it hung"),
+        which: format!("calls in flight on {name} when it hung ({stuck})"),
     };
     demo.end(title, promise).await
 }
