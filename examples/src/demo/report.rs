@@ -49,6 +49,9 @@ pub(crate) struct StepResult {
     /// Other promises of the design the step saw broken (a server that never came back
     /// into rotation, say), in words.
     pub(crate) broken: Vec<String>,
+    /// The gRPC code the step's failed calls must carry, if the design says which (a call
+    /// lost with its connection is `Unavailable`, so retry policies keyed on it apply).
+    pub(crate) failures_as: Option<tonic::Code>,
 }
 
 /// How a step compares with its promise and with the servers' counts.
@@ -72,8 +75,23 @@ impl StepResult {
     /// The step against its promise and the servers' counts.
     pub(crate) fn verdict(&self) -> Verdict {
         let mut problems = self.broken.clone();
+        if let Some(code) = self.failures_as {
+            let want = format!("{code:?}: ");
+            let other: u64 = self
+                .tally
+                .errors
+                .iter()
+                .filter(|(error, _)| !error.starts_with(&want))
+                .map(|(_, n)| n)
+                .sum();
+            if other > 0 {
+                problems.push(format!(
+                    "{other} failed calls carried another code than {code:?}"
+                ));
+            }
+        }
         let failed = self.tally.failed;
-        let promise_kept = failed <= self.promise.bound() && self.broken.is_empty();
+        let promise_kept = failed <= self.promise.bound() && problems.is_empty();
         if failed > self.promise.bound() {
             problems.push(match &self.promise {
                 Promise::NoFailures => format!("{failed} calls failed; the design promises none"),
@@ -215,6 +233,7 @@ mod tests {
                 .collect(),
             duration: Duration::from_secs(1),
             broken: Vec::new(),
+            failures_as: None,
         }
     }
 
@@ -277,6 +296,31 @@ mod tests {
             v.problems,
             ["n5 never entered rotation"],
             "expected the problem named"
+        );
+    }
+
+    #[test]
+    fn a_failure_with_another_code_than_promised_breaks_the_step() {
+        let promise = Promise::AtMost {
+            bound: 2,
+            which: "in flight".into(),
+        };
+        let mut s = step(&[("a", 10)], 2, &[("a", 10)], promise);
+        s.failures_as = Some(tonic::Code::Unavailable);
+        s.tally.errors.insert("Unavailable: reset".into(), 1);
+        s.tally.errors.insert("Unknown: call failed".into(), 1);
+        let v = s.verdict();
+        assert!(!v.promise_kept, "expected the step broken: {v:?}");
+        assert_eq!(
+            v.problems,
+            ["1 failed calls carried another code than Unavailable"],
+            "expected the other code counted"
+        );
+        s.tally.errors.remove("Unknown: call failed");
+        s.tally.errors.insert("Unavailable: reset".into(), 2);
+        assert!(
+            s.verdict().promise_kept,
+            "expected Unavailable alone to keep it"
         );
     }
 

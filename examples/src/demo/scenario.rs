@@ -128,6 +128,8 @@ pub(super) struct Demo {
     step_started: Instant,
     /// Promises the running step saw broken besides its failed calls.
     broken: Vec<String>,
+    /// The code the running step's failed calls must carry, if any.
+    pub(super) failures_as: Option<tonic::Code>,
 }
 
 /// Runs the demo. `Ok(true)` when every step kept its promise and matched the servers'
@@ -200,6 +202,7 @@ async fn run_in(settings: Settings, board: Board, dir: PathBuf) -> anyhow::Resul
         served_before: BTreeMap::new(),
         step_started: Instant::now(),
         broken: Vec::new(),
+        failures_as: None,
     };
     let started = Instant::now();
     let outcome = steps::all(&mut demo).await;
@@ -294,6 +297,7 @@ impl Demo {
             served,
             duration: self.step_started.elapsed(),
             broken: std::mem::take(&mut self.broken),
+            failures_as: self.failures_as.take(),
         });
         self.traffic.resume();
         Ok(())

@@ -96,6 +96,8 @@ async fn kill(demo: &mut Demo) -> anyhow::Result<()> {
         start.elapsed().as_secs_f64() * 1000.0
     ));
     tokio::time::sleep(Duration::from_secs(3)).await;
+    // A call lost with its connection says so: Unavailable, which retry policies key on.
+    demo.failures_as = Some(tonic::Code::Unavailable);
     let promise = Promise::AtMost {
         bound: before.in_flight as u64 + late,
         which: format!(
