@@ -174,11 +174,8 @@ pub(crate) fn render(steps: &[StepResult]) -> String {
     );
     for (i, step) in steps.iter().enumerate() {
         if let Promise::AtMost { bound, which } = &step.promise {
-            let _ = writeln!(
-                out,
-                "promise of step {}: at most {bound} failed: {which}",
-                i + 1
-            );
+            let text = format!("promise {}: <= {bound} failed: {which}", i + 1);
+            out.push_str(&wrap(&text, WIDTH, "    "));
         }
         for (error, n) in &step.tally.errors {
             let _ = writeln!(out, "step {} error x{n}: {error}", i + 1);
@@ -191,10 +188,33 @@ pub(crate) fn render(steps: &[StepResult]) -> String {
         );
     } else {
         for line in &broken {
-            let _ = writeln!(out, "not kept: {line}");
+            out.push_str(&wrap(&format!("not kept: {line}"), WIDTH, "    "));
         }
         let _ = writeln!(out, "result: {} problem(s)", broken.len());
     }
+    out
+}
+
+/// The width the report is written for (a 120-column terminal).
+const WIDTH: usize = 118;
+
+/// `text` as lines of at most `width` characters, broken at spaces, the lines after the
+/// first indented by `indent`; each line ends with a newline.
+fn wrap(text: &str, width: usize, indent: &str) -> String {
+    let mut out = String::new();
+    let mut line = String::new();
+    for word in text.split(' ') {
+        if !line.trim().is_empty() && line.chars().count() + 1 + word.chars().count() > width {
+            out.push_str(line.trim_end());
+            out.push('\n');
+            line = indent.to_owned();
+        } else if !line.is_empty() && !line.ends_with(' ') {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    out.push_str(line.trim_end());
+    out.push('\n');
     out
 }
 
@@ -257,6 +277,16 @@ mod tests {
         assert!(render(&[s]).ends_with(
             "result: ok (every promise kept; every step's calls match the servers' counts)\n"
         ));
+    }
+
+    #[test]
+    fn long_lines_wrap_at_spaces_with_an_indent() {
+        assert_eq!(
+            wrap("aaa bbb ccc ddd", 9, "  "),
+            "aaa bbb\n  ccc ddd\n",
+            "expected two lines"
+        );
+        assert_eq!(wrap("short", 80, "  "), "short\n", "expected one line");
     }
 
     #[test]
