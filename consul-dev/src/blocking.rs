@@ -1,8 +1,8 @@
 //! The blocking-query engine: parsing `index`/`wait` (with Consul's default, cap and
 //! jitter), waiting on the store's wake-ups until an answer changes, the count of waiting
 //! queries that tests wait for ([`BlockedCount`]) and the encoded answers that watchers
-//! asking the same question share ([`ResponseCache`]). Uses `state`, `query`, `error` and
-//! `wire`'s durations; the HTTP layer calls it.
+//! asking the same question share ([`ResponseCache`]). Uses `state`, `query`, `error`,
+//! `wire`'s durations and `metrics` (the blocked-queries gauge); the HTTP layer calls it.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -205,11 +205,13 @@ impl BlockedCount {
 
     fn enter(&self) {
         self.count.fetch_add(1, Ordering::SeqCst);
+        crate::metrics::blocked(true);
         self.announce();
     }
 
     fn leave(&self) {
         self.count.fetch_sub(1, Ordering::SeqCst);
+        crate::metrics::blocked(false);
         self.announce();
     }
 

@@ -40,6 +40,9 @@ pub struct Config {
     pub http_header_read_timeout: Duration,
     /// With a certificate and key: serve HTTPS (HTTP/2 and HTTP/1.1) instead of plain HTTP.
     pub(crate) https: Option<HttpsIdentity>,
+    /// The CA certificates (PEM) HTTPS and gRPC-over-TLS checks trust instead of the
+    /// public roots.
+    pub(crate) check_tls_ca: Option<Vec<u8>>,
 }
 
 /// The agent's HTTPS certificate chain and private key, as PEM.
@@ -61,6 +64,7 @@ impl Default for Config {
             http_max_conns_per_client: 200,
             http_header_read_timeout: Duration::from_secs(10),
             https: None,
+            check_tls_ca: None,
         }
     }
 }
@@ -78,6 +82,7 @@ impl fmt::Debug for Config {
             http_max_conns_per_client,
             http_header_read_timeout,
             https,
+            check_tls_ca,
         } = self;
         f.debug_struct("Config")
             .field("node_name", node_name)
@@ -89,6 +94,10 @@ impl fmt::Debug for Config {
             .field("http_max_conns_per_client", http_max_conns_per_client)
             .field("http_header_read_timeout", http_header_read_timeout)
             .field("https", &https.as_ref().map(|_| "<certificate and key>"))
+            .field(
+                "check_tls_ca",
+                &check_tls_ca.as_ref().map(|_| "<CA certificates>"),
+            )
             .finish()
     }
 }
@@ -154,6 +163,18 @@ impl Config {
             cert_chain_pem,
             key_pem,
         });
+        self
+    }
+
+    /// Has HTTPS checks and gRPC checks with `GRPCUseTLS` trust the CA certificates in
+    /// `ca_pem` (PEM, one or more) instead of the public roots, as a Consul agent with
+    /// `enable_agent_tls_for_checks` and a CA file (`tls.defaults.ca_file`) does. Without
+    /// it they verify against the public roots (Mozilla's; Consul reads the system's), and
+    /// a check with `TLSSkipVerify` verifies nothing. A PEM without a usable certificate
+    /// fails [`DevAgent::start_with`](crate::DevAgent::start_with).
+    #[must_use]
+    pub fn check_tls_ca(mut self, ca_pem: Vec<u8>) -> Self {
+        self.check_tls_ca = Some(ca_pem);
         self
     }
 

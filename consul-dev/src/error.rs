@@ -33,9 +33,14 @@ pub enum Error {
     /// The HTTPS certificate or key ([`Config::https`](crate::Config::https)) is unusable.
     #[error("unusable HTTPS certificate or key")]
     Https(#[source] Box<dyn StdError + Send + Sync>),
-    /// The HTTP client used by HTTP checks could not be built.
+    /// The HTTP client used by HTTP checks could not be built (or the CA for checks,
+    /// [`Config::check_tls_ca`](crate::Config::check_tls_ca), is not PEM).
     #[error("failed to build the HTTP check client")]
     Client(#[source] Box<reqwest::Error>),
+    /// The CA for checks ([`Config::check_tls_ca`](crate::Config::check_tls_ca)) is
+    /// unusable for gRPC checks over TLS.
+    #[error("unusable CA certificate for TLS checks")]
+    CheckTls(#[source] Box<dyn StdError + Send + Sync>),
 }
 
 // === HttpError ===

@@ -1,26 +1,4 @@
-//! A single-node, in-memory, Consul-compatible agent for development and tests.
-//!
-//! No real Consul can be assumed on a developer's machine or in CI, so every example and
-//! integration test of consul-grpc runs against this agent. It answers like Consul CE does
-//! where it answers at all: the same status codes, error texts, JSON shapes, headers, index
-//! and blocking semantics; and it runs TTL, HTTP, TCP and gRPC checks itself. What it does
-//! not support is listed in the crate's README, with every known deviation.
-//!
-//! It shares no wire types with the client crate on purpose, so a wire mistake on one side
-//! cannot hide behind the same mistake on the other.
-//!
-//! # Examples
-//!
-//! ```
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), consul_dev::Error> {
-//! let agent = consul_dev::DevAgent::start("127.0.0.1:0".parse().expect("valid address")).await?;
-//! // Point a client (or CONSUL_HTTP_ADDR) at `agent.http_addr()`.
-//! assert!(agent.http_addr().starts_with("127.0.0.1:"));
-//! agent.shutdown().await;
-//! # Ok(())
-//! # }
-//! ```
+#![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 
 // Each module uses only those below it (the README's "Layout" draws it):
@@ -37,6 +15,7 @@ mod config;
 mod error;
 mod filter;
 mod health;
+pub mod metrics;
 mod query;
 mod routing;
 mod serve;
@@ -107,8 +86,9 @@ impl DevAgent {
         let listener = bind(addr).await?;
         let local = listener.local_addr().map_err(Error::LocalAddr)?;
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let check_ca = config.check_tls_ca.clone();
         let shared = Arc::new(Shared::new(config, shutdown_rx.clone()));
-        let runner = Checks::new(Arc::clone(&shared))?;
+        let runner = Checks::new(Arc::clone(&shared), check_ca.as_deref())?;
         let app = Arc::new(App::new(Arc::clone(&shared), runner));
         let service = router(Arc::clone(&app));
         let server = tokio::spawn(serve::run(listener, service, settings, shutdown_rx));

@@ -4,6 +4,12 @@
 
 #![forbid(unsafe_code)]
 
+/// The workspace README's code blocks, compiled and run as this crate's doctests: this is
+/// the one crate that depends on every crate they use (and has the Adder service they show).
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+mod readme {}
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -108,6 +114,14 @@ impl AdderService {
     /// The `Add` calls answered so far.
     pub fn served(&self) -> u64 {
         self.served.count()
+    }
+
+    /// A service whose replies name `instance_id` (servers started with [`start_server`] name
+    /// their registered id).
+    pub fn new(instance_id: impl Into<String>) -> Self {
+        let service = AdderService::default();
+        let _ = service.instance_id.set(instance_id.into());
+        service
     }
 
     fn instance_id(&self) -> String {
@@ -319,6 +333,31 @@ pub async fn call_loop<T>(
     for task in tasks {
         let _ = task.await;
     }
+}
+
+/// With `Some(addr)`, serves the process's metrics in the Prometheus text format at
+/// `http://{addr}/` (any path; Prometheus scrapes `/metrics`) and describes every metric of
+/// the crates (help text and units). With `None`, nothing: no recorder is installed, so the
+/// libraries' metrics cost nothing. Durations (`*_seconds`) are histograms with buckets
+/// from 100 µs to 10 s. Must be called inside the tokio runtime, at most once.
+pub fn serve_metrics(addr: Option<SocketAddr>) -> anyhow::Result<()> {
+    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+    let Some(addr) = addr else {
+        return Ok(());
+    };
+    const SECONDS: [f64; 12] = [
+        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5, 2.0, 10.0,
+    ];
+    PrometheusBuilder::new()
+        .with_http_listener(addr)
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), &SECONDS)?
+        .install()
+        .map_err(|e| anyhow::anyhow!("--metrics-addr {addr}: {e}"))?;
+    grpc_resolve::metrics::describe();
+    consul_api::metrics::describe();
+    grpc_register::metrics::describe();
+    consul_dev::metrics::describe();
+    Ok(())
 }
 
 /// Logs to stderr at `info` unless `RUST_LOG` says otherwise.

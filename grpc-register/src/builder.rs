@@ -90,6 +90,16 @@ pub enum CheckKind {
         /// The health service name to ask about.
         service: String,
     },
+    /// [`CheckKind::Grpc`] over TLS (Consul's `GRPCUseTLS`), for a server you serve with
+    /// TLS (`Server::builder().tls_config(..)`, tonic's `tls-ring` or `tls-aws-lc`
+    /// feature). The registry verifies the certificate for the advertised host, so the
+    /// certificate must name it (an IP address as an IP SAN) and the registry must trust
+    /// its CA: a Consul agent needs `enable_agent_tls_for_checks` with a CA file for a
+    /// private CA (consul-dev: `Config::check_tls_ca`), or a certificate from a public one.
+    GrpcTls {
+        /// The health service name to ask about.
+        service: String,
+    },
     /// The server reports its own health from its `Health` state every third of `ttl`.
     Ttl(Duration),
     /// The registry sends `GET http://<host>:<port><path>` to the gRPC port, where you
@@ -386,7 +396,7 @@ impl Builder {
     /// route's port, with [`CheckKind::HttpHealth`]): its main service, then the extra ones.
     fn entries(&self, host: &str, port: u16, http_port: Option<u16>) -> Vec<Entry> {
         let main_health = match &self.check {
-            CheckKind::Grpc { service } => service.clone(),
+            CheckKind::Grpc { service } | CheckKind::GrpcTls { service } => service.clone(),
             _ => health::SERVER.to_owned(),
         };
         let mut entries = vec![self.entry(
@@ -417,12 +427,22 @@ impl Builder {
         instance.meta = self.meta.clone();
         instance.locality = self.locality.clone();
         let authority = instance.authority();
-        let check = match &self.check {
-            CheckKind::Grpc { .. } => Some(CheckSpec::grpc(if health_service.is_empty() {
-                authority
+        let grpc_target = || {
+            if health_service.is_empty() {
+                authority.clone()
             } else {
                 format!("{authority}/{health_service}")
-            })),
+            }
+        };
+        let check = match &self.check {
+            CheckKind::Grpc { .. } => Some(CheckSpec::grpc(grpc_target())),
+            CheckKind::GrpcTls { .. } => {
+                let mut spec = CheckSpec::grpc(grpc_target());
+                if let CheckSpec::Grpc { use_tls, .. } = &mut spec {
+                    *use_tls = true;
+                }
+                Some(spec)
+            }
             CheckKind::Ttl(ttl) => Some(CheckSpec::ttl(*ttl)),
             CheckKind::Http { path } => Some(CheckSpec::http(format!("http://{authority}{path}"))),
             CheckKind::HttpHealth { .. } => {
@@ -588,6 +608,18 @@ mod tests {
                 )),
             ],
             "an HTTP check of the health route on its own port, per service"
+        );
+        assert_eq!(
+            check(CheckKind::GrpcTls {
+                service: "calc.Adder".into()
+            }),
+            Some(CheckSpec::Grpc {
+                target: "10.0.0.5:50051/calc.Adder".into(),
+                use_tls: true,
+                interval: Duration::from_secs(2),
+                timeout: Duration::from_secs(1),
+            }),
+            "a gRPC check over TLS of the service on the bound address"
         );
         assert_eq!(
             check(CheckKind::Tcp),

@@ -1,6 +1,10 @@
 //! The keep-alive task: while the server runs, it registers again what failed or what the
-//! registry forgot, and reports TTL checks from the health state. Uses only the registry
-//! and the health handle; the builder and the running server use it.
+//! registry forgot, and reports TTL checks from the health state. Uses only the registry,
+//! the health handle and the crate's metrics; the builder and the running server use it.
+//!
+//! Tracing: a first registration runs in a `register` span, the task in a `keepalive`
+//! span, each naming the service and instance id, so every retry, re-registration and
+//! report logged is tied to its registration.
 //!
 //! # Coming back as fast as the registry does
 //!
@@ -29,6 +33,9 @@ use discovery_core::{Backoff, Registration, Registry};
 use health::Health;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tracing::Instrument;
+
+use crate::metrics;
 
 /// One registration and the health service whose status it reports.
 #[derive(Debug, Clone)]
@@ -79,6 +86,10 @@ impl std::fmt::Debug for SharedRegistry {
 
 /// The first registration of `entry`, at start; a failure is retried by the keep-alive
 /// task.
+#[tracing::instrument(name = "register", skip_all, fields(
+    service = %entry.registration.instance.service,
+    id = %entry.registration.instance.id,
+))]
 pub(crate) async fn register_first(
     registry: &dyn Registry,
     health: &Health,
@@ -87,7 +98,7 @@ pub(crate) async fn register_first(
 ) -> Standing {
     let registration = claimed(entry, health, ttl, Standing::New);
     let id = &registration.instance.id;
-    match registry.register(&registration).await {
+    match register(registry, &registration).await {
         Ok(()) => {
             tracing::info!(%id, addr = %registration.instance.authority(), "registered");
             Standing::Registered
@@ -97,6 +108,16 @@ pub(crate) async fn register_first(
             Standing::New
         }
     }
+}
+
+/// Registers `registration`, counting the attempt.
+async fn register(
+    registry: &dyn Registry,
+    registration: &Registration,
+) -> Result<(), discovery_core::Error> {
+    let result = registry.register(registration).await;
+    metrics::attempted(&registration.instance.service, result.is_ok());
+    result
 }
 
 /// `entry`'s registration, with the health state as initial status where
@@ -140,6 +161,17 @@ impl KeepAlive {
                 rounds: 0,
                 backoff: UNREACHABLE_BACKOFF,
             });
+        for (entry, standing) in &entries {
+            metrics::moved(service_of(entry), None, Some(standing.label()));
+        }
+        let span = match entries.first() {
+            Some((entry, _)) => tracing::info_span!(
+                "keepalive",
+                service = %entry.registration.instance.service,
+                id = %entry.registration.instance.id,
+            ),
+            None => tracing::info_span!("keepalive"),
+        };
         let task = tokio::spawn(
             Maintenance {
                 registry,
@@ -149,7 +181,8 @@ impl KeepAlive {
                 interval,
                 retry,
             }
-            .run(stop_rx),
+            .run(stop_rx)
+            .instrument(span),
         );
         KeepAlive { stop, task }
     }
@@ -222,7 +255,11 @@ impl Maintenance {
                 _ = &mut stop => return,
                 () = tokio::time::sleep(pause(self.retry, cadence)) => {}
             }
+            let before: Vec<Standing> = self.entries.iter().map(|(_, s)| *s).collect();
             self.retry = self.round().await;
+            for ((entry, after), before) in self.entries.iter().zip(before) {
+                metrics::moved(service_of(entry), Some(before.label()), Some(after.label()));
+            }
         }
     }
 
@@ -279,9 +316,31 @@ impl Maintenance {
     }
 }
 
+impl Drop for Maintenance {
+    /// The server stops (or its handle was dropped): its registrations leave the counts.
+    fn drop(&mut self) {
+        for (entry, standing) in &self.entries {
+            metrics::moved(service_of(entry), Some(standing.label()), None);
+        }
+    }
+}
+
+fn service_of(entry: &Entry) -> &str {
+    &entry.registration.instance.service
+}
+
 // === impl Standing ===
 
 impl Standing {
+    /// The `state` label of the registrations gauge.
+    fn label(self) -> &'static str {
+        match self {
+            Standing::New => "new",
+            Standing::Registered => "registered",
+            Standing::Lost => "lost",
+        }
+    }
+
     /// After a failed call: a registration accepted before is now in doubt.
     fn lose(&mut self) {
         if *self == Standing::Registered {
@@ -300,9 +359,7 @@ async fn tend(
 ) -> Result<(), discovery_core::Error> {
     let id = &entry.registration.instance.id;
     if standing == Standing::New {
-        registry
-            .register(&claimed(entry, health, ttl, standing))
-            .await?;
+        register(registry, &claimed(entry, health, ttl, standing)).await?;
         tracing::info!(%id, "registered");
         if !ttl {
             return Ok(());
@@ -310,12 +367,13 @@ async fn tend(
     }
     if ttl {
         let (status, output) = health.registry_status(&entry.health_service);
+        metrics::reported(service_of(entry), status);
         return match registry.report(id, status, &output).await {
             Err(err) if err.is_not_found() => {
                 tracing::warn!(%id, "registry forgot the instance; registering again");
-                registry
-                    .register(&claimed(entry, health, ttl, standing))
-                    .await?;
+                metrics::reregistered(service_of(entry));
+                register(registry, &claimed(entry, health, ttl, standing)).await?;
+                metrics::reported(service_of(entry), status);
                 registry.report(id, status, &output).await
             }
             other => other,
@@ -324,7 +382,8 @@ async fn tend(
     if !registry.is_registered(id).await? {
         let claimed = claimed(entry, health, ttl, standing);
         tracing::warn!(%id, initial_status = ?claimed.initial_status, "registry forgot the instance; registering again");
-        registry.register(&claimed).await?;
+        metrics::reregistered(service_of(entry));
+        register(registry, &claimed).await?;
     }
     Ok(())
 }

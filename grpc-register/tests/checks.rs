@@ -1,13 +1,14 @@
-//! Every check kind end to end against consul-dev, which runs the gRPC, HTTP and TCP checks
+//! Every check kind end to end against the agent, which runs the gRPC, HTTP and TCP checks
 //! itself and expires TTL ones: each is registered, turns passing, then critical once the
 //! server stops answering in the way that kind can observe (NOT_SERVING for gRPC and HTTP,
-//! a closed port for TCP, silence for TTL). Intervals are consul-dev's 1 s floor.
+//! a closed port for TCP, silence for TTL). Intervals are Consul's 1 s floor. Against
+//! consul-dev, or a real Consul on this host named by `CONSUL_HTTP_ADDR`.
 
 mod common;
 
 use std::time::Duration;
 
-use common::{check_until, dev_agent, http_get, start};
+use common::{agent, check_until, http_get, start};
 use consul_api::{CheckStatus, ConsulRegistry, HealthCheck};
 use grpc_register::{CheckKind, Registered, Running};
 use tokio::time::Instant;
@@ -44,7 +45,7 @@ async fn critical(registry: &ConsulRegistry, id: &str, why: &str) -> HealthCheck
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_grpc_check_passes_then_fails_once_not_serving() {
-    let (_agent, registry) = dev_agent().await;
+    let (_agent, registry) = agent().await;
     let running = checked(
         &registry,
         "grpc",
@@ -66,7 +67,7 @@ async fn a_grpc_check_passes_then_fails_once_not_serving() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_http_check_of_the_served_health_route_passes_then_fails_once_not_serving() {
-    let (_agent, registry) = dev_agent().await;
+    let (_agent, registry) = agent().await;
     let running = checked(
         &registry,
         "http",
@@ -112,7 +113,7 @@ async fn an_http_check_of_the_served_health_route_passes_then_fails_once_not_ser
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tcp_check_passes_then_fails_once_the_listener_is_gone() {
-    let (_agent, registry) = dev_agent().await;
+    let (_agent, registry) = agent().await;
     let running = checked(&registry, "tcp", CheckKind::Tcp).await;
     let check = passing(&registry, &running).await;
     assert_eq!(check.kind, "tcp", "{check:?}");
@@ -129,7 +130,7 @@ async fn a_tcp_check_passes_then_fails_once_the_listener_is_gone() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ttl_check_passes_then_expires_once_the_reports_stop() {
-    let (_agent, registry) = dev_agent().await;
+    let (_agent, registry) = agent().await;
     let ttl = Duration::from_secs(1);
     let running = checked(&registry, "ttl", CheckKind::Ttl(ttl)).await;
     let check = passing(&registry, &running).await;

@@ -9,6 +9,9 @@
 //! comparison keeps in-flight calls proportional to weight, which with equal latencies is
 //! the same split.
 //!
+//! Slow start scales a weight before the pick ([`Candidate::at_percent`]): the pool keeps
+//! each endpoint's ramp percentage current, so the pick reads a number, never a clock.
+//!
 //! Weight 0 (an instance whose status gives it no weight, such as critical) is used only
 //! when nothing else is ready, each such endpoint then counting as weight 1.
 //!
@@ -21,6 +24,20 @@ pub(crate) struct Candidate {
     pub(crate) load: u64,
     /// Relative share of traffic.
     pub(crate) weight: u32,
+}
+
+// === impl Candidate ===
+
+impl Candidate {
+    /// This candidate with its weight taken at `percent` of itself, for slow start. Every
+    /// candidate of a pick goes through it (most at 100), so weights stay comparable and a
+    /// ramping weight of 1 does not round down to 0.
+    pub(crate) fn at_percent(self, percent: u32) -> Candidate {
+        Candidate {
+            weight: self.weight.saturating_mul(percent),
+            ..self
+        }
+    }
 }
 
 /// Picks the index of the candidate to call, or `None` when there is none.

@@ -5,6 +5,7 @@ mod common;
 use common::{Backend, SERVICE, check, dead_instance, settle, wait_ready};
 use discovery_core::mock::channel_resolver;
 use std::sync::Arc;
+use std::time::Duration;
 
 use discovery_core::{
     Error, HealthStatus, MemoryRegistry, Registration, Registry, Resolver, Update,
@@ -159,13 +160,22 @@ async fn a_resolver_error_keeps_the_last_known_endpoints() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_service_that_disappears_empties_the_set() {
+async fn a_service_that_disappears_empties_the_set_once_the_shrink_guard_lets_go() {
     let backend = Backend::start().await;
     let (resolver, handle) = channel_resolver();
     handle.set(vec![backend.instance("a")]);
-    let channel = DiscoveredChannel::builder(resolver, SERVICE).build();
+    let channel = DiscoveredChannel::builder(resolver, SERVICE)
+        .shrink_guard(50, Duration::from_millis(500))
+        .build();
     wait_ready(&channel, 1).await;
     handle.send(Update::DoesNotExist);
+    // The connected endpoint stays as a fallback (an agent restarted empty says the same)
+    // for the guard's hold, then the answer stands.
+    let endpoints = settle(channel.wait_for(|eps| eps.iter().any(|e| e.fallback))).await;
+    assert!(
+        endpoints[0].ready,
+        "expected the fallback to stay ready, got {endpoints:?}"
+    );
     let endpoints = settle(channel.wait_for(|eps| eps.is_empty())).await;
     assert!(
         endpoints.is_empty(),

@@ -1,8 +1,9 @@
 //! A transport's requests, routed onto the budget: the protocol learned first (an HTTPS
 //! agent is asked once, on a connection of its own), then each request on a blocking slot,
 //! a short slot or a poll's turn, one at a time per HTTP/1.1 connection. Uses the split,
-//! the leases, the pacer, the wire and the counters.
+//! the leases, the pacer, the wire, the counters and the crate's metrics.
 
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -18,6 +19,7 @@ use super::stats::{ClientStats, Counters};
 use super::wire::{Answer, Wire};
 use crate::config::Config;
 use crate::error::Error;
+use crate::metrics::TransportMetrics;
 
 /// How long an HTTP/1.1 connection rests between two requests. A connection goes back to
 /// its pool a moment after its answer is read; a request sent before that would open a
@@ -51,6 +53,7 @@ pub(crate) struct Transport {
     lanes: OnceLock<Lanes>,
     probing: tokio::sync::Mutex<()>,
     counters: Arc<Counters>,
+    metrics: TransportMetrics,
 }
 
 /// The budget, spent, once the protocol is known.
@@ -64,6 +67,8 @@ struct Lanes {
     /// Over HTTP/1.1, when each connection may next be used.
     gates: Vec<Mutex<Instant>>,
     pacer: Pacer,
+    /// Requests on each connection now, for the connections-in-use metric.
+    busy: Vec<AtomicUsize>,
 }
 
 // === impl Transport ===
@@ -89,7 +94,13 @@ impl Transport {
         let builder = reqwest::Client::builder()
             .build()
             .map_err(|e| Error::config("http client", crate::error::causes(&e)))?;
+        let agent = format!(
+            "{}:{}",
+            base.host_str().unwrap_or_default(),
+            base.port_or_known_default().unwrap_or_default()
+        );
         let transport = Transport {
+            metrics: TransportMetrics::new(agent),
             config,
             base,
             wire,
@@ -199,6 +210,7 @@ impl Transport {
             let at = *gate.lock().unwrap_or_else(|p| p.into_inner());
             tokio::time::sleep_until(at).await;
         }
+        let _in_use = lanes.busy.get(connection).map(|n| self.metrics.using(n));
         let answer = self
             .wire
             .send(
@@ -258,6 +270,7 @@ impl Transport {
     fn init(&self, protocol: Protocol) -> &Lanes {
         self.lanes.get_or_init(|| {
             let split = Split::of(protocol, self.config.max_connections);
+            self.metrics.budget(self.config.max_connections);
             let gates = match protocol {
                 Protocol::Http2 => Vec::new(),
                 _ => (0..split.connections())
@@ -272,6 +285,9 @@ impl Transport {
                 free_short: Mutex::new((0..split.short).collect()),
                 gates,
                 pacer: Pacer::new(self.config.poll_spacing),
+                busy: (0..split.connections())
+                    .map(|_| AtomicUsize::new(0))
+                    .collect(),
             }
         })
     }

@@ -1,6 +1,6 @@
 //! The probes of HTTP, TCP and gRPC checks, with the HTTP clients they share ([`Clients`]):
-//! each run answers a status and an output in Go's words. Uses `state`'s model, `error` and
-//! `wire`'s durations.
+//! each run answers a status and an output in Go's words. Uses `state`'s model, `error`,
+//! `wire`'s durations and the TLS of gRPC checks.
 
 use std::time::Duration;
 
@@ -9,6 +9,7 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
+use super::tls::{CheckTls, HandshakeError};
 use crate::error::{Error, causes, chain};
 use crate::state::{CheckSpec, DEFAULT_OUTPUT_MAX_SIZE, Status};
 use crate::wire::nanos_to_duration;
@@ -24,12 +25,24 @@ pub(crate) struct Clients {
 }
 
 impl Clients {
-    /// Builds both clients.
-    pub(crate) fn new() -> Result<Clients, Error> {
-        let build = |b: reqwest::ClientBuilder| b.build().map_err(|e| Error::Client(Box::new(e)));
+    /// Builds both clients; with `ca_pem` (the agent's CA for checks) they trust its
+    /// certificates instead of the public roots.
+    pub(crate) fn new(ca_pem: Option<&[u8]>) -> Result<Clients, Error> {
+        let client_error = |e| Error::Client(Box::new(e));
+        let roots = match ca_pem {
+            Some(pem) => reqwest::Certificate::from_pem_bundle(pem).map_err(client_error)?,
+            None => Vec::new(),
+        };
+        let client = || {
+            let builder = check_client().tls_built_in_root_certs(ca_pem.is_none());
+            roots
+                .iter()
+                .fold(builder, |b, cert| b.add_root_certificate(cert.clone()))
+        };
+        let build = |b: reqwest::ClientBuilder| b.build().map_err(client_error);
         Ok(Clients {
-            follow: build(check_client())?,
-            no_redirect: build(check_client().redirect(reqwest::redirect::Policy::none()))?,
+            follow: build(client())?,
+            no_redirect: build(client().redirect(reqwest::redirect::Policy::none()))?,
         })
     }
 }
@@ -189,21 +202,26 @@ fn go_dial_error(e: &std::io::Error) -> String {
     }
 }
 
-/// Runs a gRPC check (`grpc.health.v1.Health/Check`): only `SERVING` passes.
-pub(crate) async fn run_grpc(spec: &CheckSpec) -> (Status, String) {
+/// Runs a gRPC check (`grpc.health.v1.Health/Check`), over TLS with `GRPCUseTLS`: only
+/// `SERVING` passes.
+pub(crate) async fn run_grpc(tls: &CheckTls, spec: &CheckSpec) -> (Status, String) {
     let (target, service) = spec
         .grpc
         .split_once('/')
         .unwrap_or((spec.grpc.as_str(), ""));
-    if spec.grpc_use_tls {
-        return (
-            Status::Critical,
-            format!(
-                "gRPC check {}: TLS is not supported by consul-dev",
-                spec.grpc
-            ),
-        );
-    }
+    let connector = if spec.grpc_use_tls {
+        match tls.connector(target, &spec.tls_server_name, spec.tls_skip_verify) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                return (
+                    Status::Critical,
+                    format!("gRPC check {}: failed: {e}", spec.grpc),
+                );
+            }
+        }
+    } else {
+        None
+    };
     let endpoint = match tonic::transport::Endpoint::from_shared(format!("http://{target}")) {
         Ok(e) => e.connect_timeout(effective_timeout(spec)),
         Err(e) => return (Status::Critical, format!("gRPC check {}: {e}", spec.grpc)),
@@ -212,7 +230,19 @@ pub(crate) async fn run_grpc(spec: &CheckSpec) -> (Status, String) {
         service: service.to_owned(),
     };
     let call = async {
-        let channel = endpoint.connect().await.map_err(|e| chain(&e))?;
+        let channel = match connector {
+            Some(tls) => endpoint.connect_with_connector(tls).await,
+            None => endpoint.connect().await,
+        }
+        .map_err(|e| {
+            match causes(&e).find_map(|c| c.downcast_ref::<HandshakeError>()) {
+                // grpc-go's words for a connection its credentials refused.
+                Some(h) => {
+                    format!("rpc error: code = Unavailable desc = connection error: desc = \"{h}\"")
+                }
+                None => chain(&e),
+            }
+        })?;
         HealthClient::new(channel)
             .check(request)
             .await

@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use super::probe::{self, Clients};
+use super::tls::CheckTls;
 use crate::error::Error;
 use crate::state::{CheckSpec, Key, Runner, Shared, Status, Store};
 use crate::wire::nanos_to_duration;
@@ -76,20 +77,25 @@ pub(crate) fn effective_interval(spec: &CheckSpec) -> Duration {
 
 // === Checks ===
 
-/// Starts the agent's own check runners: each reports into the store it was given, and HTTP
-/// checks share its clients. Cloning it is cheap (an `Arc` and two client handles).
+/// Starts the agent's own check runners: each reports into the store it was given, HTTP
+/// checks share its clients and gRPC checks its TLS configurations. Cloning it is cheap
+/// (`Arc`s and client handles).
 #[derive(Debug, Clone)]
 pub(crate) struct Checks {
     shared: Arc<Shared>,
     clients: Clients,
+    tls: CheckTls,
 }
 
 impl Checks {
-    /// A runner reporting into `shared`; fails only if the HTTP clients cannot be built.
-    pub(crate) fn new(shared: Arc<Shared>) -> Result<Checks, Error> {
+    /// A runner reporting into `shared`, whose HTTPS and gRPC-over-TLS checks trust
+    /// `ca_pem` instead of the public roots when given; fails if the HTTP clients or the
+    /// TLS configurations cannot be built from it.
+    pub(crate) fn new(shared: Arc<Shared>, ca_pem: Option<&[u8]>) -> Result<Checks, Error> {
         Ok(Checks {
             shared,
-            clients: Clients::new()?,
+            clients: Clients::new(ca_pem)?,
+            tls: CheckTls::new(ca_pem).map_err(Error::CheckTls)?,
         })
     }
 
@@ -141,7 +147,7 @@ impl Checks {
             let (status, output) = match runner {
                 Runner::Http => probe::run_http(&self.clients, &spec).await,
                 Runner::Tcp => probe::run_tcp(&spec).await,
-                Runner::Grpc => probe::run_grpc(&spec).await,
+                Runner::Grpc => probe::run_grpc(&self.tls, &spec).await,
                 Runner::None | Runner::Ttl(_) => return,
             };
             tracing::debug!(check = %key.1, status = status.as_str(), "check ran");

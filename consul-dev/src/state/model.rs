@@ -131,6 +131,8 @@ pub(crate) struct CheckSpec {
     pub(crate) udp: String,
     pub(crate) grpc: String,
     pub(crate) grpc_use_tls: bool,
+    /// The name a TLS check sends and verifies instead of the target's host.
+    pub(crate) tls_server_name: String,
     pub(crate) h2ping: String,
     /// Nanoseconds; may be negative as sent.
     pub(crate) interval: i64,

@@ -109,8 +109,8 @@ impl CheckDef {
         } else {
             "CheckID"
         };
-        // Accepted for compatibility; SNI overrides are not supported.
-        f.string("TLSServerName")?;
+        // Read first, so that the first bad field named is the one it always was.
+        let tls_server_name = f.string("TLSServerName")?;
         // Read in this order so that the first bad field named is the one it always was.
         let check_id = f.string(id_key)?;
         let name = f.string("Name")?;
@@ -166,6 +166,7 @@ impl CheckDef {
                 udp,
                 grpc,
                 grpc_use_tls,
+                tls_server_name,
                 h2ping,
                 interval,
                 timeout,

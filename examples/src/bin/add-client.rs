@@ -1,6 +1,11 @@
 //! `add-client`: calls Adder on the instances Consul lists, spreading the calls; prints calls
 //! per backend and `calls: N ok, M failed`; exits 1 if any call failed.
+//!
+//! With `--metrics-addr`, it serves its metrics (the channel's and the Consul client's) in
+//! the Prometheus text format; `--linger SECS` keeps it up that long after the calls, so a
+//! scraper can read the final counts (SIGINT or SIGTERM ends the wait early).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use clap::Parser;
@@ -27,12 +32,21 @@ struct Args {
     /// Each call's deadline (sent as grpc-timeout), in seconds.
     #[arg(long, default_value_t = examples::DEFAULT_DEADLINE.as_secs_f64())]
     deadline: f64,
+    /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9100).
+    #[arg(long)]
+    metrics_addr: Option<SocketAddr>,
+    /// After the calls, stay up this many seconds (for a last scrape), then exit.
+    #[arg(long, default_value_t = 0.0)]
+    linger: f64,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     examples::init_tracing();
     let args = Args::parse();
+    let linger = std::time::Duration::try_from_secs_f64(args.linger)
+        .map_err(|e| anyhow::anyhow!("--linger: {e}"))?;
+    examples::serve_metrics(args.metrics_addr)?;
     let registry = examples::registry_from_env()?;
     let empty_timeout = std::time::Duration::try_from_secs_f64(args.empty_timeout)
         .map_err(|e| anyhow::anyhow!("--empty-timeout: {e}"))?;
@@ -45,7 +59,7 @@ async fn main() -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let calls = (args.calls > 0).then_some(args.calls);
     let run = examples::call_loop(
-        AdderClient::new(channel),
+        AdderClient::new(channel.clone()),
         calls,
         args.concurrency,
         deadline,
@@ -53,13 +67,21 @@ async fn main() -> anyhow::Result<()> {
         stop_rx,
     );
     tokio::pin!(run);
-    tokio::select! {
-        () = &mut run => {}
-        () = grpc_register::shutdown_signal() => {
+    let signal = grpc_register::shutdown_signal();
+    tokio::pin!(signal);
+    let signalled = tokio::select! {
+        () = &mut run => false,
+        () = &mut signal => {
             let _ = stop_tx.send(true);
             run.await;
+            true
         }
-    }
+    };
     stats.print();
+    if !signalled && !linger.is_zero() {
+        // The channel stays up meanwhile, so its gauges still describe it.
+        let _ = tokio::time::timeout(linger, signal).await;
+    }
+    drop(channel);
     std::process::exit(if stats.failed() == 0 { 0 } else { 1 });
 }

@@ -26,12 +26,16 @@ struct Args {
     /// (so it is right even after a SIGKILL).
     #[arg(long)]
     served_file: Option<PathBuf>,
+    /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9100).
+    #[arg(long)]
+    metrics_addr: Option<SocketAddr>,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     examples::init_tracing();
     let args = Args::parse();
+    examples::serve_metrics(args.metrics_addr)?;
     let check_interval = Duration::try_from_secs_f64(args.check_interval)
         .map_err(|e| anyhow::anyhow!("--check-interval: {e}"))?;
     let opts = examples::ServerOptions {

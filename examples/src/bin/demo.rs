@@ -33,6 +33,10 @@ struct Args {
     /// Print plain lines even on a terminal.
     #[arg(long)]
     plain: bool,
+    /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9100): the demo's channel
+    /// and Consul client (the servers are child processes, with metrics of their own off).
+    #[arg(long)]
+    metrics_addr: Option<SocketAddr>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -71,6 +75,7 @@ async fn main() -> anyhow::Result<()> {
         return examples::run_add_server(&opts, served_file.as_deref()).await;
     }
     anyhow::ensure!(args.concurrency > 0, "--concurrency must be at least 1");
+    examples::serve_metrics(args.metrics_addr)?;
     let exe = std::env::current_exe().context("find the demo's own path")?;
     let mut settings = examples::demo::Settings::new(exe);
     settings.server_args = vec!["serve".to_owned()];

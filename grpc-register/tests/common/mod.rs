@@ -1,5 +1,6 @@
-//! What the tests against an in-process consul-dev agent share: starting an agent, a
-//! registry for it, and polling its view of a service until it shows what a test waits for.
+//! What the tests against an agent share: the agent under test (the one `CONSUL_HTTP_ADDR`
+//! names, else an in-process consul-dev), a registry for it, and polling its view of a
+//! service until it shows what a test waits for.
 
 #![allow(dead_code, unreachable_pub)] // each test binary uses its own part
 
@@ -8,7 +9,42 @@ use std::time::Duration;
 
 use consul_api::{Client, Config, ConsulRegistry, HealthCheck};
 
-/// A fresh agent on a free port, and a registry talking to it.
+/// Whether the tests run against a real Consul (`CONSUL_HTTP_ADDR` set).
+pub fn real_consul() -> bool {
+    std::env::var("CONSUL_HTTP_ADDR").is_ok_and(|a| !a.is_empty())
+}
+
+/// The agent under test and a registry talking to it: the agent `CONSUL_HTTP_ADDR` names
+/// (with `CONSUL_HTTP_TOKEN` and the rest, read as a server would read them), else a fresh
+/// in-process consul-dev, which the caller keeps alive for the test. For tests that need
+/// only an agent's address; the servers they start listen on this host, so a real agent
+/// must run here too for its checks to reach them. The registry shares nothing with other
+/// clients of equal settings: each test has a runtime of its own, and a transport shared
+/// with a test that has ended would have lost its connections with that test's runtime.
+pub async fn agent() -> (Option<consul_dev::DevAgent>, ConsulRegistry) {
+    if real_consul() {
+        let config = Config::from_env().expect("CONSUL_HTTP_ADDR is usable");
+        let client = Client::new(config.shared(false)).expect("a consul client");
+        return (None, ConsulRegistry::new(client));
+    }
+    let (agent, registry) = dev_agent().await;
+    (Some(agent), registry)
+}
+
+/// The socket address of the agent `registry` talks to.
+pub fn agent_addr(registry: &ConsulRegistry) -> SocketAddr {
+    use std::net::ToSocketAddrs;
+    let url = &registry.client().config().address;
+    let host = url.host_str().expect("the agent has a host");
+    let port = url.port_or_known_default().expect("the agent has a port");
+    (host, port)
+        .to_socket_addrs()
+        .expect("the agent's host resolves")
+        .next()
+        .expect("one address")
+}
+
+/// A fresh in-process consul-dev on a free port, and a registry talking to it.
 pub async fn dev_agent() -> (consul_dev::DevAgent, ConsulRegistry) {
     dev_agent_with(consul_dev::Config::default().node_name("dev")).await
 }

@@ -54,6 +54,7 @@ impl InFlight {
         }
         match verdict {
             Verdict::Healthy => self.pool.record_success(&self.endpoint),
+            Verdict::Faulted => self.pool.record_fault(&self.endpoint),
             Verdict::Unavailable => self.pool.record_failure(&self.endpoint),
         }
     }

@@ -12,6 +12,7 @@ use std::time::Duration;
 use discovery_core::{Backoff, Query, Resolver};
 use http::HeaderValue;
 
+use super::budget::BudgetConfig;
 use super::service::DiscoveredChannel;
 use crate::pool::{DEFAULT_CONNECT_TIMEOUT, PoolConfig};
 use crate::target::Target;
@@ -24,6 +25,7 @@ pub struct Builder {
     empty_timeout: Duration,
     timeout: Option<Duration>,
     config: PoolConfig,
+    budget: BudgetConfig,
     #[cfg(feature = "tls")]
     tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
     #[cfg(feature = "tls")]
@@ -66,6 +68,7 @@ impl Builder {
             empty_timeout: Self::DEFAULT_EMPTY_TIMEOUT,
             timeout: None,
             config: PoolConfig::default(),
+            budget: BudgetConfig::default(),
             #[cfg(feature = "tls")]
             tls: None,
             #[cfg(feature = "tls")]
@@ -271,6 +274,75 @@ impl Builder {
         self
     }
 
+    // --- issue 14 (R2): failure rate, slow start, shrink guard, retry budget ---
+
+    /// Outlier detection by failure rate (gRPC A50's failure percentage): every `interval`
+    /// (default 10 s, at least 10 ms), an endpoint that failed at least `threshold_percent` of at least
+    /// `request_volume` calls in it (defaults 20 % of 50), while it stands out from the
+    /// others (see the README), is ejected for `interval` times its ejection count. A
+    /// failure is a transport error or an `Unavailable`, `Unknown`, `Internal` or
+    /// `DataLoss` answer. `threshold_percent == 0` turns it off.
+    pub fn failure_rate(
+        mut self,
+        interval: Duration,
+        threshold_percent: u32,
+        request_volume: u64,
+    ) -> Self {
+        let rule = &mut self.config.failure_rate;
+        rule.interval = interval.max(Duration::from_millis(10));
+        rule.threshold_percent = threshold_percent.min(100);
+        rule.request_volume = request_volume;
+        self
+    }
+
+    /// The failure-rate rule judges nothing unless at least `hosts` endpoints had its
+    /// request volume in the interval (default 3).
+    pub fn failure_rate_minimum_hosts(mut self, hosts: usize) -> Self {
+        self.config.failure_rate.minimum_hosts = hosts;
+        self
+    }
+
+    /// Outlier detection ejects by failure rate only while fewer than `percent` of the
+    /// endpoints are ejected (for any reason), but always allows one (default 10 %, as
+    /// gRPC A50 and Envoy).
+    pub fn max_ejection_percent(mut self, percent: u32) -> Self {
+        self.config.failure_rate.max_ejection_percent = percent.min(100);
+        self
+    }
+
+    /// Slow start: a new or reconnected endpoint's weight ramps linearly from the minimum
+    /// weight percent to its full weight over `window` (default 10 s). Zero turns it off.
+    pub fn slow_start_window(mut self, window: Duration) -> Self {
+        self.config.slow_start.window = window;
+        self
+    }
+
+    /// The share of its weight, in percent, a slow start begins from (default 10, as
+    /// Envoy; at least 1).
+    pub fn slow_start_min_weight_percent(mut self, percent: u32) -> Self {
+        self.config.slow_start.min_weight_percent = percent.clamp(1, 100);
+        self
+    }
+
+    /// The shrink guard: an answer that would leave fewer than `min_ready_percent` of the
+    /// ready endpoints ready (default 50, Envoy's panic threshold) keeps the endpoints it
+    /// drops that are still connected as a fallback, for `max_hold` at most (default 60 s).
+    /// `min_ready_percent == 0` turns it off.
+    pub fn shrink_guard(mut self, min_ready_percent: u32, max_hold: Duration) -> Self {
+        self.config.shrink_guard.min_ready_percent = min_ready_percent.min(100);
+        self.config.shrink_guard.max_hold = max_hold;
+        self
+    }
+
+    /// The retry budget: retries may be at most `ratio` of the calls of the last `ttl`,
+    /// plus `min_per_second` per second (default 20 % over 10 s plus 10 per second, as
+    /// Finagle and tower). `ttl` is brought within 1 to 60 s and `ratio` within 0 to 10;
+    /// `(_, 0, 0.0)` turns retries off.
+    pub fn retry_budget(mut self, ttl: Duration, min_per_second: u32, ratio: f64) -> Self {
+        self.budget = BudgetConfig::new(ttl, min_per_second, ratio);
+        self
+    }
+
     /// Starts discovery and returns the channel at once; endpoints connect in the
     /// background.
     ///
@@ -292,6 +364,7 @@ impl Builder {
             self.empty_timeout,
             self.timeout,
             config,
+            self.budget,
         )
     }
 }

@@ -11,6 +11,10 @@ use http::HeaderMap;
 pub(super) enum Verdict {
     /// The endpoint is fine (whatever the call's own status).
     Healthy,
+    /// The endpoint answered, with a status that is the server's fault (`Unknown`,
+    /// `Internal`, `DataLoss`): it counts for the endpoint's failure rate, not as a failure
+    /// in a row (the endpoint is reachable).
+    Faulted,
     /// The endpoint answered `Unavailable` (or a gateway error): count it against it.
     Unavailable,
 }
@@ -19,10 +23,13 @@ pub(super) enum Verdict {
 pub(super) fn verdict(headers: &HeaderMap) -> Option<Verdict> {
     const GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
     let status = headers.get(&GRPC_STATUS)?;
-    Some(if status.as_bytes() == b"14" {
-        Verdict::Unavailable
-    } else {
-        Verdict::Healthy
+    Some(match status.as_bytes() {
+        b"14" => Verdict::Unavailable,
+        // Unknown, Internal, DataLoss. Not DeadlineExceeded: the deadline is the caller's
+        // choice, so a tight one would eject healthy endpoints, and an endpoint that stops
+        // answering is caught by its calls' age instead.
+        b"2" | b"13" | b"15" => Verdict::Faulted,
+        _ => Verdict::Healthy,
     })
 }
 
@@ -77,6 +84,31 @@ fn unprocessed(error: &h2::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_servers_faults_count_for_the_failure_rate_and_the_callers_do_not() {
+        let status = |code: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert("grpc-status", http::HeaderValue::from_static(code));
+            verdict(&headers)
+        };
+        assert_eq!(status("14"), Some(Verdict::Unavailable), "Unavailable");
+        for code in ["2", "13", "15"] {
+            assert_eq!(
+                status(code),
+                Some(Verdict::Faulted),
+                "Unknown, Internal, DataLoss: {code}"
+            );
+        }
+        for code in ["0", "3", "4", "5", "7", "8", "12", "16"] {
+            assert_eq!(
+                status(code),
+                Some(Verdict::Healthy),
+                "OK, the caller's codes and DeadlineExceeded: {code}"
+            );
+        }
+        assert_eq!(verdict(&HeaderMap::new()), None, "no status yet");
+    }
 
     #[test]
     fn only_a_refusal_from_the_server_means_unprocessed() {

@@ -12,14 +12,17 @@
 //! undispatched, the server refused the stream) or the server answered `Unavailable` without a
 //! body (a draining or overloaded server). Request bodies are streams, consumed as they are
 //! sent; the crate's `replay` module keeps a copy of up to 64 KiB while sending, so unary and
-//! small streaming requests can go again and larger ones simply are not retried.
+//! small streaming requests can go again and larger ones simply are not retried. Retries are
+//! bounded by the channel's retry budget ([`budget`]): a fraction of recent calls plus a
+//! small floor.
 //!
 //! From the top down: [`builder`] starts a [`service`] (the channel and one call's path),
 //! which starts the [`discovery`] task and sends calls, using [`body`] (the response body
-//! that keeps a call counted), [`classify`] (what an outcome says), [`timeout`] and
+//! that keeps a call counted), [`budget`] (the retry budget), [`classify`] (what an outcome says), [`timeout`] and
 //! [`future`]. Below the channel: the pool, `discover`, `replay`, `error`.
 
 mod body;
+mod budget;
 mod builder;
 mod classify;
 mod discovery;

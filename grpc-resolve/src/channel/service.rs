@@ -1,8 +1,9 @@
 //! [`DiscoveredChannel`]: the tower service tonic calls, and the path of one call through
-//! it (wait for an endpoint, pick, send, retry once elsewhere when that is safe).
+//! it (wait for an endpoint, pick, send, retry once elsewhere when that is safe and the
+//! retry budget allows).
 //!
-//! May use: the channel's `discovery` (the task it starts), `body`, `classify`, `timeout`
-//! and `future`; below it, the pool, `replay`, `error` and `target`.
+//! May use: the channel's `discovery` (the task it starts), `body`, `budget`, `classify`,
+//! `timeout` and `future`; below it, the pool, `replay`, `error` and `target`.
 
 use std::fmt;
 use std::future::Future;
@@ -17,6 +18,7 @@ use tonic::body::Body;
 use tower_service::Service;
 
 use super::body::{InFlight, ResponseBody};
+use super::budget::{BudgetConfig, RetryBudget};
 use super::classify::{self, Verdict};
 use super::discovery;
 use super::future::ResponseFuture;
@@ -60,6 +62,10 @@ struct Shared {
     /// The channel's own limit on a call, up to its response headers.
     timeout: Option<Duration>,
     discovery: AbortHandle,
+    /// What bounds the retries.
+    budget: RetryBudget,
+    /// The pool's maintenance task.
+    maintenance: AbortHandle,
 }
 
 // === impl DiscoveredChannel ===
@@ -71,15 +77,19 @@ impl DiscoveredChannel {
         empty_timeout: Duration,
         timeout: Option<Duration>,
         config: PoolConfig,
+        budget: BudgetConfig,
     ) -> Self {
         let pool = Arc::new(Pool::new(query.service.clone(), config));
         let discovery = tokio::spawn(discovery::run(resolver, query, pool.clone()));
+        let maintenance = tokio::spawn(crate::pool::maintain(pool.clone()));
         DiscoveredChannel {
             shared: Arc::new(Shared {
+                budget: RetryBudget::new(budget, 0, Instant::now()),
                 pool,
                 empty_timeout,
                 timeout,
                 discovery: discovery.abort_handle(),
+                maintenance: maintenance.abort_handle(),
             }),
         }
     }
@@ -173,7 +183,7 @@ impl Shared {
         limit: Option<(Instant, Instant)>,
     ) -> Result<http::Response<Body>, Error> {
         let pool = &self.pool;
-        pool.counters().call_started();
+        let _timer = pool.counters().call_started();
         let mut rng = fastrand::Rng::new();
         let (parts, body) = request.into_parts();
         let mut deadline = LazyDeadline::new(self.empty_timeout, limit);
@@ -201,7 +211,7 @@ impl Shared {
             if let Err(error) = call.connection.ready().await {
                 call.judge(Verdict::Unavailable);
                 pool.connection_stale(call.endpoint(), call.generation);
-                if may_retry(&call) {
+                if may_retry(&call) && self.budget_allows() {
                     tracing::debug!(service = %pool.service, endpoint = %call.endpoint().id, %error, "endpoint connection closed; trying another");
                     pool.counters().retried();
                     avoid = Some(call.endpoint().clone());
@@ -224,6 +234,7 @@ impl Shared {
                         if verdict == Verdict::Unavailable
                             && may_retry(&call)
                             && let Some(again) = replay_before(&replay, &mut deadline).await
+                            && self.budget_allows()
                         {
                             tracing::debug!(service = %pool.service, endpoint = %call.endpoint().id, "endpoint answered unavailable; trying another");
                             pool.counters().retried();
@@ -246,6 +257,7 @@ impl Shared {
                     if classify::never_sent(&*error)
                         && may_retry(&call)
                         && let Some(again) = replay_before(&replay, &mut deadline).await
+                        && self.budget_allows()
                     {
                         tracing::debug!(service = %pool.service, endpoint = %call.endpoint().id, error = %DisplayChain(&*error), "request not sent; trying another endpoint");
                         pool.counters().retried();
@@ -263,6 +275,18 @@ impl Shared {
         }
     }
 
+    /// Whether the retry budget has a retry for a call that may be retried; a refusal is
+    /// counted, and the call ends with its attempt's answer.
+    fn budget_allows(&self) -> bool {
+        let counters = self.pool.counters();
+        if self.budget.withdraw(counters.calls(), Instant::now()) {
+            return true;
+        }
+        counters.retry_denied();
+        tracing::debug!(service = %self.pool.service, "retry budget spent; not retrying");
+        false
+    }
+
     /// Waits until an endpoint can be picked, or the deadline.
     async fn ready_endpoint(
         &self,
@@ -277,6 +301,7 @@ impl Shared {
         // Subscribe before looking again, so a change between the look and the wait is not
         // lost.
         let mut changes = pool.subscribe();
+        pool.counters().call_waited();
         let deadline = deadline.get();
         loop {
             if let Some(picked) = pool.pick(avoid, rng) {
@@ -333,6 +358,7 @@ fn copy_parts(parts: &http::request::Parts) -> http::request::Parts {
 impl Drop for Shared {
     fn drop(&mut self) {
         self.discovery.abort();
+        self.maintenance.abort();
         self.pool.close();
     }
 }

@@ -2,7 +2,7 @@
 //! ejection ends, its load and its outlier record.
 //!
 //! May use: `http2` (the connection it holds), `outlier` (its failure record), the crate's
-//! `balance` (the view of it a pick weighs).
+//! `balance` (the view of it a pick weighs) and `metrics` (its handles).
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -14,7 +14,9 @@ use tokio::time::Instant;
 
 use super::http2::Connection;
 use super::outlier;
+use super::slow_start::Ramp;
 use crate::balance::Candidate;
+use crate::metrics::{EndpointMetrics, EndpointState};
 
 /// One instance of the service and its connection.
 pub(crate) struct Endpoint {
@@ -37,6 +39,11 @@ pub(crate) struct Endpoint {
     outlier: outlier::Record,
     /// The reconnect loop's task.
     task: Mutex<Option<AbortHandle>>,
+    /// Its metric handles, registered once, when discovery adds it.
+    pub(crate) metrics: EndpointMetrics,
+    // --- issue 14 (R2) ---
+    /// Its slow-start ramp: the share of its weight it gets now.
+    ramp: Ramp,
 }
 
 /// Where an endpoint's connection stands.
@@ -98,6 +105,12 @@ pub struct EndpointInfo {
     pub locality: Option<String>,
     /// Failed calls in a row.
     pub consecutive_failures: u32,
+    // --- issue 14 (R2) ---
+    /// Whether discovery dropped it but the shrink guard keeps it as a fallback (see the
+    /// crate's README, "Shrink guard").
+    pub fallback: bool,
+    /// The percentage of its weight it gets now: below 100 during slow start.
+    pub weight_percent: u32,
 }
 
 /// Locks, ignoring poisoning: every critical section in the pool leaves the data
@@ -116,7 +129,6 @@ impl Endpoint {
             authority: instance.authority(),
             weight: AtomicU32::new(instance.effective_weight()),
             local: AtomicBool::new(in_locality(&instance, prefer)),
-            instance: Mutex::new(instance),
             readiness: Mutex::new(Readiness::new()),
             stale: Notify::new(),
             ejected: Notify::new(),
@@ -124,6 +136,9 @@ impl Endpoint {
             calls: AtomicU64::new(0),
             outlier: outlier::Record::default(),
             task: Mutex::new(None),
+            metrics: EndpointMetrics::new(&instance.service, &instance.id),
+            instance: Mutex::new(instance),
+            ramp: Ramp::default(),
         }
     }
 
@@ -149,6 +164,7 @@ impl Endpoint {
             Some(connection) => readiness.connected(connection),
             None => readiness.disconnected(),
         }
+        self.metrics.moved_to(readiness.metric_state());
     }
 
     /// Connection `generation` takes no new calls. Returns whether that was the current
@@ -157,6 +173,7 @@ impl Endpoint {
         if !lock(&self.readiness).stale(generation) {
             return false;
         }
+        self.refresh_state_metric();
         self.stale.notify_one();
         true
     }
@@ -165,6 +182,7 @@ impl Endpoint {
     /// its connection and connects again after that.
     pub(super) fn eject_until(&self, until: Instant) {
         lock(&self.readiness).ejected_until = Some(until);
+        self.refresh_state_metric();
         self.ejected.notify_one();
     }
 
@@ -208,6 +226,7 @@ impl Endpoint {
     pub(super) fn picked(&self) {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         self.calls.fetch_add(1, Ordering::Relaxed);
+        self.metrics.called();
     }
 
     /// The call that picked it is over; returns how many calls were in flight before.
@@ -219,6 +238,28 @@ impl Endpoint {
         &self.outlier
     }
 
+    // --- issue 14 (R2) ---
+
+    /// Its slow-start ramp.
+    pub(super) fn ramp(&self) -> &Ramp {
+        &self.ramp
+    }
+
+    /// The generation of its connection, if it is up (without cloning the connection).
+    pub(super) fn generation(&self) -> Option<u64> {
+        match lock(&self.readiness).state {
+            State::Up { generation, .. } => Some(generation),
+            _ => None,
+        }
+    }
+
+    /// Whether, dropped by discovery, it may stay as the shrink guard's fallback: it could
+    /// serve a call now (connected, not ejected). Client-side health, where on, belongs
+    /// here too: an endpoint known not to serve is no fallback.
+    pub(super) fn is_fallback_worthy(&self, now: &mut LazyNow) -> bool {
+        self.is_usable(now)
+    }
+
     /// Takes it out of rotation for good: no new calls, no reconnects. In-flight calls hold
     /// their own handles on its connection and finish.
     pub(super) fn retire(&self) {
@@ -227,6 +268,15 @@ impl Endpoint {
             task.abort();
         }
         lock(&self.readiness).remove();
+        self.refresh_state_metric();
+    }
+
+    /// Counts it in the state gauge of where it stands now (an ejection that ended moves
+    /// it without an event of its own, so the reconnect loop calls this then).
+    pub(super) fn refresh_state_metric(&self) {
+        // Under the lock, so two transitions are counted in the order they happened.
+        let readiness = lock(&self.readiness);
+        self.metrics.moved_to(readiness.metric_state());
     }
 
     pub(super) fn info(&self, now: Instant) -> EndpointInfo {
@@ -247,6 +297,8 @@ impl Endpoint {
             status: instance.status,
             locality: instance.locality.clone(),
             consecutive_failures: self.outlier.consecutive_failures(),
+            fallback: false,
+            weight_percent: self.ramp.percent(),
         }
     }
 }
@@ -305,6 +357,21 @@ impl Readiness {
     fn is_usable(&self, now: &mut LazyNow) -> bool {
         matches!(self.state, State::Up { .. })
             && self.ejected_until.is_none_or(|until| until <= now.get())
+    }
+
+    /// The state the metrics count it in; `None` once removed. Reads the clock only while
+    /// an ejection is set.
+    fn metric_state(&self) -> Option<EndpointState> {
+        let ejected = self
+            .ejected_until
+            .is_some_and(|until| until > Instant::now());
+        match self.state {
+            State::Removed => None,
+            _ if ejected => Some(EndpointState::Ejected),
+            State::Connecting => Some(EndpointState::Connecting),
+            State::Up { .. } => Some(EndpointState::Ready),
+            State::Stale => Some(EndpointState::Stale),
+        }
     }
 
     fn connection(&self) -> Option<(Connection, u64)> {
@@ -445,5 +512,59 @@ mod tests {
             readiness.is_usable(&mut LazyNow::default()),
             "usable once the ejection has ended"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_state_gauge_follows_connect_ejection_and_removal() {
+        use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let _local = metrics::set_default_local_recorder(&recorder);
+        // A snapshot takes the gauges back to 0, so each one adds to what was seen.
+        let mut seen = std::collections::HashMap::<String, f64>::new();
+        let mut state = move || {
+            for (key, _, _, value) in snapshotter.snapshot().into_vec() {
+                if let DebugValue::Gauge(v) = value {
+                    let label = key
+                        .key()
+                        .labels()
+                        .find(|l| l.key() == "state")
+                        .map(|l| l.value().to_owned())
+                        .unwrap_or_default();
+                    *seen.entry(label).or_default() += v.into_inner();
+                }
+            }
+            let mut counted: Vec<(String, f64)> = seen
+                .iter()
+                .filter(|(_, n)| **n != 0.0)
+                .map(|(s, n)| (s.clone(), *n))
+                .collect();
+            counted.sort_by(|a, b| a.0.cmp(&b.0));
+            counted
+        };
+        let one = |s: &str| vec![(s.to_owned(), 1.0)];
+
+        let endpoint = Endpoint::new(ServiceInstance::new("a", "adder", "127.0.0.1", 1), None);
+        assert_eq!(state(), one("connecting"), "a new endpoint connects");
+        endpoint.set_connection(Some(Connection::unanswered().await));
+        assert_eq!(state(), one("ready"), "connected: ready");
+        let until = Instant::now() + std::time::Duration::from_secs(1);
+        endpoint.eject_until(until);
+        assert_eq!(state(), one("ejected"), "ejected while still connected");
+        endpoint.set_connection(None);
+        assert_eq!(
+            state(),
+            one("ejected"),
+            "the loop dropped it: still ejected"
+        );
+        tokio::time::advance(std::time::Duration::from_secs(1)).await;
+        endpoint.refresh_state_metric();
+        assert_eq!(state(), one("connecting"), "the ejection over: connecting");
+        endpoint.set_connection(Some(Connection::unanswered().await));
+        assert!(endpoint.mark_stale(2), "the second connection went stale");
+        assert_eq!(state(), one("stale"), "stale");
+        endpoint.retire();
+        assert_eq!(state(), Vec::new(), "removed: counted nowhere");
     }
 }

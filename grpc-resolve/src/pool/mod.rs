@@ -7,7 +7,8 @@
 //! Each endpoint owns one HTTP/2 connection, present only while it is up (see
 //! [`reconnect`] and [`http2`]). A removed endpoint leaves the pool at once, so no new
 //! call picks it, but calls already in flight hold their own handle on its connection and
-//! finish normally.
+//! finish normally; only when an answer drops most ready endpoints at once does the shrink
+//! guard keep the connected ones a while as a fallback.
 //!
 //! With a concurrency limit, an endpoint with that many calls in flight is not picked; when
 //! every ready endpoint is full, calls wait (up to the empty timeout) for one to finish.
@@ -23,17 +24,25 @@
 //! reconnecting. The last usable endpoint is never ejected: failing calls reaching the caller
 //! beat every call waiting for nothing.
 //!
-//! From the top down: [`set`] (the `Pool`: apply, pick, the set-wide decisions) uses
+//! Beside them (issue 14): ejection by failure rate ([`outlier::rate_ejections`]), slow
+//! start ([`slow_start`]) and the shrink guard ([`guard`]), run by the pool's maintenance
+//! task ([`maintain`]) and on connection events; see the crate's README for the rules.
+//!
+//! From the top down: [`maintain`] (the pool's timer task) uses [`set`] (the `Pool`:
+//! apply, pick, the set-wide decisions), which uses [`guard`] and [`slow_start`] and
 //! [`reconnect`] (one endpoint's reconnect loop), which uses [`endpoint`] (one endpoint and
 //! its state), [`http2`] (the connection handle and handshake, with [`tls`]), [`outlier`],
 //! [`stats`] and [`settings`]. Nothing here uses the channel or discovery's task.
 
 mod endpoint;
+mod guard;
 mod http2;
+mod maintain;
 mod outlier;
 mod reconnect;
 mod set;
 mod settings;
+mod slow_start;
 mod stats;
 #[cfg(feature = "tls")]
 mod tls;
@@ -41,6 +50,7 @@ mod tls;
 pub(crate) use endpoint::Endpoint;
 pub use endpoint::EndpointInfo;
 pub(crate) use http2::Connection;
+pub(crate) use maintain::run as maintain;
 pub(crate) use set::{Picked, Pool};
 pub(crate) use settings::{DEFAULT_CONNECT_TIMEOUT, PoolConfig};
 pub use stats::Stats;

@@ -40,6 +40,7 @@ pub(crate) async fn run<O: Owner>(owner: Arc<O>, endpoint: Arc<Endpoint>, author
         if let Some(until) = endpoint.ejected_until() {
             // Probing back is a reconnect after the ejection ends.
             tokio::time::sleep_until(until).await;
+            endpoint.refresh_state_metric();
         }
         match http2::connect(&authority, &owner.config().settings).await {
             Ok((connection, mut driver)) => {

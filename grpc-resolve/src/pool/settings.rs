@@ -23,6 +23,85 @@ pub(crate) struct PoolConfig {
     pub(crate) outlier: Outlier,
     /// The locality to prefer: when any usable endpoint is in it, calls go only there.
     pub(crate) locality: Option<String>,
+    // --- issue 14 (R2): the set-wide rules ---
+    /// Ejection by failure rate, beside `outlier`'s failures in a row.
+    pub(crate) failure_rate: FailureRate,
+    /// How far a new or returning endpoint's weight ramps up.
+    pub(crate) slow_start: SlowStart,
+    /// When an answer that drops most endpoints at once is held back.
+    pub(crate) shrink_guard: ShrinkGuard,
+}
+
+/// Outlier detection by failure percentage (gRPC A50's `failure_percentage_ejection`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FailureRate {
+    /// How often failure percentages are computed, over the calls since the last time.
+    pub(crate) interval: Duration,
+    /// An endpoint failing at least this percentage of its calls may be ejected; 0 turns
+    /// the rule off.
+    pub(crate) threshold_percent: u32,
+    /// Endpoints with fewer calls in the interval are not judged.
+    pub(crate) request_volume: u64,
+    /// Nothing is judged unless at least this many endpoints had the volume.
+    pub(crate) minimum_hosts: usize,
+    /// Ejected endpoints (for any reason) may be at most this share of the set, but at
+    /// least one.
+    pub(crate) max_ejection_percent: u32,
+}
+
+/// Slow start (Envoy's `slow_start_config`, linear).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SlowStart {
+    /// How long the ramp takes; zero turns slow start off.
+    pub(crate) window: Duration,
+    /// The weight, in percent of the full weight, a ramp starts from.
+    pub(crate) min_weight_percent: u32,
+}
+
+/// The shrink guard (a panic threshold for discovery answers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ShrinkGuard {
+    /// An answer is held back when the endpoints it leaves ready would be fewer than this
+    /// percentage of those ready now; 0 turns the guard off.
+    pub(crate) min_ready_percent: u32,
+    /// How long dropped endpoints are kept as a fallback at most.
+    pub(crate) max_hold: Duration,
+}
+
+// === impl FailureRate ===
+
+impl Default for FailureRate {
+    fn default() -> Self {
+        FailureRate {
+            interval: Duration::from_secs(10),
+            threshold_percent: 20,
+            request_volume: 50,
+            minimum_hosts: 3,
+            max_ejection_percent: 10,
+        }
+    }
+}
+
+// === impl SlowStart ===
+
+impl Default for SlowStart {
+    fn default() -> Self {
+        SlowStart {
+            window: Duration::from_secs(10),
+            min_weight_percent: 10,
+        }
+    }
+}
+
+// === impl ShrinkGuard ===
+
+impl Default for ShrinkGuard {
+    fn default() -> Self {
+        ShrinkGuard {
+            min_ready_percent: 50,
+            max_hold: Duration::from_secs(60),
+        }
+    }
 }
 
 /// Passive outlier detection settings.
@@ -65,6 +144,9 @@ impl Default for PoolConfig {
                 max_ejection: Duration::from_secs(60),
             },
             locality: None,
+            failure_rate: FailureRate::default(),
+            slow_start: SlowStart::default(),
+            shrink_guard: ShrinkGuard::default(),
         }
     }
 }

@@ -1,10 +1,15 @@
 //! A channel's running totals: [`Counters`] that the pool, its reconnect loops, the
 //! discovery task and the call path record into, one method per event, and that produce
-//! the public [`Stats`].
+//! the public [`Stats`]; each method also records the event's metric (see the crate's
+//! `metrics`).
 //!
-//! May use: nothing else of the crate.
+//! May use: the crate's `metrics`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::time::Instant;
+
+use crate::metrics::{CallTimer, EjectionReason, ServiceMetrics};
 
 /// Running totals of what a channel did; see [`DiscoveredChannel::stats`].
 ///
@@ -29,10 +34,15 @@ pub struct Stats {
     pub resolver_errors: u64,
     /// Failed connection attempts.
     pub connect_failures: u64,
+    // --- issue 14 (R2) ---
+    /// Retries the retry budget refused (the call got its first attempt's answer).
+    pub retries_denied: u64,
+    /// Endpoints the shrink guard kept as a fallback when discovery dropped them.
+    pub fallbacks: u64,
 }
 
 /// The live counters behind [`Stats`]; each only ever goes up.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Counters {
     calls: AtomicU64,
     failures: AtomicU64,
@@ -42,6 +52,9 @@ pub(crate) struct Counters {
     updates: AtomicU64,
     resolver_errors: AtomicU64,
     connect_failures: AtomicU64,
+    metrics: ServiceMetrics,
+    retries_denied: AtomicU64,
+    fallbacks: AtomicU64,
 }
 
 fn inc(counter: &AtomicU64) {
@@ -51,9 +64,27 @@ fn inc(counter: &AtomicU64) {
 // === impl Counters ===
 
 impl Counters {
-    /// A call started.
-    pub(crate) fn call_started(&self) {
+    /// The counters of the channel to `service`.
+    pub(crate) fn new(service: &str) -> Self {
+        Counters {
+            calls: AtomicU64::default(),
+            failures: AtomicU64::default(),
+            retries: AtomicU64::default(),
+            no_endpoints: AtomicU64::default(),
+            ejections: AtomicU64::default(),
+            updates: AtomicU64::default(),
+            resolver_errors: AtomicU64::default(),
+            connect_failures: AtomicU64::default(),
+            retries_denied: AtomicU64::default(),
+            fallbacks: AtomicU64::default(),
+            metrics: ServiceMetrics::new(service),
+        }
+    }
+
+    /// A call started; the timer behind the call latency metric ends when it is dropped.
+    pub(crate) fn call_started(&self) -> CallTimer<'_> {
         inc(&self.calls);
+        self.metrics.call_started()
     }
 
     /// An attempt failed in transport or was answered `Unavailable`.
@@ -64,31 +95,64 @@ impl Counters {
     /// A call is sent again, to another endpoint.
     pub(crate) fn retried(&self) {
         inc(&self.retries);
+        self.metrics.retried();
     }
 
     /// A call found no endpoint in time.
     pub(crate) fn found_no_endpoint(&self) {
         inc(&self.no_endpoints);
+        self.metrics.found_no_endpoint();
     }
 
-    /// Outlier detection ejected an endpoint.
-    pub(crate) fn endpoint_ejected(&self) {
+    /// A call found no endpoint ready at once and waits for one (a metric only).
+    pub(crate) fn call_waited(&self) {
+        self.metrics.waited();
+    }
+
+    /// Outlier detection ejected an endpoint, for `reason`.
+    pub(crate) fn endpoint_ejected(&self, reason: EjectionReason) {
         inc(&self.ejections);
+        self.metrics.ejected(reason);
     }
 
-    /// A discovery update was applied.
+    /// A discovery update is being applied.
     pub(crate) fn update_applied(&self) {
         inc(&self.updates);
+        self.metrics.update_applied();
+    }
+
+    /// The pool finished applying an update received at `received` (a metric only).
+    pub(crate) fn update_done(&self, received: Instant) {
+        self.metrics.update_done(received);
     }
 
     /// The resolver reported an error.
     pub(crate) fn resolver_failed(&self) {
         inc(&self.resolver_errors);
+        self.metrics.resolver_failed();
     }
 
     /// A connection attempt failed.
     pub(crate) fn connect_failed(&self) {
         inc(&self.connect_failures);
+        self.metrics.connect_failed();
+    }
+
+    // --- issue 14 (R2) ---
+
+    /// Calls started so far: what the retry budget's deposits are.
+    pub(crate) fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+
+    /// The retry budget refused a retry.
+    pub(crate) fn retry_denied(&self) {
+        inc(&self.retries_denied);
+    }
+
+    /// The shrink guard kept `n` dropped endpoints as a fallback.
+    pub(crate) fn fallbacks_kept(&self, n: usize) {
+        self.fallbacks.fetch_add(n as u64, Ordering::Relaxed);
     }
 
     /// The totals so far.
@@ -103,6 +167,8 @@ impl Counters {
             updates: get(&self.updates),
             resolver_errors: get(&self.resolver_errors),
             connect_failures: get(&self.connect_failures),
+            retries_denied: get(&self.retries_denied),
+            fallbacks: get(&self.fallbacks),
         }
     }
 }
@@ -113,18 +179,21 @@ mod tests {
 
     #[test]
     fn each_event_counts_in_its_own_total() {
-        let counters = Counters::default();
-        counters.call_started();
-        counters.call_started();
+        let counters = Counters::new("adder");
+        drop(counters.call_started());
+        drop(counters.call_started());
         counters.attempt_failed();
         counters.retried();
         counters.found_no_endpoint();
-        counters.endpoint_ejected();
+        counters.endpoint_ejected(EjectionReason::ConsecutiveFailures);
         counters.update_applied();
+        counters.update_done(Instant::now());
         counters.resolver_failed();
         counters.connect_failed();
         counters.connect_failed();
         counters.connect_failed();
+        counters.retry_denied();
+        counters.fallbacks_kept(2);
         assert_eq!(
             counters.stats(),
             Stats {
@@ -136,6 +205,8 @@ mod tests {
                 updates: 1,
                 resolver_errors: 1,
                 connect_failures: 3,
+                retries_denied: 1,
+                fallbacks: 2,
             },
             "expected every event in its own field"
         );

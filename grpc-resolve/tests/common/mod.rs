@@ -38,6 +38,7 @@ pub struct Backend {
     connections: Arc<watch::Sender<usize>>,
     calls: Arc<AtomicUsize>,
     unavailable: Arc<AtomicBool>,
+    internal_per_ten: Arc<AtomicUsize>,
     gate: Arc<Gate>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
@@ -74,11 +75,13 @@ impl Backend {
         let (reporter, health) = tonic_health::server::health_reporter();
         let calls = Arc::new(AtomicUsize::new(0));
         let unavailable = Arc::new(AtomicBool::new(false));
+        let internal_per_ten = Arc::new(AtomicUsize::new(0));
         let gate = Arc::new(Gate::default());
         let counted = Counted {
             inner: health,
             calls: calls.clone(),
             unavailable: unavailable.clone(),
+            internal_per_ten: internal_per_ten.clone(),
             gate: gate.clone(),
         };
         let (shutdown, stop) = oneshot::channel();
@@ -97,6 +100,7 @@ impl Backend {
             connections,
             calls,
             unavailable,
+            internal_per_ten,
             gate,
             shutdown: Some(shutdown),
             server: Some(server),
@@ -170,6 +174,12 @@ impl Backend {
     /// Makes every call answer `Unavailable` (as a draining or overloaded server does).
     pub fn answer_unavailable(&self, yes: bool) {
         self.unavailable.store(yes, Ordering::SeqCst);
+    }
+
+    /// Makes `n` of every ten calls answer `Internal` (a server broken for some of its
+    /// work); 0 for none.
+    pub fn answer_internal_per_ten(&self, n: usize) {
+        self.internal_per_ten.store(n, Ordering::SeqCst);
     }
 
     /// Starts a graceful shutdown without waiting for it: the server sends GOAWAY on every
@@ -268,6 +278,86 @@ pub async fn check(channel: &DiscoveredChannel) -> Result<ServingStatus, tonic::
     })
 }
 
+/// Callers making health checks through a channel back to back until stopped, counting
+/// what they got.
+pub struct Load {
+    stop: watch::Sender<bool>,
+    callers: Vec<tokio::task::JoinHandle<LoadReport>>,
+}
+
+/// What a [`Load`]'s callers got.
+#[derive(Debug, Default, Clone)]
+pub struct LoadReport {
+    pub ok: usize,
+    pub failed: usize,
+    /// The longest any one call took.
+    pub slowest: std::time::Duration,
+    /// The first few failures' statuses.
+    pub errors: Vec<String>,
+}
+
+impl Load {
+    /// Starts `callers` callers on `channel`.
+    pub fn start(channel: &DiscoveredChannel, callers: usize) -> Load {
+        let stop = watch::Sender::new(false);
+        let callers = (0..callers)
+            .map(|_| {
+                let channel = channel.clone();
+                let mut stopped = stop.subscribe();
+                tokio::spawn(async move {
+                    let mut report = LoadReport::default();
+                    while !*stopped.borrow_and_update() {
+                        let started = tokio::time::Instant::now();
+                        let result = check(&channel).await;
+                        report.slowest = report.slowest.max(started.elapsed());
+                        match result {
+                            Ok(_) => report.ok += 1,
+                            Err(status) => {
+                                report.failed += 1;
+                                if report.errors.len() < 5 {
+                                    report.errors.push(format!("{status:?}"));
+                                }
+                            }
+                        }
+                    }
+                    report
+                })
+            })
+            .collect();
+        Load { stop, callers }
+    }
+
+    /// Stops the callers and sums up what they got.
+    pub async fn stop(self) -> LoadReport {
+        self.stop.send_replace(true);
+        let mut total = LoadReport::default();
+        for caller in self.callers {
+            let report = caller.await.expect("a caller ends cleanly");
+            total.ok += report.ok;
+            total.failed += report.failed;
+            total.slowest = total.slowest.max(report.slowest);
+            total.errors.extend(report.errors);
+        }
+        total
+    }
+}
+
+/// Watches `channel` for `period`, calling `look` at every change it sees.
+pub async fn observe(
+    channel: &DiscoveredChannel,
+    period: std::time::Duration,
+    mut look: impl FnMut(&[grpc_resolve::EndpointInfo]),
+) {
+    let until = tokio::time::Instant::now() + period;
+    loop {
+        let changed = channel.changed();
+        look(&channel.endpoints());
+        if tokio::time::timeout_at(until, changed).await.is_err() {
+            return;
+        }
+    }
+}
+
 /// Waits until the channel lists exactly `ready` endpoints as ready.
 pub async fn wait_ready(channel: &DiscoveredChannel, ready: usize) {
     settle(channel.wait_for(|eps| eps.iter().filter(|e| e.ready).count() == ready)).await;
@@ -286,6 +376,7 @@ struct Counted<S> {
     inner: S,
     calls: Arc<AtomicUsize>,
     unavailable: Arc<AtomicBool>,
+    internal_per_ten: Arc<AtomicUsize>,
     gate: Arc<Gate>,
 }
 
@@ -347,7 +438,11 @@ where
     }
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
-        self.calls.fetch_add(1, Ordering::SeqCst);
+        let call = self.calls.fetch_add(1, Ordering::SeqCst);
+        if call % 10 < self.internal_per_ten.load(Ordering::SeqCst) {
+            let answer = tonic::Status::internal("broken").into_http();
+            return Box::pin(async move { Ok(answer) });
+        }
         let text = |v: &http::HeaderValue| v.to_str().unwrap_or("(not text)").to_owned();
         *self.gate.last_head.lock().expect("unpoisoned") = Some((
             request.uri().authority().map(ToString::to_string),

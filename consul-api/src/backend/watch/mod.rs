@@ -47,6 +47,7 @@ use std::sync::{Arc, LazyLock, Mutex, MutexGuard, Weak};
 
 use discovery_core::{Query, UpdateStream};
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use super::options::QueryDefaults;
 use crate::client::Client;
@@ -167,7 +168,7 @@ impl WatchHub {
     pub fn watch_with(&self, query: &Query, defaults: &QueryDefaults) -> UpdateStream {
         let rx = self.subscribe(query, defaults);
         Box::pin(futures_util::stream::unfold(
-            Subscriber::new(rx),
+            Subscriber::new(&query.service, rx),
             |mut sub| async move {
                 let update = sub.next().await?;
                 Some((update, sub))
@@ -199,7 +200,12 @@ impl WatchHub {
             self.inner.requests.clone(),
             hot,
         );
-        tokio::spawn(run(self.inner.clone(), key, tx, state));
+        // The loop's span: every answer it logs (its index, its outcome) names the service.
+        // A root span: the loop outlives the subscriber that started it and serves every
+        // other one, so it belongs in none of their traces (each subscriber logs the answers
+        // it hands on in its own).
+        let span = tracing::info_span!(parent: None, "consul_watch", service = %query.service);
+        tokio::spawn(run(self.inner.clone(), key, tx, state).instrument(span));
         rx
     }
 }
@@ -237,6 +243,7 @@ async fn run(
                 tx.send_modify(|published| match found {
                     Ok(known) => {
                         published.known = Some(Arc::new(known));
+                        published.index = state.index();
                         published.error = None;
                     }
                     Err(err) => {

@@ -31,12 +31,19 @@ impl Known {
 pub(crate) struct Published {
     /// The last state; `None` until the first answer.
     pub(crate) known: Option<Arc<Known>>,
+    /// The Consul index of the answer that said it, for the traces.
+    pub(crate) index: u64,
     /// The latest failure since that state, numbered so each subscriber emits it once.
     pub(crate) error: Option<(u64, discovery_core::Error)>,
 }
 
 /// One subscriber's view of a loop: emits each new state and each new error once.
+///
+/// It runs in the consumer's task (a channel's discovery task, say), so the event it logs
+/// for each state it emits, with the Consul index of the answer behind it, sits in the
+/// consumer's span, just before whatever the consumer does with the update.
 pub(crate) struct Subscriber {
+    service: String,
     rx: watch::Receiver<Published>,
     seen_known: Option<Arc<Known>>,
     seen_error: u64,
@@ -44,10 +51,11 @@ pub(crate) struct Subscriber {
 }
 
 impl Subscriber {
-    pub(crate) fn new(mut rx: watch::Receiver<Published>) -> Self {
+    pub(crate) fn new(service: &str, mut rx: watch::Receiver<Published>) -> Self {
         // Joining a running loop yields its current state at once.
         rx.mark_changed();
         Subscriber {
+            service: service.to_owned(),
             rx,
             seen_known: None,
             seen_error: 0,
@@ -70,6 +78,7 @@ impl Subscriber {
                     .as_ref()
                     .is_none_or(|seen| !Arc::ptr_eq(seen, &known));
                 if new {
+                    tracing::debug!(service = %self.service, index = published.index, "consul answer");
                     self.pending.push_back(known.update());
                     self.seen_known = Some(known);
                 }

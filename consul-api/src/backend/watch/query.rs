@@ -25,6 +25,7 @@ use crate::backend::convert::to_instance;
 use crate::backend::options::{QueryDefaults, read_options};
 use crate::client::{Client, QueryMeta, QueryOptions};
 use crate::error::Error;
+use crate::metrics::{WatchMetrics, WatchOutcome};
 use crate::transport::{Lease, LeaseRequest, Leases, Route};
 
 /// How long a poll may wait at the agent. A poll carries the index, so the agent answers at
@@ -51,11 +52,13 @@ enum Routed {
 
 /// What one pass of the loop came to.
 enum Step {
-    /// An answer (or failure) to the query sent at `sent` index, after `took`.
+    /// An answer (or failure) to the query sent at `sent` index, after `took`; `blocking`
+    /// if it was a blocking query on a held slot.
     Answer {
         result: Result<(Known, QueryMeta), Error>,
         sent: u64,
         took: Duration,
+        blocking: bool,
     },
     /// The loop changed roles; nothing was read.
     Moved,
@@ -90,6 +93,7 @@ pub(super) struct WatchLoop {
     /// Whether the loop holds a blocking slot, for the hub to report.
     hot: Arc<AtomicBool>,
     requests: Arc<AtomicU64>,
+    metrics: WatchMetrics,
 }
 
 impl WatchLoop {
@@ -123,7 +127,13 @@ impl WatchLoop {
             role: Role::Unplaced,
             hot,
             requests,
+            metrics: WatchMetrics::new(&query.service),
         }
+    }
+
+    /// The index the next blocking query waits on (0: it reads without blocking).
+    pub(super) fn index(&self) -> u64 {
+        self.index
     }
 
     /// Runs queries until there is something to say: a new state, or a failure.
@@ -135,14 +145,27 @@ impl WatchLoop {
             }
             match self.step().await {
                 Step::Moved => continue,
-                Step::Answer { result, sent, took } => match result {
-                    Ok((known, meta)) => {
-                        if let Some(known) = self.answered(known, &meta, sent, took) {
-                            return Ok(known);
+                Step::Answer {
+                    result,
+                    sent,
+                    took,
+                    blocking,
+                } => {
+                    let returned = match &result {
+                        Ok((_, meta)) => Ok(meta.last_index),
+                        Err(err) => Err(err.status().map(|s| s.as_u16())),
+                    };
+                    let outcome = WatchOutcome::of(blocking, sent, returned);
+                    self.metrics.request(outcome);
+                    match result {
+                        Ok((known, meta)) => {
+                            if let Some(known) = self.answered(known, &meta, sent, took, outcome) {
+                                return Ok(known);
+                            }
                         }
+                        Err(err) => return Err(self.failed(err)),
                     }
-                    Err(err) => return Err(self.failed(err)),
-                },
+                }
             }
         }
     }
@@ -179,10 +202,12 @@ impl WatchLoop {
                     result: Err(err),
                     sent: self.index,
                     took: Duration::ZERO,
+                    blocking: false,
                 };
             }
         };
         let sent = self.index;
+        let blocking = sent > 0 && matches!(self.role, Role::Hot(_));
         let start = Instant::now();
         self.last_start = Some(start);
         self.requests.fetch_add(1, Ordering::Relaxed);
@@ -203,6 +228,7 @@ impl WatchLoop {
                 result,
                 sent,
                 took: start.elapsed(),
+                blocking,
             },
             None => self.demote(),
         }
@@ -296,6 +322,7 @@ impl WatchLoop {
         meta: &QueryMeta,
         sent: u64,
         took: Duration,
+        outcome: WatchOutcome,
     ) -> Option<Known> {
         self.failures = 0;
         let returned = meta.last_index;
@@ -305,7 +332,17 @@ impl WatchLoop {
             0
         };
         self.index = next_index(sent, returned);
+        if sent > 0 && self.index == 0 {
+            self.metrics.index_reset();
+            tracing::debug!(sent, returned, "the index went backwards; reading afresh");
+        }
         let changed = self.known.as_ref().is_some_and(|k| *k != known);
+        tracing::debug!(
+            index = returned,
+            outcome = outcome.label(),
+            changed,
+            "watch answer"
+        );
         // The service's index moving is activity even when the answer looks the same
         // (a check gone critical behind the passing filter, an instance back before the
         // poll): a poll that catches a rolling restart between two of its instances still
@@ -333,8 +370,9 @@ impl WatchLoop {
     }
 
     fn set_role(&mut self, role: Role) {
-        self.hot
-            .store(matches!(role, Role::Hot(_)), Ordering::Relaxed);
+        let hot = matches!(role, Role::Hot(_));
+        self.hot.store(hot, Ordering::Relaxed);
+        self.metrics.hot(hot);
         self.role = role;
     }
 
