@@ -253,10 +253,14 @@ async fn run_in(settings: Settings, board: Board, dir: PathBuf) -> anyhow::Resul
 // === impl Demo ===
 
 impl Demo {
-    /// A step begins.
+    /// A step begins; after the first (which starts them once its servers are ready) the
+    /// callers go again.
     pub(super) fn begin(&mut self, number: usize, title: &str) {
         self.step_started = Instant::now();
         self.board.step(number, STEPS, title);
+        if number > 1 {
+            self.traffic.resume();
+        }
     }
 
     /// The running step saw a promise of the design broken (besides its failed calls): it
@@ -266,8 +270,9 @@ impl Demo {
         self.broken.push(what);
     }
 
-    /// A step ends: pause the callers until their calls have ended, compare what they saw
-    /// with what each server counted meanwhile, and let them go again.
+    /// A step ends: pause the callers until their calls have ended and compare what they
+    /// saw with what each server counted meanwhile. The callers stay paused until the next
+    /// step begins, so no call falls between steps (or after the last).
     pub(super) async fn end(&mut self, title: &str, promise: Promise) -> anyhow::Result<()> {
         self.traffic.pause().await;
         let tally = self.traffic.take();
@@ -299,7 +304,6 @@ impl Demo {
             broken: std::mem::take(&mut self.broken),
             failures_as: self.failures_as.take(),
         });
-        self.traffic.resume();
         Ok(())
     }
 }
