@@ -107,7 +107,13 @@ fn the_demo_shows_every_step_counts_match_the_servers_and_every_promise_holds() 
             "step {} ({title}): {ok} ok and {failed} failed, but the servers counted {served}",
             i + 1
         );
-        assert!(ok > 0, "step {} ({title}) made no successful call", i + 1);
+        // Against an agent named by CONSUL_HTTP_ADDR the demo does not restart it.
+        let skipped = i == 5 && out.contains("skipped: the agent at");
+        assert!(
+            ok > 0 || skipped,
+            "step {} ({title}) made no successful call",
+            i + 1
+        );
         step_ok += ok;
         step_served += served;
     }
