@@ -34,11 +34,20 @@ use pb::{AddReply, AddRequest, Number};
 pub type RunningSumStream =
     std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<AddReply, Status>> + Send>>;
 
+pub mod demo;
+mod served;
+mod server_process;
+
+pub use served::Served;
+pub use server_process::run_add_server;
+
 /// The Adder service: adds, and says which instance answered.
 #[derive(Debug, Clone, Default)]
 pub struct AdderService {
     /// Filled in once the server knows its registered id (after binding).
     instance_id: Arc<OnceLock<String>>,
+    /// The `Add` calls answered.
+    served: Arc<Served>,
 }
 
 #[tonic::async_trait]
@@ -46,6 +55,8 @@ impl Adder for AdderService {
     async fn add(&self, request: Request<AddRequest>) -> Result<Response<AddReply>, Status> {
         let AddRequest { a, b } = request.into_inner();
         let sum = checked_add(a, b)?;
+        // Before the reply exists: whatever a client receives was counted.
+        self.served.record();
         Ok(Response::new(AddReply {
             sum,
             instance_id: self.instance_id(),
@@ -92,6 +103,19 @@ impl Adder for AdderService {
 }
 
 impl AdderService {
+    /// An Adder that counts the `Add` calls it answers in `served`.
+    pub fn counting(served: Arc<Served>) -> Self {
+        AdderService {
+            instance_id: Arc::default(),
+            served,
+        }
+    }
+
+    /// The `Add` calls answered so far.
+    pub fn served(&self) -> u64 {
+        self.served.count()
+    }
+
     /// A service whose replies name `instance_id` (servers started with [`start_server`] name
     /// their registered id).
     pub fn new(instance_id: impl Into<String>) -> Self {
@@ -156,7 +180,22 @@ pub async fn start_server(
     registry: ConsulRegistry,
     opts: &ServerOptions,
 ) -> anyhow::Result<Running> {
-    let service = AdderService::default();
+    start_adder(registry, opts, AdderService::default()).await
+}
+
+/// The health service name of the Adder service in `grpc.health.v1` (`add.Adder`).
+pub const ADDER_HEALTH_NAME: &str =
+    <AdderServer<AdderService> as tonic::server::NamedService>::NAME;
+
+/// [`start_server`] with a given `service` (for example one made with
+/// [`AdderService::counting`]). Besides the whole server (`""`), `add.Adder` is marked
+/// SERVING in `grpc.health.v1`, so a client that asks about the service it calls gets an
+/// answer too.
+pub async fn start_adder(
+    registry: ConsulRegistry,
+    opts: &ServerOptions,
+    service: AdderService,
+) -> anyhow::Result<Running> {
     let ids = service.instance_id.clone();
     let mut builder = Registered::builder(registry.clone(), opts.service.clone())
         .check_interval(opts.check_interval)
@@ -165,6 +204,7 @@ pub async fn start_server(
     if let Some(addr) = registry_socket_addr(&registry) {
         builder = builder.registry_addr(addr);
     }
+    builder.health().set_serving(ADDER_HEALTH_NAME).await;
     let router = tonic::transport::Server::builder().add_service(AdderServer::new(service));
     let running = builder.start(router, opts.listen).await?;
     let _ = ids.set(running.id().to_owned());

@@ -1,7 +1,10 @@
 //! `add-server`: serves Adder, registered in Consul with a gRPC health check; on SIGINT or
-//! SIGTERM it deregisters, drains and stops, exiting 0.
+//! SIGTERM it deregisters, drains and stops, prints how many `Add` calls it answered and
+//! exits 0. SIGUSR1 turns its health NOT_SERVING and SIGUSR2 back SERVING (for fault
+//! drills such as the demo's); `--served-file` keeps its count where it survives a SIGKILL.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
@@ -19,6 +22,10 @@ struct Args {
     /// How often Consul runs the gRPC health check, in seconds.
     #[arg(long, default_value_t = 1.0)]
     check_interval: f64,
+    /// Keep the number of `Add` calls answered in this file, rewritten before each answer
+    /// (so it is right even after a SIGKILL).
+    #[arg(long)]
+    served_file: Option<PathBuf>,
     /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9100).
     #[arg(long)]
     metrics_addr: Option<SocketAddr>,
@@ -31,16 +38,11 @@ async fn main() -> anyhow::Result<()> {
     examples::serve_metrics(args.metrics_addr)?;
     let check_interval = Duration::try_from_secs_f64(args.check_interval)
         .map_err(|e| anyhow::anyhow!("--check-interval: {e}"))?;
-    let registry = examples::registry_from_env()?;
     let opts = examples::ServerOptions {
         service: args.service,
         listen: args.listen,
         check_interval,
         ..Default::default()
     };
-    let running = examples::start_server(registry, &opts).await?;
-    println!("serving {} on {}", running.id(), running.local_addr());
-    running.run_until(grpc_register::shutdown_signal()).await?;
-    println!("stopped");
-    Ok(())
+    examples::run_add_server(&opts, args.served_file.as_deref()).await
 }

@@ -1,147 +1,110 @@
-//! `demo`: the whole path on one machine. Starts a Consul agent (the embedded consul-dev,
-//! unless `CONSUL_HTTP_ADDR` names one), three Adder servers that register with gRPC health
-//! checks, and a client that spreads calls over them through discovery; then stops one server
-//! gracefully while the calls go on, and shows that none failed.
+//! `demo`: the live failover demo. Starts an embedded consul-dev agent (unless
+//! `CONSUL_HTTP_ADDR` names one), Adder servers as child processes and callers going
+//! through a `DiscoveredChannel`, then breaks things while the calls go on: a server joins,
+//! one is killed, one hangs and resumes, one turns NOT_SERVING and back, the agent restarts
+//! empty, a rolling restart replaces every server. Redraws a board in a terminal, prints
+//! plain lines otherwise; ends with each step's calls beside the servers' own counts, and
+//! exits 1 if a step broke what the design promises (see `examples::demo`).
+//!
+//! The child processes are this binary again, as `demo serve`, which runs exactly what
+//! `add-server` runs: `cargo run --bin demo` builds only this binary, and an `add-server`
+//! left over from an older build might not take the flags the demo passes.
 
-use std::collections::BTreeMap;
+use std::io::Write as _;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use clap::Parser;
-use consul_api::{Client, Config, ConsulRegistry};
-use discovery_core::{Query, Resolver, Update};
-use examples::pb::adder_client::AdderClient;
-use examples::{CallStats, ServerOptions};
-use futures_util::StreamExt;
-use grpc_resolve::DiscoveredChannel;
+use clap::{Parser, Subcommand};
 
-const SERVERS: usize = 3;
-const CONCURRENCY: usize = 4;
-
-/// The demo.
+/// The live failover demo.
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
-    /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9100).
+    #[command(subcommand)]
+    mode: Option<Mode>,
+    /// Callers calling at once.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// Each call's deadline, in seconds.
+    #[arg(long, default_value_t = 1.0)]
+    deadline: f64,
+    /// Print plain lines even on a terminal.
+    #[arg(long)]
+    plain: bool,
+    /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9100): the demo's channel
+    /// and Consul client (the servers are child processes, with metrics of their own off).
     #[arg(long)]
     metrics_addr: Option<SocketAddr>,
 }
 
+#[derive(Debug, Subcommand)]
+enum Mode {
+    /// One of the demo's backends: what `add-server` does, with its flags.
+    #[command(hide = true)]
+    Serve {
+        #[arg(long, default_value = "adder")]
+        service: String,
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+        #[arg(long)]
+        served_file: Option<PathBuf>,
+    },
+}
+
+/// A bound on the whole run, so a demo that cannot go on never hangs (the scenario itself
+/// takes under a minute).
+const LIMIT: Duration = Duration::from_secs(180);
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    if std::env::var_os("RUST_LOG").is_none() {
-        // Keep the demo's own lines readable; RUST_LOG=info shows every step.
-        let filter = tracing_subscriber::EnvFilter::new("warn");
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_writer(std::io::stderr)
-            .try_init();
-    } else {
+    if let Some(Mode::Serve {
+        service,
+        listen,
+        served_file,
+    }) = args.mode
+    {
         examples::init_tracing();
+        let opts = examples::ServerOptions {
+            service,
+            listen,
+            ..Default::default()
+        };
+        return examples::run_add_server(&opts, served_file.as_deref()).await;
     }
+    anyhow::ensure!(args.concurrency > 0, "--concurrency must be at least 1");
     examples::serve_metrics(args.metrics_addr)?;
-    match tokio::time::timeout(Duration::from_secs(60), run()).await {
-        Ok(result) => result,
-        Err(_) => anyhow::bail!("the demo did not finish within a minute"),
-    }
-}
-
-async fn run() -> anyhow::Result<()> {
-    let (agent, registry) = match std::env::var("CONSUL_HTTP_ADDR") {
-        Ok(addr) if !addr.is_empty() => {
-            println!("consul: using the agent at {addr} (CONSUL_HTTP_ADDR)");
-            (None, examples::registry_from_env()?)
+    let exe = std::env::current_exe().context("find the demo's own path")?;
+    let mut settings = examples::demo::Settings::new(exe);
+    settings.server_args = vec!["serve".to_owned()];
+    settings.concurrency = args.concurrency;
+    settings.deadline = Duration::try_from_secs_f64(args.deadline)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .with_context(|| {
+            format!(
+                "--deadline {}: not a positive number of seconds",
+                args.deadline
+            )
+        })?;
+    settings.plain |= args.plain;
+    let terminal = !settings.plain;
+    let outcome = tokio::select! {
+        outcome = tokio::time::timeout(LIMIT, examples::demo::run(settings)) => {
+            outcome.unwrap_or_else(|_| Err(anyhow::anyhow!("the demo did not finish within {LIMIT:?}")))
         }
-        _ => {
-            let agent = consul_dev::DevAgent::start("127.0.0.1:0".parse()?)
-                .await
-                .context("start the embedded consul-dev agent")?;
-            println!(
-                "consul: started embedded consul-dev at http://{} (its UI is at /ui/)",
-                agent.http_addr()
-            );
-            let client = Client::new(Config::new(&agent.http_addr())?)?;
-            (Some(agent), ConsulRegistry::new(client))
-        }
+        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
     };
-
-    let opts = ServerOptions::default();
-    let mut servers = Vec::new();
-    for _ in 0..SERVERS {
-        let running = examples::start_server(registry.clone(), &opts).await?;
-        println!(
-            "server: {} serving on {}",
-            running.id(),
-            running.local_addr()
-        );
-        servers.push(running);
+    if terminal {
+        // The screen hides the cursor while it draws; an early end must give it back.
+        print!("\x1b[?25h");
+        let _ = std::io::stdout().flush();
     }
-
-    println!("waiting for Consul's gRPC health checks to pass on all {SERVERS} servers...");
-    let mut watch = registry.watch(&Query::new(&opts.service));
-    loop {
-        match watch.next().await {
-            Some(Update::Snapshot(instances)) if instances.len() == SERVERS => break,
-            Some(_) => continue,
-            None => anyhow::bail!("the watch ended"),
-        }
-    }
-    println!("all {SERVERS} servers are passing in Consul");
-
-    let channel = DiscoveredChannel::builder(registry.clone(), opts.service.clone()).build();
-    let stats = Arc::new(CallStats::default());
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let calls = tokio::spawn(examples::call_loop(
-        AdderClient::new(channel),
-        None,
-        CONCURRENCY,
-        examples::DEFAULT_DEADLINE,
-        stats.clone(),
-        stop_rx,
-    ));
-
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    println!(
-        "\nphase 1: {CONCURRENCY} concurrent callers, {} calls so far, per backend:",
-        stats.ok() + stats.failed()
-    );
-    print_counts(&stats.per_backend(), &BTreeMap::new());
-
-    let leaving = servers.remove(0);
-    let leaving_id = leaving.id().to_owned();
-    println!("\nstopping {leaving_id} gracefully: NOT_SERVING, deregister, drain, close");
-    leaving.stop().await?;
-    let at_stop = stats.per_backend();
-    println!("{leaving_id} stopped; calls continue");
-
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let _ = stop_tx.send(true);
-    calls.await?;
-    let at_end = stats.per_backend();
-    println!("\nphase 2: calls per backend since {leaving_id} stopped:");
-    print_counts(&at_end, &at_stop);
-
-    println!("\ntotal calls per backend:");
-    stats.print();
-
-    for server in servers {
-        server.stop().await?;
-    }
-    if let Some(agent) = agent {
-        agent.shutdown().await;
-    }
-    if stats.failed() > 0 {
-        anyhow::bail!("{} calls failed", stats.failed());
-    }
-    Ok(())
-}
-
-fn print_counts(now: &BTreeMap<String, u64>, before: &BTreeMap<String, u64>) {
-    for (backend, n) in now {
-        let earlier = before.get(backend).copied().unwrap_or(0);
-        println!("  {backend}: {} calls", n - earlier);
+    match outcome {
+        Ok(true) => Ok(()),
+        Ok(false) => std::process::exit(1),
+        Err(err) => Err(err),
     }
 }
