@@ -133,13 +133,20 @@ async fn wait_for<R>(
         let rx = {
             let mut store = shared.lock();
             let result = compute(&store);
-            if answers(&result) || *shutdown.borrow() {
+            if answers(&result) {
                 return result;
             }
-            match &mut subscription {
-                Some(rx) => rx,
-                None => subscription.insert(subscribe(&mut store, &key)),
+            if *shutdown.borrow() {
+                None
+            } else {
+                Some(match &mut subscription {
+                    Some(rx) => rx,
+                    None => subscription.insert(subscribe(&mut store, &key)),
+                })
             }
+        };
+        let Some(rx) = rx else {
+            return stopped().await;
         };
         let _blocked = BlockedGuard::enter(blocked);
         // Whether the sender was dropped (watcher cleanup): then resubscribe.
@@ -149,16 +156,22 @@ async fn wait_for<R>(
                 let store = shared.lock();
                 return compute(&store);
             }
-            _ = shutdown.changed() => {
-                let store = shared.lock();
-                return compute(&store);
-            }
+            _ = shutdown.changed() => return stopped().await,
         };
         if lost {
             subscription = None;
             tokio::task::yield_now().await;
         }
     }
+}
+
+/// What a blocking query waiting when the agent stops gets: nothing. Consul's agent does
+/// not answer them as it stops; they end with their connection (Consul gives its HTTP
+/// servers a second to finish, then exits), which the client sees as an error, so no
+/// client takes the stopped agent's index to the next one (an agent restarted empty has a
+/// lower index, and a query carrying the old one would block there for its whole wait).
+async fn stopped<R>() -> R {
+    std::future::pending().await
 }
 
 /// How many blocking queries wait for a change, for tests that must change something only

@@ -159,13 +159,14 @@ impl DevAgent {
         self.app.blocked.wait_for_at_least(n).await;
     }
 
-    /// Stops the server and all check runners, waiting (up to a few seconds) for open
-    /// connections to finish so the port can be reused at once.
+    /// Stops the server and all check runners, giving open requests a second to finish
+    /// (as Consul's agent gives its HTTP servers) before closing every connection; blocking
+    /// queries still waiting end with their connection, unanswered, as in Consul.
     pub async fn shutdown(mut self) {
         self.signal_stop();
         if let Some(server) = self.server.take() {
             let abort = server.abort_handle();
-            if tokio::time::timeout(Duration::from_secs(5), server)
+            if tokio::time::timeout(Duration::from_secs(1), server)
                 .await
                 .is_err()
             {
@@ -183,8 +184,13 @@ impl DevAgent {
 }
 
 impl Drop for DevAgent {
+    /// A dropped agent stops at once, its connections closed (a crash, for tests that
+    /// simulate one).
     fn drop(&mut self) {
         self.signal_stop();
+        if let Some(server) = self.server.take() {
+            server.abort();
+        }
     }
 }
 
