@@ -53,7 +53,7 @@ pub(super) enum Health {
     NotServing,
 }
 
-/// The channel's view of an endpoint's server, in [`EndpointInfo::condition`].
+/// The channel's view of an endpoint's server, in [`EndpointInfo::condition`](crate::EndpointInfo::condition).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Condition {
