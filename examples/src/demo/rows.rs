@@ -5,14 +5,15 @@
 use std::collections::BTreeMap;
 
 use consul_api::CheckStatus;
-use grpc_resolve::EndpointInfo;
+use grpc_resolve::{Condition, EndpointInfo};
 
 use super::board::{Backend, ConsulView};
 
 /// What the channel says of one endpoint, as far as the demo shows it.
 ///
-/// The one place that reads [`EndpointInfo`]: a new field of the channel's view (its
-/// client-side health, a slow-start weight) is added here and in [`ChannelView::describe`].
+/// The one place that reads [`EndpointInfo`]: each field of the channel's view (its
+/// client-side health, a slow-start weight, a fallback) is read here and shown by
+/// [`ChannelView::describe`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ChannelView {
     /// Connected and not ejected: calls may pick it.
@@ -23,6 +24,12 @@ pub(crate) struct ChannelView {
     pub(crate) in_flight: usize,
     /// Its balancing weight.
     pub(crate) weight: u32,
+    /// The share of its weight it gets now: below 100 during slow start.
+    pub(crate) weight_percent: u32,
+    /// What the channel sees of its server (client-side health, unresponsive).
+    pub(crate) condition: Condition,
+    /// Dropped by discovery but kept by the shrink guard.
+    pub(crate) fallback: bool,
 }
 
 impl From<&EndpointInfo> for ChannelView {
@@ -32,6 +39,9 @@ impl From<&EndpointInfo> for ChannelView {
             ejected: info.ejected,
             in_flight: info.in_flight,
             weight: info.weight,
+            weight_percent: info.weight_percent,
+            condition: info.condition,
+            fallback: info.fallback,
         }
     }
 }
@@ -44,9 +54,21 @@ impl ChannelView {
         } else if self.ready {
             "ready"
         } else {
-            "not ready"
+            match self.condition {
+                Condition::NotServing => "NOT_SERVING",
+                Condition::Unresponsive => "unresponsive",
+                _ => "not ready",
+            }
         };
-        format!("{state}, weight {}", self.weight)
+        let fallback = if self.fallback { ", fallback" } else { "" };
+        if self.weight_percent < 100 {
+            format!(
+                "{state}{fallback}, weight {} (slow start {}%)",
+                self.weight, self.weight_percent
+            )
+        } else {
+            format!("{state}{fallback}, weight {}", self.weight)
+        }
     }
 }
 
@@ -202,6 +224,9 @@ mod tests {
             ejected: true,
             in_flight: 0,
             weight: 1,
+            weight_percent: 100,
+            condition: Condition::Unknown,
+            fallback: false,
         };
         assert_eq!(view.describe(), "ejected, weight 1", "expected ejected");
         let view = ChannelView {
@@ -209,7 +234,40 @@ mod tests {
             ejected: false,
             in_flight: 3,
             weight: 2,
+            weight_percent: 100,
+            condition: Condition::Serving,
+            fallback: false,
         };
         assert_eq!(view.describe(), "ready, weight 2", "expected ready");
+    }
+
+    #[test]
+    fn the_channel_column_says_not_serving_unresponsive_fallback_and_slow_start() {
+        let base = ChannelView {
+            ready: false,
+            ejected: false,
+            in_flight: 0,
+            weight: 1,
+            weight_percent: 100,
+            condition: Condition::NotServing,
+            fallback: false,
+        };
+        assert_eq!(base.describe(), "NOT_SERVING, weight 1");
+        let hung = ChannelView {
+            condition: Condition::Unresponsive,
+            ..base.clone()
+        };
+        assert_eq!(hung.describe(), "unresponsive, weight 1");
+        let ramping = ChannelView {
+            ready: true,
+            condition: Condition::Serving,
+            weight_percent: 40,
+            fallback: true,
+            ..base
+        };
+        assert_eq!(
+            ramping.describe(),
+            "ready, fallback, weight 1 (slow start 40%)"
+        );
     }
 }
