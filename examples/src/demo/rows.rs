@@ -62,10 +62,8 @@ impl ChannelView {
         };
         let fallback = if self.fallback { ", fallback" } else { "" };
         if self.weight_percent < 100 {
-            format!(
-                "{state}{fallback}, weight {} (slow start {}%)",
-                self.weight, self.weight_percent
-            )
+            // Slow start: the share of its weight it gets now (short, to fit 120 columns).
+            format!("{state}{fallback}, ramp {}%", self.weight_percent)
         } else {
             format!("{state}{fallback}, weight {}", self.weight)
         }
@@ -265,9 +263,6 @@ mod tests {
             fallback: true,
             ..base
         };
-        assert_eq!(
-            ramping.describe(),
-            "ready, fallback, weight 1 (slow start 40%)"
-        );
+        assert_eq!(ramping.describe(), "ready, fallback, ramp 40%");
     }
 }
