@@ -73,24 +73,9 @@ async fn kill(demo: &mut Demo) -> anyhow::Result<()> {
     demo.fleet.kill(index).await?;
     // Calls the channel sends it before it sees the connection drop are lost with it too.
     let start = Instant::now();
-    let mut last_calls = before.calls;
-    loop {
-        match endpoint(demo, &id) {
-            Some(e) if e.ready && start.elapsed() < PATIENCE => {
-                last_calls = e.calls;
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-            Some(e) if e.ready => {
-                anyhow::bail!("the channel still has {name} ready {PATIENCE:?} after it was killed")
-            }
-            Some(e) => {
-                last_calls = e.calls;
-                break;
-            }
-            None => break,
-        }
-    }
-    let late = last_calls.saturating_sub(before.calls);
+    let Some(late) = sent_until_out_of_rotation(demo, &id, before.calls).await else {
+        anyhow::bail!("the channel still has {name} ready {PATIENCE:?} after it was killed")
+    };
     demo.board.caption(format!(
         "{name} killed; the channel took it out of rotation after {:.0} ms ({late} calls sent to it meanwhile); Consul's check turns it critical",
         start.elapsed().as_secs_f64() * 1000.0
@@ -123,27 +108,15 @@ async fn hang(demo: &mut Demo) -> anyhow::Result<()> {
     // Calls the channel sends it before it finds it silent (its calls waiting, no answer,
     // the others answering: about 300 ms) are stuck with it too.
     let start = Instant::now();
-    let mut last_calls = sent_before;
-    loop {
-        match endpoint(demo, &id) {
-            Some(e) if e.ready && start.elapsed() < PATIENCE => {
-                last_calls = e.calls;
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-            Some(e) if e.ready => {
-                demo.broken(format!(
-                    "the channel still has {name} ready {PATIENCE:?} after it hung"
-                ));
-                break;
-            }
-            Some(e) => {
-                last_calls = e.calls;
-                break;
-            }
-            None => break,
+    let late = match sent_until_out_of_rotation(demo, &id, sent_before).await {
+        Some(late) => late,
+        None => {
+            demo.broken(format!(
+                "the channel still has {name} ready {PATIENCE:?} after it hung"
+            ));
+            endpoint(demo, &id).map_or(0, |e| e.calls.saturating_sub(sent_before))
         }
-    }
-    let late = last_calls.saturating_sub(sent_before);
+    };
     demo.board.caption(format!(
         "{name} hung; the channel took it out of rotation after {:.0} ms ({late} calls sent to it meanwhile)",
         start.elapsed().as_secs_f64() * 1000.0
@@ -302,6 +275,25 @@ fn named(demo: &Demo, index: usize) -> (String, String) {
 
 fn endpoint(demo: &Demo, id: &str) -> Option<EndpointInfo> {
     demo.channel.endpoints().into_iter().find(|e| e.id == id)
+}
+
+/// Watches endpoint `id` until the channel takes it out of rotation (or forgets it), and
+/// returns how many calls the channel sent it beyond `sent_before` meanwhile; `None` if it
+/// is still ready after [`PATIENCE`].
+async fn sent_until_out_of_rotation(demo: &Demo, id: &str, sent_before: u64) -> Option<u64> {
+    let start = Instant::now();
+    let mut last_calls = sent_before;
+    loop {
+        match endpoint(demo, id) {
+            Some(e) if e.ready && start.elapsed() < PATIENCE => {
+                last_calls = e.calls;
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            Some(e) if e.ready => return None,
+            Some(e) => return Some(e.calls.saturating_sub(sent_before)),
+            None => return Some(last_calls.saturating_sub(sent_before)),
+        }
+    }
 }
 
 fn alive_ids(demo: &Demo) -> Vec<String> {
