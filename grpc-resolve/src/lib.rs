@@ -10,7 +10,7 @@ mod pool;
 mod replay;
 mod target;
 
-pub use channel::{Builder, DiscoveredChannel, ResponseFuture};
+pub use channel::{Builder, DiscoveredChannel, Hedging, ResponseFuture};
 pub use error::{BoxError, Error};
 pub use pool::{Condition, EndpointInfo, Stats};
 pub use target::Target;

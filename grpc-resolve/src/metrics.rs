@@ -31,6 +31,8 @@ pub const ENDPOINT_FAILURES: &str = "grpc_resolve_endpoint_failures_total";
 pub const ENDPOINTS: &str = "grpc_resolve_endpoints";
 /// Attempts sent again to another endpoint (counter; `service`).
 pub const RETRIES: &str = "grpc_resolve_retries_total";
+/// Hedged attempts sent beside one still waiting for its answer (counter; `service`).
+pub const HEDGES: &str = "grpc_resolve_hedges_total";
 /// Endpoints ejected by outlier detection (counter; `service`, `reason`).
 pub const EJECTIONS: &str = "grpc_resolve_ejections_total";
 /// Discovery updates applied, unchanged ones included (counter; `service`).
@@ -77,6 +79,11 @@ pub fn describe() {
         RETRIES,
         Unit::Count,
         "Attempts sent again to another endpoint."
+    );
+    describe_counter!(
+        HEDGES,
+        Unit::Count,
+        "Hedged attempts sent beside one still waiting for its answer."
     );
     describe_counter!(
         EJECTIONS,
@@ -183,6 +190,7 @@ impl EjectionReason {
 pub(crate) struct ServiceMetrics {
     calls: Counter,
     retries: Counter,
+    hedges: Counter,
     ejections: [Counter; REASONS.len()],
     updates: Counter,
     resolver_errors: Counter,
@@ -201,6 +209,7 @@ impl ServiceMetrics {
         ServiceMetrics {
             calls: counter(CALLS),
             retries: counter(RETRIES),
+            hedges: counter(HEDGES),
             ejections: REASONS.map(|reason| {
                 metrics::counter!(EJECTIONS, "service" => service.to_owned(), "reason" => reason.label())
             }),
@@ -225,6 +234,10 @@ impl ServiceMetrics {
 
     pub(crate) fn retried(&self) {
         self.retries.increment(1);
+    }
+
+    pub(crate) fn hedged(&self) {
+        self.hedges.increment(1);
     }
 
     pub(crate) fn ejected(&self, reason: EjectionReason) {

@@ -155,9 +155,10 @@ impl Drop for ReplayBody {
 // === impl Replay ===
 
 impl Replay {
-    /// A body for another attempt, if the request can be sent again now.
-    #[cfg(test)]
-    fn replay(&self) -> Option<ReplayBody> {
+    /// A body for another attempt, if the request can be sent again now, without waiting:
+    /// for a hedge, which runs beside an attempt that may still hold the body, so only a
+    /// request read whole (or one the other attempt let go of) can go.
+    pub(crate) fn replay(&self) -> Option<ReplayBody> {
         self.try_replay().ok().flatten()
     }
 

@@ -1,7 +1,8 @@
 //! Unresponsive endpoints leave rotation: a backend whose process hangs (its kernel still
 //! holds the connections open, nothing is read or answered, as under SIGSTOP) stops
 //! getting calls within well under a second while the others serve, the calls stuck on it
-//! fail `Unavailable`, and it gets calls again once it resumes.
+//! fail `Unavailable`, and it gets calls again once it resumes. With hedging, the calls
+//! stuck on it are answered by another backend instead: none fails.
 
 mod common;
 
@@ -12,14 +13,15 @@ use common::proxy::FaultProxy;
 use common::{Backend, SERVICE, settle, wait_ready};
 use discovery_core::ServiceInstance;
 use discovery_core::mock::channel_resolver;
-use grpc_resolve::{Condition, DiscoveredChannel};
+use grpc_resolve::{Condition, DiscoveredChannel, Hedging};
 use tokio::time::Instant;
 
 /// How many callers keep the channel busy.
 const CALLERS: usize = 8;
 
-/// Three backends behind proxies, `hung` of them frozen under load, then thawed.
-async fn hang(hung: usize) {
+/// Three backends behind proxies, `hung` of them frozen under load, then thawed; the
+/// calls hedged with `hedging`, if given.
+async fn hang(hung: usize, hedging: Option<Hedging>) {
     let backends = [
         Backend::start().await,
         Backend::start().await,
@@ -39,7 +41,12 @@ async fn hang(hung: usize) {
             })
             .collect(),
     );
-    let channel = DiscoveredChannel::builder(resolver, SERVICE).build();
+    let hedged = hedging.is_some();
+    let mut builder = DiscoveredChannel::builder(resolver, SERVICE);
+    if let Some(hedging) = hedging {
+        builder = builder.hedging(hedging);
+    }
+    let channel = builder.build();
     wait_ready(&channel, 3).await;
 
     // Calls with a deadline far beyond the bound, so that only the channel's own doing can
@@ -55,12 +62,23 @@ async fn hang(hung: usize) {
         proxy.freeze();
     }
     let is_hung = |id: &str| (0..hung).any(|i| id == format!("b{i}"));
-    settle(channel.wait_for(|eps| eps.iter().filter(|e| is_hung(&e.id)).all(|e| !e.ready))).await;
-    let out_after = frozen_at.elapsed();
-    // Each hung backend's probe goes unanswered, and its connection is cut.
-    let watched = channel.clone();
-    settle(channel.wait_for(|_| watched.stats().unresponsive >= hung as u64)).await;
-    let cut_after = frozen_at.elapsed();
+    let found = if hedged {
+        // The hedges answer for the hung backends from the start; they leave rotation
+        // too, by the monitor or as the hedges they lose count against them.
+        load.wait_successes(300).await;
+        settle(channel.wait_for(|eps| eps.iter().filter(|e| is_hung(&e.id)).all(|e| !e.ready)))
+            .await;
+        format!("out of rotation after {:?}", frozen_at.elapsed())
+    } else {
+        settle(channel.wait_for(|eps| eps.iter().filter(|e| is_hung(&e.id)).all(|e| !e.ready)))
+            .await;
+        let out_after = frozen_at.elapsed();
+        // Each hung backend's probe goes unanswered, and its connection is cut.
+        let watched = channel.clone();
+        settle(channel.wait_for(|_| watched.stats().unresponsive >= hung as u64)).await;
+        let cut_after = frozen_at.elapsed();
+        format!("out of rotation after {out_after:?}, cut after {cut_after:?}")
+    };
     load.wait_successes(300).await;
 
     let thawed_at = Instant::now();
@@ -90,16 +108,25 @@ async fn hang(hung: usize) {
         .filter_map(|o| o.result.as_ref().err())
         .collect();
     println!(
-        "{hung} of 3 hung at concurrency {CALLERS}: out of rotation after {out_after:?}, \
-         cut after {cut_after:?}, \
+        "{hung} of 3 hung at concurrency {CALLERS}{}: {found}, \
          longest stretch without a success {gap:?}, {} failed calls ({in_flight} in flight \
          on them when they hung), back {back_after:?} after the thaw; {stats:?}",
+        if hedged { ", hedged" } else { "" },
         failed.len()
     );
     assert!(
         gap < Duration::from_secs(1),
         "expected no stretch of a second or more without a successful call, got {gap:?}"
     );
+    if hedged {
+        assert!(
+            failed.len() <= in_flight,
+            "expected at most the {in_flight} calls in flight on the hung backends when they \
+             hung to fail, got {}: {failed:?}",
+            failed.len()
+        );
+        assert!(stats.hedges > 0, "expected hedges: {stats:?}");
+    }
     // A caller stuck on a hung backend fails once, when its connection is cut; after that
     // the backend is out of rotation, so no caller is stuck twice.
     assert!(
@@ -119,12 +146,28 @@ async fn hang(hung: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_hung_backend_of_three_leaves_rotation_and_comes_back() {
-    hang(1).await;
+    hang(1, None).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hung_backends_of_three_leave_rotation_and_come_back() {
-    hang(2).await;
+    hang(2, None).await;
+}
+
+/// What the hedged tests hedge with: a delay far above a call's answer time here (a few
+/// milliseconds in a debug build) and as many attempts as backends.
+fn hedging() -> Hedging {
+    Hedging::after(Duration::from_millis(50)).max_attempts(3)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_hedging_the_calls_on_one_hung_backend_of_three_are_answered_elsewhere() {
+    hang(1, Some(hedging())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_hedging_the_calls_on_two_hung_backends_of_three_are_answered_elsewhere() {
+    hang(2, Some(hedging())).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,6 +13,7 @@ use discovery_core::{Backoff, Query, Resolver};
 use http::HeaderValue;
 
 use super::budget::BudgetConfig;
+use super::hedge::Hedging;
 use super::service::DiscoveredChannel;
 use crate::pool::{DEFAULT_CONNECT_TIMEOUT, PoolConfig};
 use crate::target::Target;
@@ -26,6 +27,7 @@ pub struct Builder {
     timeout: Option<Duration>,
     config: PoolConfig,
     budget: BudgetConfig,
+    hedging: Option<Hedging>,
     #[cfg(feature = "tls")]
     tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
     #[cfg(feature = "tls")]
@@ -69,6 +71,7 @@ impl Builder {
             timeout: None,
             config: PoolConfig::default(),
             budget: BudgetConfig::default(),
+            hedging: None,
             #[cfg(feature = "tls")]
             tls: None,
             #[cfg(feature = "tls")]
@@ -343,6 +346,22 @@ impl Builder {
         self
     }
 
+    /// Hedges the calls `hedging` names (off by default): a call without an answer after
+    /// the hedging delay is sent to another endpoint as well, and the first answer wins
+    /// (see [`Hedging`]). Only for methods that are safe to run twice.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use discovery_core::MemoryRegistry;
+    /// # use grpc_resolve::{DiscoveredChannel, Hedging};
+    /// # let builder = DiscoveredChannel::builder(MemoryRegistry::new(), "adder");
+    /// let builder = builder.hedging(Hedging::after(Duration::from_millis(20)).method("/adder.Adder/Add"));
+    /// ```
+    pub fn hedging(mut self, hedging: Hedging) -> Self {
+        self.hedging = Some(hedging);
+        self
+    }
+
     // --- Client-side health checking and unresponsive endpoints ---
 
     /// Client-side health checking (gRPC's design, gRFC A17; on by default): each
@@ -405,6 +424,7 @@ impl Builder {
             self.timeout,
             config,
             self.budget,
+            self.hedging,
         )
     }
 }
@@ -419,6 +439,7 @@ impl fmt::Debug for Builder {
             .field("concurrency_limit", &self.config.concurrency_limit)
             .field("scheme", &self.config.settings.scheme())
             .field("locality", &self.config.locality)
+            .field("hedging", &self.hedging)
             .finish_non_exhaustive()
     }
 }

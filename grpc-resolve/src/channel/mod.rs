@@ -16,20 +16,29 @@
 //! bounded by the channel's retry budget ([`budget`]): a fraction of recent calls plus a
 //! small floor.
 //!
-//! From the top down: [`builder`] starts a [`service`] (the channel and one call's path),
-//! which starts the [`discovery`] task and sends calls, using [`body`] (the response body
-//! that keeps a call counted), [`budget`] (the retry budget), [`classify`] (what an outcome says), [`timeout`] and
-//! [`future`]. Below the channel: the pool, `discover`, `replay`, `error`.
+//! A call may instead be hedged ([`hedge`], opt-in for methods safe to run twice): when its
+//! attempt has not answered within a delay, the same request also goes to another
+//! endpoint, and the first answer wins.
+//!
+//! From the top down: [`builder`] starts a [`service`] (the channel and one call's path:
+//! the retry loop or the hedging race), which starts the [`discovery`] task and sends each
+//! [`attempt`] (one endpoint's try, using [`body`], the response body that keeps a call
+//! counted, and [`classify`], what an outcome says), using [`budget`] (the retry budget),
+//! [`hedge`] (the race), [`timeout`] and [`future`]. Below the channel: the pool,
+//! `discover`, `replay`, `error`.
 
+mod attempt;
 mod body;
 mod budget;
 mod builder;
 mod classify;
 mod discovery;
 mod future;
+mod hedge;
 mod service;
 mod timeout;
 
 pub use builder::Builder;
 pub use future::ResponseFuture;
+pub use hedge::Hedging;
 pub use service::DiscoveredChannel;

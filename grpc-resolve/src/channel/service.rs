@@ -1,8 +1,8 @@
 //! [`DiscoveredChannel`]: the tower service tonic calls, and the path of one call through
 //! it (wait for an endpoint, pick, send, retry once elsewhere when that is safe and the
-//! retry budget allows).
+//! retry budget allows; or, for a hedged call, race attempts on several endpoints).
 //!
-//! May use: the channel's `discovery` (the task it starts), `body`, `budget`, `classify`,
+//! May use: the channel's `discovery` (the task it starts), `attempt`, `budget`, `hedge`,
 //! `timeout` and `future`; below it, the pool, `replay`, `error` and `target`.
 
 use std::fmt;
@@ -17,13 +17,15 @@ use tokio::time::Instant;
 use tonic::body::Body;
 use tower_service::Service;
 
-use super::body::{InFlight, ResponseBody};
+use smallvec::SmallVec;
+
+use super::attempt::{self, Attempt};
 use super::budget::{BudgetConfig, RetryBudget};
-use super::classify::{self, Verdict};
 use super::discovery;
 use super::future::ResponseFuture;
+use super::hedge::{self, Hedging, Plan};
 use super::timeout::{LazyDeadline, call_limit};
-use crate::error::{BoxError, DisplayChain, Error};
+use crate::error::Error;
 use crate::pool::{Condition, Endpoint, EndpointInfo, Picked, Pool, PoolConfig, Stats};
 use crate::replay::{MAX_REPLAY_BYTES, Replay, ReplayBody};
 
@@ -62,8 +64,10 @@ struct Shared {
     /// The channel's own limit on a call, up to its response headers.
     timeout: Option<Duration>,
     discovery: AbortHandle,
-    /// What bounds the retries.
+    /// What bounds the retries and hedges.
     budget: RetryBudget,
+    /// Which calls are hedged, if any.
+    hedging: Option<Hedging>,
     /// The pool's maintenance task.
     maintenance: AbortHandle,
 }
@@ -78,6 +82,7 @@ impl DiscoveredChannel {
         timeout: Option<Duration>,
         config: PoolConfig,
         budget: BudgetConfig,
+        hedging: Option<Hedging>,
     ) -> Self {
         let pool = Arc::new(Pool::new(query.service.clone(), config));
         let discovery = tokio::spawn(discovery::run(resolver, query, pool.clone()));
@@ -85,6 +90,7 @@ impl DiscoveredChannel {
         DiscoveredChannel {
             shared: Arc::new(Shared {
                 budget: RetryBudget::new(budget, 0, Instant::now()),
+                hedging,
                 pool,
                 empty_timeout,
                 timeout,
@@ -157,12 +163,18 @@ impl Service<http::Request<Body>> for DiscoveredChannel {
     }
 
     fn call(&mut self, request: http::Request<Body>) -> ResponseFuture {
+        let hedge = (self.shared.hedging.as_ref())
+            .filter(|hedging| hedging.applies(request.uri().path()))
+            .map(Hedging::plan);
         let Some(limit) = call_limit(request.headers(), self.shared.timeout) else {
-            return ResponseFuture::new(self.shared.clone().call(request, None));
+            return ResponseFuture::new(self.shared.clone().call(request, None, hedge));
         };
         let started = Instant::now();
         let ends = started + limit;
-        let call = self.shared.clone().call(request, Some((started, ends)));
+        let call = self
+            .shared
+            .clone()
+            .call(request, Some((started, ends)), hedge);
         // When the wait for an endpoint ends at the same instant, the inner future is
         // polled first and its more telling `NoEndpoints` error wins.
         ResponseFuture::new(async move {
@@ -176,11 +188,13 @@ impl Service<http::Request<Body>> for DiscoveredChannel {
 // === impl Shared ===
 
 impl Shared {
-    /// One call; `limit` is when it started and when it must end, if it has a limit.
+    /// One call; `limit` is when it started and when it must end, if it has a limit;
+    /// `hedge`, how to hedge it, if it is hedged.
     async fn call(
         self: Arc<Self>,
         request: http::Request<Body>,
         limit: Option<(Instant, Instant)>,
+        hedge: Option<Plan>,
     ) -> Result<http::Response<Body>, Error> {
         let pool = &self.pool;
         let _timer = pool.counters().call_started();
@@ -188,91 +202,94 @@ impl Shared {
         let (parts, body) = request.into_parts();
         let mut deadline = LazyDeadline::new(self.empty_timeout, limit);
         let (body, replay) = ReplayBody::new(body, MAX_REPLAY_BYTES);
+        let ends = limit.map(|(_, ends)| ends);
+        if let Some(plan) = hedge {
+            let first = self.ready_endpoint(&[], &mut deadline, &mut rng).await?;
+            return self
+                .race(plan, first, (&parts, body, &replay), ends, &mut rng)
+                .await;
+        }
         let mut body = Some(body);
         // The endpoint of the failed attempt, which the next one avoids.
         let mut avoid: Option<Arc<Endpoint>> = None;
-        let mut attempt = 0;
+        let mut tries = 0;
         loop {
-            attempt += 1;
+            tries += 1;
+            let avoiding = avoid.as_deref().map(|e| e.id.as_str());
             let picked = self
-                .ready_endpoint(
-                    avoid.as_deref().map(|e| e.id.as_str()),
-                    &mut deadline,
-                    &mut rng,
-                )
+                .ready_endpoint(avoiding.as_slice(), &mut deadline, &mut rng)
                 .await?;
-            let mut call = InFlight::new(pool.clone(), picked, limit.map(|(_, ends)| ends));
-            // Asked only once an attempt failed: whether another endpoint could take it.
-            let may_retry = |call: &InFlight| {
-                attempt < MAX_ATTEMPTS && pool.has_other_usable(&call.endpoint().id)
-            };
-            // The connection fails readiness only once it has closed; the request is still
-            // ours, so another endpoint can take it.
-            if let Err(error) = call.connection.ready().await {
-                call.judge(Verdict::Unavailable);
-                pool.connection_stale(call.endpoint(), call.generation);
-                if may_retry(&call) && self.budget_allows() {
-                    tracing::debug!(service = %pool.service, endpoint = %call.endpoint().id, %error, "endpoint connection closed; trying another");
-                    pool.counters().retried();
-                    avoid = Some(call.endpoint().clone());
-                    continue;
-                }
-                return Err(Error::transport(
-                    &call.endpoint().id,
-                    tonic::Code::Unavailable,
-                    error.into(),
-                ));
-            }
+            let endpoint = picked.endpoint.clone();
             let Some(this_body) = body.take() else {
                 unreachable!("every retry puts a body back");
             };
-            match call.connection.send(copy_parts(&parts), this_body).await {
-                Ok(response) => {
-                    call.answered();
-                    let (head, response_body) = response.into_parts();
-                    if let Some(verdict) = classify::verdict(&head.headers) {
-                        // A trailers-only answer: the status is all there is.
-                        call.judge(verdict);
-                        if verdict == Verdict::Unavailable
-                            && may_retry(&call)
-                            && let Some(again) = replay_before(&replay, &mut deadline).await
-                            && self.budget_allows()
-                        {
-                            tracing::debug!(service = %pool.service, endpoint = %call.endpoint().id, "endpoint answered unavailable; trying another");
-                            pool.counters().retried();
-                            body = Some(again);
-                            avoid = Some(call.endpoint().clone());
-                            continue;
-                        }
-                    } else if matches!(head.status.as_u16(), 502..=504) {
-                        call.judge(Verdict::Unavailable);
-                    }
-                    let response_body = Body::new(ResponseBody::new(response_body, call));
-                    return Ok(http::Response::from_parts(head, response_body));
+            let mut outcome =
+                attempt::send(pool, picked, copy_parts(&parts), this_body, ends).await;
+            // Asked only once an attempt failed: whether another endpoint could take it.
+            if !(outcome.may_go_elsewhere()
+                && tries < MAX_ATTEMPTS
+                && pool.has_other_usable(&endpoint.id))
+            {
+                return outcome.into_result();
+            }
+            let again = match outcome.take_body() {
+                Some(untouched) => Some(untouched),
+                None => replay_before(&replay, &mut deadline).await,
+            };
+            match again {
+                Some(again) if self.budget_allows() => {
+                    tracing::debug!(service = %pool.service, endpoint = %endpoint.id, "trying another endpoint");
+                    pool.counters().retried();
+                    body = Some(again);
+                    avoid = Some(endpoint);
                 }
-                Err(error) => {
-                    call.judge(Verdict::Unavailable);
-                    let error: BoxError = error.into();
-                    if classify::connection_done(&*error) {
-                        pool.connection_stale(call.endpoint(), call.generation);
-                    }
-                    if classify::never_sent(&*error)
-                        && may_retry(&call)
-                        && let Some(again) = replay_before(&replay, &mut deadline).await
-                        && self.budget_allows()
-                    {
-                        tracing::debug!(service = %pool.service, endpoint = %call.endpoint().id, error = %DisplayChain(&*error), "request not sent; trying another endpoint");
-                        pool.counters().retried();
-                        body = Some(again);
-                        avoid = Some(call.endpoint().clone());
-                        continue;
-                    }
-                    tracing::debug!(service = %pool.service, endpoint = %call.endpoint().id, error = %DisplayChain(&*error), "call failed in transport");
-                    let code = classify::transport_code(&*error);
-                    return Err(Error::transport(&call.endpoint().id, code, error));
-                }
+                _ => return outcome.into_result(),
             }
         }
+    }
+
+    /// A hedged call (see [`Hedging`]) sent to `first`: a race of attempts, each after the
+    /// first on an endpoint none of the others took, with the same request (read whole and
+    /// copied) and the budget's leave. An attempt dropped unanswered after the hedging
+    /// delay timed out on its endpoint.
+    async fn race(
+        &self,
+        plan: Plan,
+        first: Picked,
+        (parts, body, replay): (&http::request::Parts, ReplayBody, &Replay),
+        ends: Option<Instant>,
+        rng: &mut fastrand::Rng,
+    ) -> Result<http::Response<Body>, Error> {
+        let pool = &self.pool;
+        let timed_out_after = || {
+            let after = Instant::now() + plan.delay;
+            Some(ends.map_or(after, |ends| ends.min(after)))
+        };
+        let mut tried: SmallVec<[Arc<Endpoint>; 5]> = SmallVec::new();
+        tried.push(first.endpoint.clone());
+        let first = attempt::send(pool, first, copy_parts(parts), body, timed_out_after());
+        let next = || {
+            let body = replay.replay()?;
+            let avoid: SmallVec<[&str; 5]> = tried.iter().map(|e| e.id.as_str()).collect();
+            if !(pool.has_usable_besides(&avoid) && self.budget_allows()) {
+                return None;
+            }
+            let picked = pool.pick_other(&avoid, rng)?;
+            drop(avoid);
+            tracing::debug!(service = %pool.service, endpoint = %picked.endpoint.id, "no answer within the hedging delay; hedging");
+            pool.counters().hedged();
+            tried.push(picked.endpoint.clone());
+            Some(attempt::send(
+                pool,
+                picked,
+                copy_parts(parts),
+                body,
+                timed_out_after(),
+            ))
+        };
+        hedge::race(plan, first, next, Attempt::wins)
+            .await
+            .into_result()
     }
 
     /// Whether the retry budget has a retry for a call that may be retried; a refusal is
@@ -290,7 +307,7 @@ impl Shared {
     /// Waits until an endpoint can be picked, or the deadline.
     async fn ready_endpoint(
         &self,
-        avoid: Option<&str>,
+        avoid: &[&str],
         deadline: &mut LazyDeadline,
         rng: &mut fastrand::Rng,
     ) -> Result<Picked, Error> {

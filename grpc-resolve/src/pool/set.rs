@@ -280,10 +280,24 @@ impl Pool {
         next
     }
 
-    /// Picks a ready endpoint by power of two choices, avoiding `avoid` when another is
-    /// ready and keeping to the preferred locality when an endpoint there is ready, and
+    /// Picks a ready endpoint by power of two choices, avoiding those in `avoid` when
+    /// another is ready, and keeping to the preferred locality when an endpoint there is ready, and
     /// counts the call in flight on it.
-    pub(crate) fn pick(&self, avoid: Option<&str>, rng: &mut fastrand::Rng) -> Option<Picked> {
+    pub(crate) fn pick(&self, avoid: &[&str], rng: &mut fastrand::Rng) -> Option<Picked> {
+        self.pick_avoiding(avoid, false, rng)
+    }
+
+    /// Like [`Pool::pick`], but never one of `avoid`: `None` when no other is ready.
+    pub(crate) fn pick_other(&self, avoid: &[&str], rng: &mut fastrand::Rng) -> Option<Picked> {
+        self.pick_avoiding(avoid, true, rng)
+    }
+
+    fn pick_avoiding(
+        &self,
+        avoid: &[&str],
+        strict: bool,
+        rng: &mut fastrand::Rng,
+    ) -> Option<Picked> {
         let mut now = LazyNow::default();
         let endpoints = self.read();
         // Indexes into `endpoints` and the balancer's view of each, on the stack for any
@@ -294,10 +308,9 @@ impl Pool {
             .filter(|(_, e)| e.is_usable(&mut now) && e.has_room(self.config.concurrency_limit))
             .map(|(i, _)| i)
             .collect();
-        if let Some(avoid) = avoid
-            && usable.iter().any(|i| endpoints[*i].id != avoid)
-        {
-            usable.retain(|i| endpoints[*i].id != avoid);
+        let avoided = |i: &usize| avoid.contains(&endpoints[*i].id.as_str());
+        if !avoid.is_empty() && (strict || usable.iter().any(|i| !avoided(i))) {
+            usable.retain(|i| !avoided(i));
         }
         if self.config.locality.is_some() && usable.iter().any(|i| endpoints[*i].is_local()) {
             usable.retain(|i| endpoints[*i].is_local());
@@ -349,6 +362,12 @@ impl Pool {
 
     fn has_other_usable_at(&self, id: &str, now: &mut LazyNow) -> bool {
         self.read().iter().any(|e| e.id != id && e.is_usable(now))
+    }
+
+    /// Whether an endpoint not in `besides` could take a call now.
+    pub(crate) fn has_usable_besides(&self, besides: &[&str]) -> bool {
+        let mut now = LazyNow::default();
+        (self.read().iter()).any(|e| !besides.contains(&e.id.as_str()) && e.is_usable(&mut now))
     }
 
     /// A call on `endpoint` succeeded (the endpoint answered with anything but
@@ -608,7 +627,7 @@ mod tests {
         );
 
         let mut rng = fastrand::Rng::with_seed(3);
-        let picked = pool.pick(None, &mut rng).expect("b is usable");
+        let picked = pool.pick(&[], &mut rng).expect("b is usable");
         assert_eq!(picked.endpoint.id, "b", "only b can be picked");
         assert_eq!(pool.infos()[1].in_flight, 1, "the pick counts in flight");
         picked.endpoint.release();
@@ -618,7 +637,7 @@ mod tests {
             ..Changes::default()
         });
         assert!(
-            pool.pick(None, &mut rng).is_none(),
+            pool.pick(&[], &mut rng).is_none(),
             "a is ejected and b is gone"
         );
         b.set_connection(Some(Connection::unanswered().await));
@@ -633,7 +652,7 @@ mod tests {
         let pool = pool(0);
         let a = connected(&pool, "a").await;
         let mut rng = fastrand::Rng::with_seed(4);
-        let picked = pool.pick(None, &mut rng).expect("a is usable");
+        let picked = pool.pick(&[], &mut rng).expect("a is usable");
         let first = picked.generation;
         picked.endpoint.release();
 
@@ -646,7 +665,7 @@ mod tests {
             "expected news of an older connection ignored"
         );
 
-        let picked = pool.pick(None, &mut rng).expect("a is usable");
+        let picked = pool.pick(&[], &mut rng).expect("a is usable");
         assert_ne!(
             picked.generation, first,
             "a new connection, a new generation"
@@ -657,7 +676,7 @@ mod tests {
             !a.is_usable(&mut LazyNow::default()),
             "expected the current connection's staleness to take a out of rotation"
         );
-        assert!(pool.pick(None, &mut rng).is_none(), "nothing else to pick");
+        assert!(pool.pick(&[], &mut rng).is_none(), "nothing else to pick");
     }
 
     #[tokio::test(start_paused = true)]
@@ -667,7 +686,7 @@ mod tests {
         let _b = connected(&pool, "b").await;
         let mut rng = fastrand::Rng::with_seed(9);
         for _ in 0..50 {
-            let picked = pool.pick(Some("a"), &mut rng).expect("b is usable");
+            let picked = pool.pick(&["a"], &mut rng).expect("b is usable");
             assert_eq!(picked.endpoint.id, "b", "a is avoided");
             picked.endpoint.release();
         }
@@ -677,6 +696,27 @@ mod tests {
             0,
             "failures == 0 turns ejection off"
         );
+    }
+
+    #[tokio::test]
+    async fn pick_other_never_falls_back_to_an_avoided_endpoint() {
+        let pool = pool(0);
+        let _a = connected(&pool, "a").await;
+        let _b = connected(&pool, "b").await;
+        let mut rng = fastrand::Rng::with_seed(3);
+        for _ in 0..50 {
+            let picked = pool.pick_other(&["a"], &mut rng).expect("b is usable");
+            assert_eq!(picked.endpoint.id, "b", "a is avoided");
+            picked.endpoint.release();
+        }
+        assert!(pool.has_usable_besides(&["a"]), "b is usable");
+        assert!(!pool.has_usable_besides(&["a", "b"]), "none besides both");
+        assert!(
+            pool.pick_other(&["a", "b"], &mut rng).is_none(),
+            "no other endpoint: no pick"
+        );
+        let picked = pool.pick(&["a", "b"], &mut rng).expect("pick falls back");
+        picked.endpoint.release();
     }
 
     fn removal(ids: &[&str]) -> Changes {
@@ -708,7 +748,7 @@ mod tests {
             "all three kept as a fallback"
         );
         assert!(
-            pool.pick(None, &mut fastrand::Rng::with_seed(1)).is_some(),
+            pool.pick(&[], &mut fastrand::Rng::with_seed(1)).is_some(),
             "fallbacks take calls"
         );
 
@@ -879,7 +919,7 @@ mod tests {
             let picks = 10_000;
             let new = (0..picks)
                 .filter(|_| {
-                    let picked = pool.pick(None, &mut rng).expect("both are usable");
+                    let picked = pool.pick(&[], &mut rng).expect("both are usable");
                     picked.endpoint.release();
                     picked.endpoint.id == "new"
                 })
@@ -913,7 +953,9 @@ mod tests {
         let mut rng = fastrand::Rng::with_seed(5);
         (0..300)
             .map(|_| {
-                let picked = pool.pick(avoid, &mut rng).expect("an endpoint is usable");
+                let picked = pool
+                    .pick(avoid.as_slice(), &mut rng)
+                    .expect("an endpoint is usable");
                 picked.endpoint.release();
                 picked.endpoint.id.clone()
             })

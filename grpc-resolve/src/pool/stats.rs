@@ -42,6 +42,9 @@ pub struct Stats {
     /// Connections cut because their server stopped answering (its calls stopped
     /// completing while others' completed, and it did not answer a probe).
     pub unresponsive: u64,
+    /// Hedged attempts sent (see [`Hedging`](crate::Hedging)): attempts started beside
+    /// one still waiting for its answer.
+    pub hedges: u64,
 }
 
 /// The live counters behind [`Stats`]; each only ever goes up.
@@ -59,6 +62,7 @@ pub(crate) struct Counters {
     retries_denied: AtomicU64,
     fallbacks: AtomicU64,
     unresponsive: AtomicU64,
+    hedges: AtomicU64,
 }
 
 fn inc(counter: &AtomicU64) {
@@ -82,6 +86,7 @@ impl Counters {
             retries_denied: AtomicU64::default(),
             fallbacks: AtomicU64::default(),
             unresponsive: AtomicU64::default(),
+            hedges: AtomicU64::default(),
             metrics: ServiceMetrics::new(service),
         }
     }
@@ -101,6 +106,12 @@ impl Counters {
     pub(crate) fn retried(&self) {
         inc(&self.retries);
         self.metrics.retried();
+    }
+
+    /// A hedged attempt was sent.
+    pub(crate) fn hedged(&self) {
+        inc(&self.hedges);
+        self.metrics.hedged();
     }
 
     /// A call found no endpoint in time.
@@ -180,6 +191,7 @@ impl Counters {
             retries_denied: get(&self.retries_denied),
             fallbacks: get(&self.fallbacks),
             unresponsive: get(&self.unresponsive),
+            hedges: get(&self.hedges),
         }
     }
 }
@@ -206,6 +218,8 @@ mod tests {
         counters.retry_denied();
         counters.fallbacks_kept(2);
         counters.endpoint_unresponsive();
+        counters.hedged();
+        counters.hedged();
         assert_eq!(
             counters.stats(),
             Stats {
@@ -220,6 +234,7 @@ mod tests {
                 retries_denied: 1,
                 fallbacks: 2,
                 unresponsive: 1,
+                hedges: 2,
             },
             "expected every event in its own field"
         );
