@@ -54,6 +54,10 @@ async fn server_registers_client_calls_and_sigterm_deregisters() {
                     "50",
                     "--concurrency",
                     "2",
+                    // Hedged: the flag is accepted and changes nothing while the one
+                    // server answers.
+                    "--hedge-after",
+                    "200",
                 ])
                 .env("CONSUL_HTTP_ADDR", &addr)
                 .env("RUST_LOG", "warn")

@@ -1,7 +1,8 @@
 //! Client-streaming and bidirectional calls through a `DiscoveredChannel`: the normal path
 //! (including a request stream larger than what the channel keeps for a retry), an endpoint
-//! removed from discovery mid-stream (its stream finishes on it), and a backend process killed
-//! with SIGKILL mid-stream (the stream fails with `Unavailable`, saying why).
+//! removed from discovery mid-stream (its stream finishes on it), a backend process killed
+//! with SIGKILL mid-stream (the stream fails with `Unavailable`, saying why), and a hedged
+//! channel's client stream (not hedged while it is still being sent).
 
 use std::future::Future;
 use std::io::{BufRead, BufReader};
@@ -247,4 +248,31 @@ async fn streams_on_a_backend_killed_mid_stream_fail_with_unavailable() {
         );
     }
     drop((tx, sum_tx));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_stream_still_sending_is_not_hedged() {
+    let (a, _a) = serve("a");
+    let (b, _b) = serve("b");
+    let (resolver, handle) = channel_resolver();
+    handle.set(vec![instance("a", a), instance("b", b)]);
+    let channel = DiscoveredChannel::builder(resolver, "adder")
+        .hedging(grpc_resolve::Hedging::after(Duration::from_millis(10)))
+        .build();
+    settle(channel.wait_for(|eps| eps.iter().filter(|e| e.ready).count() == 2)).await;
+    let mut client = AdderClient::new(channel.clone());
+
+    let (tx, requests) = numbers();
+    let sum = tokio::spawn(async move { client.sum(requests).await });
+    // Many hedging delays pass while the request is still being sent: the body cannot go
+    // to a second server before it has been read whole.
+    for value in 1..=10 {
+        tx.send(Number { value }).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let hedges = channel.stats().hedges;
+    drop(tx);
+    let total = settle(sum).await.unwrap().unwrap().into_inner();
+    assert_eq!(total.sum, 55);
+    assert_eq!(hedges, 0, "expected no hedge of a request still being sent");
 }

@@ -1,6 +1,6 @@
 //! The channel's metrics, read back through metrics-util's `DebuggingRecorder`: calls per
 //! endpoint add up to the calls made, endpoints are counted in the state they are in,
-//! failures, retries and ejections are counted where they happen.
+//! failures, retries, hedges and ejections are counted where they happen.
 //!
 //! Each test runs on a current-thread runtime with the recorder set as the thread's local
 //! one, so every task of the channel (and of the backends) records into it.
@@ -9,10 +9,11 @@ mod common;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::time::Duration;
 
 use common::{Backend, SERVICE, check, settle, wait_ready};
 use discovery_core::mock::channel_resolver;
-use grpc_resolve::{DiscoveredChannel, metrics};
+use grpc_resolve::{DiscoveredChannel, Hedging, metrics};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use metrics_util::{CompositeKey, MetricKind};
 
@@ -261,4 +262,38 @@ async fn failures_retries_and_ejections_are_counted_where_they_happen() {
         2.0,
         "expected each endpoint counted in exactly one state"
     );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn hedges_are_counted() {
+    let recorder = DebuggingRecorder::new();
+    let recorded = Recorded::new(&recorder);
+    let _local = ::metrics::set_default_local_recorder(&recorder);
+
+    let slow = Backend::start().await;
+    let fast = Backend::start().await;
+    let (resolver, handle) = channel_resolver();
+    handle.set(vec![slow.instance("slow"), fast.instance("fast")]);
+    let channel = DiscoveredChannel::builder(resolver, SERVICE)
+        .health_check(false)
+        .unresponsive_after(None)
+        .hedging(Hedging::after(Duration::from_millis(20)))
+        .build();
+    wait_ready(&channel, 2).await;
+    slow.hold();
+    settle(async {
+        while channel.stats().hedges < 3 {
+            check(&channel)
+                .await
+                .expect("a call held on slow is answered by its hedge");
+        }
+    })
+    .await;
+    let stats = channel.stats();
+    assert_eq!(
+        recorded.counter(metrics::HEDGES, &[("service", SERVICE)]),
+        stats.hedges,
+        "expected the hedges metric to match the channel's stats"
+    );
+    slow.release();
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use clap::Parser;
 use examples::CallStats;
 use examples::pb::adder_client::AdderClient;
-use grpc_resolve::DiscoveredChannel;
+use grpc_resolve::{DiscoveredChannel, Hedging};
 
 /// Calls the Adder service through Consul discovery.
 #[derive(Debug, Parser)]
@@ -32,6 +32,10 @@ struct Args {
     /// Each call's deadline (sent as grpc-timeout), in seconds.
     #[arg(long, default_value_t = examples::DEFAULT_DEADLINE.as_secs_f64())]
     deadline: f64,
+    /// Hedge each call (Add is safe to run twice): after this many milliseconds without
+    /// an answer it also goes to another instance, up to 3 attempts; the first answer wins.
+    #[arg(long)]
+    hedge_after: Option<u64>,
     /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9100).
     #[arg(long)]
     metrics_addr: Option<SocketAddr>,
@@ -52,9 +56,13 @@ async fn main() -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("--empty-timeout: {e}"))?;
     let deadline = std::time::Duration::try_from_secs_f64(args.deadline)
         .map_err(|e| anyhow::anyhow!("--deadline: {e}"))?;
-    let channel = DiscoveredChannel::builder(registry, args.service)
-        .empty_timeout(empty_timeout)
-        .build();
+    let mut builder =
+        DiscoveredChannel::builder(registry, args.service).empty_timeout(empty_timeout);
+    if let Some(millis) = args.hedge_after {
+        let delay = std::time::Duration::from_millis(millis);
+        builder = builder.hedging(Hedging::after(delay).max_attempts(3));
+    }
+    let channel = builder.build();
     let stats = Arc::new(CallStats::default());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let calls = (args.calls > 0).then_some(args.calls);
