@@ -277,7 +277,7 @@ impl Builder {
         self
     }
 
-    // --- issue 14 (R2): failure rate, slow start, shrink guard, retry budget ---
+    // --- Failure rate, slow start, shrink guard, retry budget, hedging ---
 
     /// Outlier detection by failure rate (gRPC A50's failure percentage): every `interval`
     /// (default 10 s, at least 10 ms), an endpoint that failed at least `threshold_percent` of at least

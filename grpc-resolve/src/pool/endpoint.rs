@@ -47,7 +47,6 @@ pub(crate) struct Endpoint {
     task: Mutex<Option<AbortHandle>>,
     /// Its metric handles, registered once, when discovery adds it.
     pub(crate) metrics: EndpointMetrics,
-    // --- issue 14 (R2) ---
     /// Its slow-start ramp: the share of its weight it gets now.
     ramp: Ramp,
 }
@@ -79,7 +78,6 @@ pub struct EndpointInfo {
     pub locality: Option<String>,
     /// Failed calls in a row.
     pub consecutive_failures: u32,
-    // --- issue 14 (R2) ---
     /// Whether discovery dropped it but the shrink guard keeps it as a fallback (see the
     /// crate's README, "Shrink guard").
     pub fallback: bool,
@@ -292,8 +290,6 @@ impl Endpoint {
     pub(super) fn outlier(&self) -> &outlier::Record {
         &self.outlier
     }
-
-    // --- issue 14 (R2) ---
 
     /// Its slow-start ramp.
     pub(super) fn ramp(&self) -> &Ramp {

@@ -24,7 +24,7 @@
 //! reconnecting. The last usable endpoint is never ejected: failing calls reaching the caller
 //! beat every call waiting for nothing.
 //!
-//! Beside them (issue 14): ejection by failure rate ([`outlier::rate_ejections`]), slow
+//! Beside them: ejection by failure rate ([`outlier::rate_ejections`]), slow
 //! start ([`slow_start`]) and the shrink guard ([`guard`]), run by the pool's maintenance
 //! task ([`maintain`]) and on connection events; see the crate's README for the rules.
 //!

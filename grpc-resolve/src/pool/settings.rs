@@ -24,7 +24,7 @@ pub(crate) struct PoolConfig {
     /// The locality to prefer: when any usable endpoint is in it, calls go only there.
     pub(crate) locality: Option<String>,
     pub(crate) liveness: Liveness,
-    // --- issue 14 (R2): the set-wide rules ---
+    // The set-wide rules.
     /// Ejection by failure rate, beside `outlier`'s failures in a row.
     pub(crate) failure_rate: FailureRate,
     /// How far a new or returning endpoint's weight ramps up.

@@ -34,7 +34,6 @@ pub struct Stats {
     pub resolver_errors: u64,
     /// Failed connection attempts.
     pub connect_failures: u64,
-    // --- issue 14 (R2) ---
     /// Retries the retry budget refused (the call got its first attempt's answer).
     pub retries_denied: u64,
     /// Endpoints the shrink guard kept as a fallback when discovery dropped them.
@@ -153,8 +152,6 @@ impl Counters {
         inc(&self.connect_failures);
         self.metrics.connect_failed();
     }
-
-    // --- issue 14 (R2) ---
 
     /// Calls started so far: what the retry budget's deposits are.
     pub(crate) fn calls(&self) -> u64 {
