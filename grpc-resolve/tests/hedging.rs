@@ -59,6 +59,19 @@ async fn check_within(
         .map(drop)
 }
 
+/// Calls with a 300 ms deadline until one fails (the first that lands on slow, unless it
+/// is hedged), and its status.
+async fn first_failure(channel: &DiscoveredChannel) -> tonic::Status {
+    settle(async {
+        loop {
+            if let Err(status) = check_within(channel, Duration::from_millis(300)).await {
+                return status;
+            }
+        }
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_held_on_one_backend_is_answered_by_another() {
     let (slow, fast, channel) =
@@ -103,14 +116,7 @@ async fn hedges_need_the_retry_budget() {
             .retry_budget(Duration::from_secs(1), 0, 0.0)
     })
     .await;
-    let status = settle(async {
-        loop {
-            if let Err(status) = check_within(&channel, Duration::from_millis(300)).await {
-                return status;
-            }
-        }
-    })
-    .await;
+    let status = first_failure(&channel).await;
     let stats = channel.stats();
     assert!(
         timed_out(&status),
@@ -132,14 +138,7 @@ async fn only_the_methods_named_are_hedged() {
         builder.hedging(Hedging::after(DELAY).method("/grpc.health.v1.Health/Watch"))
     })
     .await;
-    let status = settle(async {
-        loop {
-            if let Err(status) = check_within(&channel, Duration::from_millis(300)).await {
-                return status;
-            }
-        }
-    })
-    .await;
+    let status = first_failure(&channel).await;
     let stats = channel.stats();
     assert!(timed_out(&status), "{status:?}");
     assert_eq!(
