@@ -1,6 +1,7 @@
 //! Hedged calls on real servers: a call held by one backend's application is answered by
-//! another backend once the hedging delay passes; hedges need the retry budget, and only
-//! the methods named are hedged.
+//! another backend once the hedging delay passes; hedges need the retry budget, only the
+//! methods named are hedged, and an attempt refused with `Unavailable` hands over to the
+//! next at once.
 
 mod common;
 
@@ -160,4 +161,45 @@ async fn only_the_methods_named_are_hedged() {
         }
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attempt_answered_unavailable_does_not_win_and_the_next_starts_at_once() {
+    let refusing = Backend::start().await;
+    refusing.answer_unavailable(true);
+    let steady = Backend::start().await;
+    let (resolver, handle) = channel_resolver();
+    handle.set(vec![
+        refusing.instance("refusing"),
+        steady.instance("steady"),
+    ]);
+    // A delay no call waits for, and no ejection: every call that picks the refusing
+    // backend must be answered by steady through a hedge started on the refusal.
+    let channel = DiscoveredChannel::builder(resolver, SERVICE)
+        .hedging(Hedging::after(Duration::from_secs(60)))
+        .eject_after(0, Duration::from_secs(1))
+        // A budget with room for every refusal: this test is about the race's rule.
+        .retry_budget(Duration::from_secs(10), 100, 1.0)
+        .build();
+    wait_ready(&channel, 2).await;
+    settle(async {
+        for _ in 0..200 {
+            check_within(&channel, Duration::from_secs(30))
+                .await
+                .expect("a call refused with Unavailable is answered by steady");
+        }
+    })
+    .await;
+    let stats = channel.stats();
+    println!("{} refused; {stats:?}", refusing.calls());
+    assert!(
+        refusing.calls() > 0,
+        "expected some calls to pick refusing: {stats:?}"
+    );
+    assert_eq!(
+        stats.hedges as usize,
+        refusing.calls(),
+        "expected one hedge per refusal: {stats:?}"
+    );
+    assert_eq!(steady.calls(), 200, "expected steady to answer every call");
 }

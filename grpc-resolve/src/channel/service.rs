@@ -267,7 +267,7 @@ impl Shared {
         };
         let mut tried: SmallVec<[Arc<Endpoint>; 5]> = SmallVec::new();
         tried.push(first.endpoint.clone());
-        let first = attempt::send(pool, first, copy_parts(parts), body, timed_out_after());
+        let first = hedged_attempt(pool, first, copy_parts(parts), body, timed_out_after());
         let next = || {
             let body = replay.replay()?;
             let avoid: SmallVec<[&str; 5]> = tried.iter().map(|e| e.id.as_str()).collect();
@@ -279,7 +279,7 @@ impl Shared {
             tracing::debug!(service = %pool.service, endpoint = %picked.endpoint.id, "no answer within the hedging delay; hedging");
             pool.counters().hedged();
             tried.push(picked.endpoint.clone());
-            Some(attempt::send(
+            Some(hedged_attempt(
                 pool,
                 picked,
                 copy_parts(parts),
@@ -382,6 +382,20 @@ fn none_ready(endpoints: &[EndpointInfo]) -> String {
         endpoints.len(),
         reasons.join(", ")
     )
+}
+
+/// One attempt of a hedged call. A body it gives back untouched is let go of at once, so
+/// that the next attempt can replay the request while this outcome waits to be the answer.
+async fn hedged_attempt(
+    pool: &Arc<Pool>,
+    picked: Picked,
+    parts: http::request::Parts,
+    body: ReplayBody,
+    timed_out_after: Option<Instant>,
+) -> Attempt {
+    let mut outcome = attempt::send(pool, picked, parts, body, timed_out_after).await;
+    drop(outcome.take_body());
+    outcome
 }
 
 /// A body for another attempt, if the request can be sent again before the call's
