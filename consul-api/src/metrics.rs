@@ -229,55 +229,9 @@ impl Drop for InUse<'_> {
 
 #[cfg(test)]
 mod tests {
-    use std::cell::RefCell;
-    use std::collections::HashMap;
-
-    use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
-    use metrics_util::{CompositeKey, MetricKind};
+    use metrics_readback::{DebuggingRecorder, MetricKind, Recorded};
 
     use super::*;
-
-    /// What was recorded so far. A snapshot of the debugging recorder takes counters and
-    /// gauges back to 0, so the values are added up across snapshots (nothing here sets a
-    /// gauge except the budget, which is set once).
-    struct Recorded {
-        snapshotter: Snapshotter,
-        totals: RefCell<HashMap<CompositeKey, f64>>,
-    }
-
-    impl Recorded {
-        fn new(recorder: &DebuggingRecorder) -> Self {
-            Recorded {
-                snapshotter: recorder.snapshotter(),
-                totals: RefCell::default(),
-            }
-        }
-
-        fn value(&self, kind: MetricKind, name: &str, labels: &[(&str, &str)]) -> f64 {
-            let mut totals = self.totals.borrow_mut();
-            for (key, _, _, value) in self.snapshotter.snapshot().into_vec() {
-                let add = match value {
-                    DebugValue::Counter(n) => n as f64,
-                    DebugValue::Gauge(v) => v.into_inner(),
-                    DebugValue::Histogram(values) => values.len() as f64,
-                };
-                *totals.entry(key).or_default() += add;
-            }
-            totals
-                .iter()
-                .filter(|(key, _)| {
-                    key.kind() == kind
-                        && key.key().name() == name
-                        && labels.iter().all(|(k, v)| {
-                            key.key()
-                                .labels()
-                                .any(|label| label.key() == *k && label.value() == *v)
-                        })
-                })
-                .map(|(_, value)| value)
-                .sum()
-        }
-    }
 
     #[test]
     fn outcomes_tell_a_woken_blocking_query_from_one_that_timed_out() {

@@ -8,72 +8,24 @@
 
 mod common;
 
-use std::cell::RefCell;
-use std::collections::HashMap;
 use std::time::Duration;
 
 use consul_api::agent::{CheckDefinition, ServiceRegistration};
 use consul_api::{CheckStatus, ConsulRegistry, metrics};
 use discovery_core::{Query, Resolver, Update, UpdateStream};
 use futures_util::StreamExt;
-use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
-use metrics_util::{CompositeKey, MetricKind};
+use metrics_readback::{DebuggingRecorder, Recorded};
 
-/// What was recorded so far. A snapshot of the debugging recorder takes counters and
-/// gauges back to 0, so the values are added up across snapshots; the one gauge that is
-/// set rather than moved (the budget) is set once, before the first snapshot.
-struct Recorded {
-    snapshotter: Snapshotter,
-    totals: RefCell<HashMap<CompositeKey, f64>>,
+/// The watch's metrics read back.
+trait WatchMetrics {
+    /// The watch requests for `service` that ended with `outcome`.
+    fn requests(&self, service: &str, outcome: &str) -> f64;
 }
 
-impl Recorded {
-    fn value(&self, kind: MetricKind, name: &str, labels: &[(&str, &str)]) -> f64 {
-        let mut totals = self.totals.borrow_mut();
-        for (key, _, _, value) in self.snapshotter.snapshot().into_vec() {
-            let add = match value {
-                DebugValue::Counter(n) => n as f64,
-                DebugValue::Gauge(v) => v.into_inner(),
-                DebugValue::Histogram(values) => values.len() as f64,
-            };
-            *totals.entry(key).or_default() += add;
-        }
-        totals
-            .iter()
-            .filter(|(key, _)| {
-                key.kind() == kind
-                    && key.key().name() == name
-                    && labels.iter().all(|(k, v)| {
-                        key.key()
-                            .labels()
-                            .any(|label| label.key() == *k && label.value() == *v)
-                    })
-            })
-            .map(|(_, value)| value)
-            .sum()
-    }
-
+impl WatchMetrics for Recorded {
     fn requests(&self, service: &str, outcome: &str) -> f64 {
-        self.value(
-            MetricKind::Counter,
-            metrics::WATCH_REQUESTS,
-            &[("service", service), ("outcome", outcome)],
-        )
-    }
-
-    fn gauge(&self, name: &str) -> f64 {
-        self.value(MetricKind::Gauge, name, &[])
-    }
-
-    /// Waits (checking every 10 ms, up to 10 s) until `done` holds.
-    async fn until(&self, what: &str, mut done: impl FnMut(&Self) -> bool) {
-        for _ in 0..1000 {
-            if done(self) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!("expected {what} within 10 s");
+        let labels = [("service", service), ("outcome", outcome)];
+        self.counter(metrics::WATCH_REQUESTS, &labels) as f64
     }
 }
 
@@ -87,10 +39,7 @@ async fn snapshot(updates: &mut UpdateStream) -> Vec<String> {
 #[tokio::test(flavor = "current_thread")]
 async fn a_watch_counts_its_requests_by_outcome_its_slot_and_its_connection() {
     let recorder = DebuggingRecorder::new();
-    let recorded = Recorded {
-        snapshotter: recorder.snapshotter(),
-        totals: RefCell::default(),
-    };
+    let recorded = Recorded::new(&recorder);
     let _local = ::metrics::set_default_local_recorder(&recorder);
     let agent = common::agent().await;
     let name = common::unique("metrics");
@@ -112,28 +61,28 @@ async fn a_watch_counts_its_requests_by_outcome_its_slot_and_its_connection() {
         "expected the first read counted ok"
     );
     assert_eq!(
-        recorded.gauge(metrics::WATCHES_ACTIVE),
+        recorded.gauge(metrics::WATCHES_ACTIVE, &[]),
         1.0,
         "expected one active watch"
     );
     // The loop now blocks on the index it got: one slot held, its connection in use.
     recorded
         .until("the watch to hold a blocking slot", |r| {
-            r.gauge(metrics::WATCHES_BLOCKING) == 1.0
+            r.gauge(metrics::WATCHES_BLOCKING, &[]) == 1.0
         })
         .await;
     recorded
         .until("the blocking query's connection in use", |r| {
-            r.gauge(metrics::CONNECTIONS_IN_USE) >= 1.0
+            r.gauge(metrics::CONNECTIONS_IN_USE, &[]) >= 1.0
         })
         .await;
-    let budget = recorded.gauge(metrics::CONNECTIONS_BUDGET);
+    let budget = recorded.gauge(metrics::CONNECTIONS_BUDGET, &[]);
     assert_eq!(
         budget, agent.config.max_connections as f64,
         "expected the budget to be the client's max_connections"
     );
     assert!(
-        recorded.gauge(metrics::CONNECTIONS_IN_USE) <= budget,
+        recorded.gauge(metrics::CONNECTIONS_IN_USE, &[]) <= budget,
         "expected the connections in use within the budget"
     );
 
@@ -158,11 +107,11 @@ async fn a_watch_counts_its_requests_by_outcome_its_slot_and_its_connection() {
     drop(updates);
     recorded
         .until("the loop to stop", |r| {
-            r.gauge(metrics::WATCHES_ACTIVE) == 0.0
+            r.gauge(metrics::WATCHES_ACTIVE, &[]) == 0.0
         })
         .await;
     assert_eq!(
-        recorded.gauge(metrics::WATCHES_BLOCKING),
+        recorded.gauge(metrics::WATCHES_BLOCKING, &[]),
         0.0,
         "expected no loop left holding a slot"
     );

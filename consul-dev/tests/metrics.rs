@@ -7,85 +7,35 @@
 
 mod common;
 
-use std::cell::RefCell;
-use std::collections::HashMap;
-
 use common::Agent;
 use consul_dev::metrics;
-use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
-use metrics_util::{CompositeKey, MetricKind};
+use metrics_readback::{DebuggingRecorder, Recorded};
 use serde_json::json;
 
-/// What was recorded so far, added up across snapshots (a snapshot of the debugging
-/// recorder takes counters and gauges back to 0; the agent only moves its gauge).
-struct Recorded {
-    snapshotter: Snapshotter,
-    totals: RefCell<HashMap<CompositeKey, f64>>,
-}
-
-impl Recorded {
-    fn value(&self, kind: MetricKind, name: &str, labels: &[(&str, &str)]) -> f64 {
-        let mut totals = self.totals.borrow_mut();
-        for (key, _, _, value) in self.snapshotter.snapshot().into_vec() {
-            let add = match value {
-                DebugValue::Counter(n) => n as f64,
-                DebugValue::Gauge(v) => v.into_inner(),
-                DebugValue::Histogram(values) => values.len() as f64,
-            };
-            *totals.entry(key).or_default() += add;
-        }
-        totals
-            .iter()
-            .filter(|(key, _)| {
-                key.kind() == kind
-                    && key.key().name() == name
-                    && labels.iter().all(|(k, v)| {
-                        key.key()
-                            .labels()
-                            .any(|label| label.key() == *k && label.value() == *v)
-                    })
-            })
-            .map(|(_, value)| value)
-            .sum()
-    }
-
-    fn requests(&self, route: &str, status: &str) -> f64 {
-        self.value(
-            MetricKind::Counter,
-            metrics::REQUESTS,
-            &[("route", route), ("status", status)],
-        )
-    }
+/// The agent's metrics read back.
+trait AgentMetrics {
+    /// The requests that matched `route` and were answered `status`.
+    fn requests(&self, route: &str, status: &str) -> f64;
 
     /// Every route label recorded.
+    fn routes(&self) -> Vec<String>;
+}
+
+impl AgentMetrics for Recorded {
+    fn requests(&self, route: &str, status: &str) -> f64 {
+        let labels = [("route", route), ("status", status)];
+        self.counter(metrics::REQUESTS, &labels) as f64
+    }
+
     fn routes(&self) -> Vec<String> {
-        self.value(MetricKind::Counter, metrics::REQUESTS, &[]);
-        let mut routes: Vec<String> = self
-            .totals
-            .borrow()
-            .keys()
-            .filter(|key| key.key().name() == metrics::REQUESTS)
-            .flat_map(|key| {
-                key.key()
-                    .labels()
-                    .filter(|l| l.key() == "route")
-                    .map(|l| l.value().to_owned())
-                    .collect::<Vec<_>>()
-            })
-            .collect();
-        routes.sort();
-        routes.dedup();
-        routes
+        self.label_values(metrics::REQUESTS, "route")
     }
 }
 
 #[tokio::test(flavor = "current_thread")]
 async fn requests_count_by_route_pattern_and_status_and_blocked_queries_while_they_wait() {
     let recorder = DebuggingRecorder::new();
-    let recorded = Recorded {
-        snapshotter: recorder.snapshotter(),
-        totals: RefCell::default(),
-    };
+    let recorded = Recorded::new(&recorder);
     let _local = ::metrics::set_default_local_recorder(&recorder);
     let a = Agent::start().await;
     a.register(json!({"Name": "web", "ID": "web-1"})).await;
@@ -133,7 +83,7 @@ async fn requests_count_by_route_pattern_and_status_and_blocked_queries_while_th
     });
     a.agent.wait_for_blocked_queries(1).await;
     assert_eq!(
-        recorded.value(MetricKind::Gauge, metrics::BLOCKED, &[]),
+        recorded.gauge(metrics::BLOCKED, &[]),
         1.0,
         "expected the waiting query counted"
     );
@@ -144,7 +94,7 @@ async fn requests_count_by_route_pattern_and_status_and_blocked_queries_while_th
         "woken by the change"
     );
     assert_eq!(
-        recorded.value(MetricKind::Gauge, metrics::BLOCKED, &[]),
+        recorded.gauge(metrics::BLOCKED, &[]),
         0.0,
         "expected the woken query to leave the count"
     );

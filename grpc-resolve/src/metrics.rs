@@ -349,63 +349,13 @@ impl Drop for EndpointMetrics {
 
 #[cfg(test)]
 mod tests {
-    use std::cell::RefCell;
-    use std::collections::HashMap;
-
-    use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
-    use metrics_util::{CompositeKey, MetricKind};
+    use metrics_readback::{DebuggingRecorder, Recorded};
 
     use super::*;
 
-    /// What was recorded so far. A snapshot of the debugging recorder takes counters and
-    /// gauges back to 0, so the values are added up across snapshots (the handles here
-    /// only ever add to a gauge, never set it).
-    struct Recorded {
-        snapshotter: Snapshotter,
-        totals: RefCell<HashMap<CompositeKey, f64>>,
-    }
-
-    impl Recorded {
-        fn new(recorder: &DebuggingRecorder) -> Self {
-            Recorded {
-                snapshotter: recorder.snapshotter(),
-                totals: RefCell::default(),
-            }
-        }
-
-        /// The value of the metric `name` whose labels include every one of `labels`.
-        fn value(&self, kind: MetricKind, name: &str, labels: &[(&str, &str)]) -> f64 {
-            let mut totals = self.totals.borrow_mut();
-            for (key, _, _, value) in self.snapshotter.snapshot().into_vec() {
-                let add = match value {
-                    DebugValue::Counter(n) => n as f64,
-                    DebugValue::Gauge(v) => v.into_inner(),
-                    DebugValue::Histogram(values) => values.len() as f64,
-                };
-                *totals.entry(key).or_default() += add;
-            }
-            totals
-                .iter()
-                .filter(|(key, _)| {
-                    key.kind() == kind
-                        && key.key().name() == name
-                        && labels.iter().all(|(k, v)| {
-                            key.key()
-                                .labels()
-                                .any(|label| label.key() == *k && label.value() == *v)
-                        })
-                })
-                .map(|(_, value)| value)
-                .sum()
-        }
-
-        fn endpoints(&self, state: &str) -> f64 {
-            self.value(
-                MetricKind::Gauge,
-                ENDPOINTS,
-                &[("service", "adder"), ("state", state)],
-            )
-        }
+    /// The endpoint-state gauge of `state`.
+    fn endpoints(recorded: &Recorded, state: &str) -> f64 {
+        recorded.gauge(ENDPOINTS, &[("service", "adder"), ("state", state)])
     }
 
     #[test]
@@ -416,31 +366,35 @@ mod tests {
             let a = EndpointMetrics::new("adder", "a");
             let b = EndpointMetrics::new("adder", "b");
             assert_eq!(
-                recorded.endpoints("connecting"),
+                endpoints(&recorded, "connecting"),
                 2.0,
                 "both start connecting"
             );
             a.moved_to(Some(EndpointState::Ready));
             a.moved_to(Some(EndpointState::Ready));
             assert_eq!(
-                recorded.endpoints("ready"),
+                endpoints(&recorded, "ready"),
                 1.0,
                 "a moved once, however told"
             );
-            assert_eq!(recorded.endpoints("connecting"), 1.0, "b still connecting");
+            assert_eq!(
+                endpoints(&recorded, "connecting"),
+                1.0,
+                "b still connecting"
+            );
             a.moved_to(Some(EndpointState::Ejected));
-            assert_eq!(recorded.endpoints("ready"), 0.0, "a left ready");
-            assert_eq!(recorded.endpoints("ejected"), 1.0, "a is ejected");
+            assert_eq!(endpoints(&recorded, "ready"), 0.0, "a left ready");
+            assert_eq!(endpoints(&recorded, "ejected"), 1.0, "a is ejected");
             a.moved_to(None);
             drop(a);
             assert_eq!(
-                recorded.endpoints("ejected"),
+                endpoints(&recorded, "ejected"),
                 0.0,
                 "a removed, counted nowhere"
             );
             drop(b);
             assert_eq!(
-                recorded.endpoints("connecting"),
+                endpoints(&recorded, "connecting"),
                 0.0,
                 "b dropped: counted nowhere"
             );
@@ -460,22 +414,18 @@ mod tests {
             endpoint.failed();
         });
         assert_eq!(
-            recorded.value(
-                MetricKind::Counter,
-                EJECTIONS,
-                &[("reason", "consecutive_failures")]
-            ),
-            1.0,
+            recorded.counter(EJECTIONS, &[("reason", "consecutive_failures")]),
+            1,
             "one ejection, by its reason"
         );
         assert_eq!(
-            recorded.value(MetricKind::Counter, ENDPOINT_CALLS, &[("endpoint", "a")]),
-            2.0,
+            recorded.counter(ENDPOINT_CALLS, &[("endpoint", "a")]),
+            2,
             "two attempts on a"
         );
         assert_eq!(
-            recorded.value(MetricKind::Counter, ENDPOINT_FAILURES, &[("endpoint", "a")]),
-            1.0,
+            recorded.counter(ENDPOINT_FAILURES, &[("endpoint", "a")]),
+            1,
             "one failure on a"
         );
     }

@@ -7,101 +7,32 @@
 
 mod common;
 
-use std::cell::RefCell;
-use std::collections::HashMap;
 use std::time::Duration;
 
 use common::{Backend, SERVICE, check, settle, wait_ready};
 use discovery_core::mock::channel_resolver;
 use grpc_resolve::{DiscoveredChannel, Hedging, metrics};
-use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
-use metrics_util::{CompositeKey, MetricKind};
+use metrics_readback::{DebuggingRecorder, Recorded};
 
-/// What was recorded so far. A snapshot of the debugging recorder takes counters and
-/// gauges back to 0, so the values are added up across snapshots (the channel only adds to
-/// its gauges, never sets them); a histogram's value is how many samples it took.
-struct Recorded {
-    snapshotter: Snapshotter,
-    totals: RefCell<HashMap<CompositeKey, f64>>,
+/// The channel's metrics read back.
+trait ChannelMetrics {
+    /// The endpoint-state gauge of `state`.
+    fn endpoints(&self, state: &str) -> f64;
+
+    /// Every state gauge added up: each endpoint discovery lists is counted once.
+    fn counted_endpoints(&self) -> f64;
 }
 
-impl Recorded {
-    fn new(recorder: &DebuggingRecorder) -> Self {
-        Recorded {
-            snapshotter: recorder.snapshotter(),
-            totals: RefCell::default(),
-        }
-    }
-
-    /// Every series named `name` whose labels include all of `labels`, with its value.
-    fn series(
-        &self,
-        kind: MetricKind,
-        name: &str,
-        labels: &[(&str, &str)],
-    ) -> Vec<(CompositeKey, f64)> {
-        let mut totals = self.totals.borrow_mut();
-        for (key, _, _, value) in self.snapshotter.snapshot().into_vec() {
-            let add = match value {
-                DebugValue::Counter(n) => n as f64,
-                DebugValue::Gauge(v) => v.into_inner(),
-                DebugValue::Histogram(values) => values.len() as f64,
-            };
-            *totals.entry(key).or_default() += add;
-        }
-        totals
-            .iter()
-            .filter(|(key, _)| {
-                key.kind() == kind
-                    && key.key().name() == name
-                    && labels.iter().all(|(k, v)| {
-                        key.key()
-                            .labels()
-                            .any(|label| label.key() == *k && label.value() == *v)
-                    })
-            })
-            .map(|(key, value)| (key.clone(), *value))
-            .collect()
-    }
-
-    /// The sum of the counters named `name` with `labels`.
-    fn counter(&self, name: &str, labels: &[(&str, &str)]) -> u64 {
-        let sum: f64 = self
-            .series(MetricKind::Counter, name, labels)
-            .iter()
-            .map(|(_, v)| v)
-            .sum();
-        sum as u64
-    }
-
-    /// The endpoint-state gauge of `state`.
+impl ChannelMetrics for Recorded {
     fn endpoints(&self, state: &str) -> f64 {
-        self.series(
-            MetricKind::Gauge,
+        self.gauge(
             metrics::ENDPOINTS,
             &[("service", SERVICE), ("state", state)],
         )
-        .iter()
-        .map(|(_, v)| v)
-        .sum()
     }
 
-    /// How many samples the histogram named `name` took.
-    fn samples(&self, name: &str) -> usize {
-        let sum: f64 = self
-            .series(MetricKind::Histogram, name, &[("service", SERVICE)])
-            .iter()
-            .map(|(_, v)| v)
-            .sum();
-        sum as usize
-    }
-
-    /// Every state gauge added up: each endpoint discovery lists is counted once.
     fn counted_endpoints(&self) -> f64 {
-        ["connecting", "ready", "stale", "ejected"]
-            .iter()
-            .map(|state| self.endpoints(state))
-            .sum()
+        self.gauge(metrics::ENDPOINTS, &[("service", SERVICE)])
     }
 }
 
@@ -146,11 +77,7 @@ async fn calls_per_endpoint_add_up_and_endpoints_are_counted_by_state() {
         300,
         "expected every call counted"
     );
-    let per_endpoint = recorded.series(
-        MetricKind::Counter,
-        metrics::ENDPOINT_CALLS,
-        &[("service", SERVICE)],
-    );
+    let per_endpoint = recorded.label_values(metrics::ENDPOINT_CALLS, "endpoint");
     assert_eq!(
         per_endpoint.len(),
         3,
@@ -170,7 +97,7 @@ async fn calls_per_endpoint_add_up_and_endpoints_are_counted_by_state() {
         );
     }
     assert_eq!(
-        recorded.samples(metrics::CALL_SECONDS),
+        recorded.samples(metrics::CALL_SECONDS, &[("service", SERVICE)]),
         300,
         "expected one latency sample per call"
     );
@@ -179,7 +106,7 @@ async fn calls_per_endpoint_add_up_and_endpoints_are_counted_by_state() {
         "expected the discovery update counted"
     );
     assert!(
-        recorded.samples(metrics::APPLY_SECONDS) >= 1,
+        recorded.samples(metrics::APPLY_SECONDS, &[("service", SERVICE)]) >= 1,
         "expected the apply time of the update recorded"
     );
 

@@ -371,33 +371,24 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_state_gauge_follows_connect_ejection_and_removal() {
-        use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+        use metrics_readback::{DebuggingRecorder, Recorded};
 
         let recorder = DebuggingRecorder::new();
-        let snapshotter = recorder.snapshotter();
+        let recorded = Recorded::new(&recorder);
         let _local = metrics::set_default_local_recorder(&recorder);
-        // A snapshot takes the gauges back to 0, so each one adds to what was seen.
-        let mut seen = std::collections::HashMap::<String, f64>::new();
-        let mut state = move || {
-            for (key, _, _, value) in snapshotter.snapshot().into_vec() {
-                if let DebugValue::Gauge(v) = value {
-                    let label = key
-                        .key()
-                        .labels()
-                        .find(|l| l.key() == "state")
-                        .map(|l| l.value().to_owned())
-                        .unwrap_or_default();
-                    *seen.entry(label).or_default() += v.into_inner();
-                }
-            }
-            let mut counted: Vec<(String, f64)> = seen
-                .iter()
-                .filter(|(_, n)| **n != 0.0)
-                .map(|(s, n)| (s.clone(), *n))
-                .collect();
-            counted.sort_by(|a, b| a.0.cmp(&b.0));
-            counted
+        // The states whose gauge is not 0, with their value.
+        let state = || -> Vec<(String, f64)> {
+            (recorded
+                .label_values(crate::metrics::ENDPOINTS, "state")
+                .into_iter())
+            .map(|state| {
+                let n = recorded.gauge(crate::metrics::ENDPOINTS, &[("state", &state)]);
+                (state, n)
+            })
+            .filter(|(_, n)| *n != 0.0)
+            .collect()
         };
+
         let one = |s: &str| vec![(s.to_owned(), 1.0)];
 
         let endpoint = Endpoint::new(ServiceInstance::new("a", "adder", "127.0.0.1", 1), None);
