@@ -28,10 +28,10 @@
 //! start ([`slow_start`]) and the shrink guard ([`guard`]), run by the pool's maintenance
 //! task ([`maintain`]) and on connection events; see the crate's README for the rules.
 //!
-//! From the top down: [`maintain`] (the pool's timer task) uses [`set`] (the `Pool`:
-//! apply, pick, the set-wide decisions), which uses [`guard`] and [`slow_start`] and
-//! [`reconnect`] (one endpoint's reconnect loop, with [`health_watch`] and [`grpc`]);
-//! [`hooks`] starts [`monitor`] (unresponsive endpoints) and gives those tasks their view
+//! From the top down: [`pick`] (a call's pick) and [`maintain`] (the pool's timer task) use
+//! [`set`] (the `Pool`: apply, the set-wide decisions), which uses [`guard`] and
+//! [`slow_start`] and [`reconnect`] (one endpoint's reconnect loop, with [`health_watch`]
+//! and [`grpc`]); [`hooks`] starts [`monitor`] (unresponsive endpoints) and gives those tasks their view
 //! of the pool. Below: [`endpoint`] (one endpoint, with [`readiness`], where its connection
 //! stands, and [`progress`], its calls' progress), [`http2`] (the connection handle and
 //! handshake, with [`tls`]), [`outlier`], [`stats`] and [`settings`]. Nothing here uses the
@@ -47,6 +47,7 @@ mod http2;
 mod maintain;
 mod monitor;
 mod outlier;
+mod pick;
 mod progress;
 mod readiness;
 mod reconnect;
@@ -61,8 +62,9 @@ pub(crate) use endpoint::Endpoint;
 pub use endpoint::EndpointInfo;
 pub(crate) use http2::Connection;
 pub(crate) use maintain::run as maintain;
+pub(crate) use pick::Picked;
 pub use readiness::Condition;
-pub(crate) use set::{Picked, Pool};
+pub(crate) use set::Pool;
 pub(crate) use settings::{DEFAULT_CONNECT_TIMEOUT, PoolConfig};
 pub use stats::Stats;
 #[cfg(feature = "tls")]

@@ -1,5 +1,5 @@
-//! The endpoint set of one channel: applying discovery's changes to it and picking from it,
-//! and the decisions that need the whole set: whether a failing endpoint is the last usable
+//! The endpoint set of one channel: applying discovery's changes to it (a call's pick from
+//! it is [`pick`](super::pick)), and the decisions that need the whole set: whether a failing endpoint is the last usable
 //! one, whether an answer dropping most endpoints is held back ([`guard`](super::guard)),
 //! which endpoints fail at a rate that calls for ejection
 //! ([`rate_ejections`](super::outlier::rate_ejections)), and where slow-start ramps
@@ -15,29 +15,24 @@
 //! completing) with its first endpoints, and keeps the coarse clock that calls stamp their
 //! progress with.
 //!
-//! May use: the other pool modules, `balance` (the pick), `discover::Changes` (what
-//! [`Pool::apply`] takes).
+//! May use: the pool modules below it, `discover::Changes` (what [`Pool::apply`] takes).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 
 use http::uri::Authority;
-use smallvec::SmallVec;
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::endpoint::{Endpoint, EndpointInfo, LazyNow, lock};
 use super::guard;
-use super::http2::Connection;
-
 use super::outlier;
 use super::progress::Clock;
 use super::reconnect;
 use super::settings::PoolConfig;
 use super::slow_start;
 use super::stats::{Counters, Stats};
-use crate::balance::{self, Candidate};
 use crate::discover::Changes;
 use crate::metrics::EjectionReason;
 
@@ -59,14 +54,6 @@ pub(crate) struct Pool {
     pub(super) clock: Clock,
     /// The monitor task, started with the first endpoints.
     pub(super) monitor: OnceLock<tokio::task::AbortHandle>,
-}
-
-/// An endpoint picked for one call, counted in flight until dropped.
-pub(crate) struct Picked {
-    pub(crate) endpoint: Arc<Endpoint>,
-    pub(crate) connection: Connection,
-    /// Which of the endpoint's connections `connection` is.
-    pub(crate) generation: u64,
 }
 
 // === impl Pool ===
@@ -280,61 +267,6 @@ impl Pool {
         next
     }
 
-    /// Picks a ready endpoint by power of two choices, avoiding those in `avoid` when
-    /// another is ready, and keeping to the preferred locality when an endpoint there is ready, and
-    /// counts the call in flight on it.
-    pub(crate) fn pick(&self, avoid: &[&str], rng: &mut fastrand::Rng) -> Option<Picked> {
-        self.pick_avoiding(avoid, false, rng)
-    }
-
-    /// Like [`Pool::pick`], but never one of `avoid`: `None` when no other is ready.
-    pub(crate) fn pick_other(&self, avoid: &[&str], rng: &mut fastrand::Rng) -> Option<Picked> {
-        self.pick_avoiding(avoid, true, rng)
-    }
-
-    fn pick_avoiding(
-        &self,
-        avoid: &[&str],
-        strict: bool,
-        rng: &mut fastrand::Rng,
-    ) -> Option<Picked> {
-        let mut now = LazyNow::default();
-        let endpoints = self.read();
-        // Indexes into `endpoints` and the balancer's view of each, on the stack for any
-        // usual number of endpoints: this runs for every call.
-        let mut usable: SmallVec<[usize; 16]> = endpoints
-            .iter()
-            .enumerate()
-            .filter(|(_, e)| e.is_usable(&mut now) && e.has_room(self.config.concurrency_limit))
-            .map(|(i, _)| i)
-            .collect();
-        let avoided = |i: &usize| avoid.contains(&endpoints[*i].id.as_str());
-        if !avoid.is_empty() && (strict || usable.iter().any(|i| !avoided(i))) {
-            usable.retain(|i| !avoided(i));
-        }
-        if self.config.locality.is_some() && usable.iter().any(|i| endpoints[*i].is_local()) {
-            usable.retain(|i| endpoints[*i].is_local());
-        }
-        let loads: SmallVec<[Candidate; 16]> = usable
-            .iter()
-            .map(|i| {
-                let endpoint = &endpoints[*i];
-                endpoint.candidate().at_percent(endpoint.ramp().percent())
-            })
-            .collect();
-        let chosen = balance::pick(&loads, rng)?;
-        let endpoint = endpoints[usable[chosen]].clone();
-        drop(endpoints);
-        // The connection may have gone since the scan; the caller simply picks again.
-        let (connection, generation) = endpoint.connection()?;
-        endpoint.picked();
-        Some(Picked {
-            endpoint,
-            connection,
-            generation,
-        })
-    }
-
     /// A call learned that connection `generation` of `endpoint` takes no new calls (the
     /// server sent GOAWAY, or the connection closed while streams keep its socket open):
     /// take the endpoint out of rotation now and have its task connect afresh.
@@ -362,12 +294,6 @@ impl Pool {
 
     fn has_other_usable_at(&self, id: &str, now: &mut LazyNow) -> bool {
         self.read().iter().any(|e| e.id != id && e.is_usable(now))
-    }
-
-    /// Whether an endpoint not in `besides` could take a call now.
-    pub(crate) fn has_usable_besides(&self, besides: &[&str]) -> bool {
-        let mut now = LazyNow::default();
-        (self.read().iter()).any(|e| !besides.contains(&e.id.as_str()) && e.is_usable(&mut now))
     }
 
     /// A call on `endpoint` succeeded (the endpoint answered with anything but
@@ -516,6 +442,7 @@ mod tests {
     use discovery_core::{Backoff, ServiceInstance};
 
     use super::*;
+    use crate::pool::http2::Connection;
     use crate::pool::settings::{Outlier, Settings};
 
     fn pool(failures: u32) -> Arc<Pool> {
