@@ -228,7 +228,7 @@ impl Shared {
             // Asked only once an attempt failed: whether another endpoint could take it.
             if !(outcome.may_go_elsewhere()
                 && tries < MAX_ATTEMPTS
-                && pool.has_other_usable(&endpoint.id))
+                && pool.has_usable_besides(&[&endpoint.id]))
             {
                 return outcome.into_result();
             }

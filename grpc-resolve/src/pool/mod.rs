@@ -31,8 +31,8 @@
 //! From the top down: [`pick`] (a call's pick) and [`maintain`] (the pool's timer task) use
 //! [`set`] (the `Pool`: apply, the set-wide decisions), which uses [`guard`] and
 //! [`slow_start`] and [`reconnect`] (one endpoint's reconnect loop, with [`health_watch`]
-//! and [`grpc`]); [`hooks`] starts [`monitor`] (unresponsive endpoints) and gives those tasks their view
-//! of the pool. Below: [`endpoint`] (one endpoint, with [`readiness`], where its connection
+//! and [`grpc`]); [`hooks`] starts [`monitor`] (unresponsive endpoints) and gives those
+//! tasks their view of the pool. Below: [`endpoint`] (one endpoint, with [`readiness`], where its connection
 //! stands, and [`progress`], its calls' progress), [`http2`] (the connection handle and
 //! handshake, with [`tls`]), [`outlier`], [`stats`] and [`settings`]. Nothing here uses the
 //! channel or discovery's task.

@@ -82,10 +82,4 @@ impl Pool {
             generation,
         })
     }
-
-    /// Whether an endpoint not in `besides` could take a call now.
-    pub(crate) fn has_usable_besides(&self, besides: &[&str]) -> bool {
-        let mut now = LazyNow::default();
-        (self.read().iter()).any(|e| !besides.contains(&e.id.as_str()) && e.is_usable(&mut now))
-    }
 }

@@ -1,7 +1,8 @@
 //! The endpoint set of one channel: applying discovery's changes to it (a call's pick from
-//! it is [`pick`](super::pick)), and the decisions that need the whole set: whether a failing endpoint is the last usable
-//! one, whether an answer dropping most endpoints is held back ([`guard`](super::guard)),
-//! which endpoints fail at a rate that calls for ejection
+//! it is [`pick`](super::pick)), and the decisions that need the whole set: whether
+//! another endpoint is usable (never ejecting the last), whether an answer dropping most
+//! endpoints is held back ([`guard`](super::guard)), which endpoints fail at a rate that
+//! calls for ejection
 //! ([`rate_ejections`](super::outlier::rate_ejections)), and where slow-start ramps
 //! stand ([`slow_start`](super::slow_start)). The last three run from the maintenance task
 //! ([`maintain`](super::maintain)) and on connection events, never per call.
@@ -287,13 +288,13 @@ impl Pool {
         }
     }
 
-    /// Whether an endpoint other than `id` could take a call now.
-    pub(crate) fn has_other_usable(&self, id: &str) -> bool {
-        self.has_other_usable_at(id, &mut LazyNow::default())
+    /// Whether an endpoint not in `besides` (ids) could take a call now.
+    pub(crate) fn has_usable_besides(&self, besides: &[&str]) -> bool {
+        self.has_usable_besides_at(besides, &mut LazyNow::default())
     }
 
-    fn has_other_usable_at(&self, id: &str, now: &mut LazyNow) -> bool {
-        self.read().iter().any(|e| e.id != id && e.is_usable(now))
+    fn has_usable_besides_at(&self, besides: &[&str], now: &mut LazyNow) -> bool {
+        (self.read().iter()).any(|e| !besides.contains(&e.id.as_str()) && e.is_usable(now))
     }
 
     /// A call on `endpoint` succeeded (the endpoint answered with anything but
@@ -323,7 +324,9 @@ impl Pool {
             return;
         };
         let now = Instant::now();
-        if !self.has_other_usable_at(&endpoint.id, &mut LazyNow::at(now)) || endpoint.is_removed() {
+        if !self.has_usable_besides_at(&[&endpoint.id], &mut LazyNow::at(now))
+            || endpoint.is_removed()
+        {
             return;
         }
         let duration = endpoint.outlier().eject(&outlier);
@@ -354,7 +357,7 @@ impl Pool {
         }
         let due = outlier::rate_ejections(&intervals, &rule, ejected, endpoints.len());
         for (i, endpoint) in judged.iter().enumerate() {
-            if !due.contains(&i) || !self.has_other_usable_at(&endpoint.id, &mut clock) {
+            if !due.contains(&i) || !self.has_usable_besides_at(&[&endpoint.id], &mut clock) {
                 endpoint.outlier().rate_interval_passed();
                 continue;
             }
