@@ -1,15 +1,14 @@
-//! The builder: what a registered server is configured with, and the registrations it
-//! derives from that once the listener's address is known. [`Builder::start`] runs the
-//! start sequence (bind → serve → SERVING → register → keep alive) and hands over a
-//! [`Running`] server. Uses the running server, the keep-alive task and `advertise`.
+//! The builder: what a registered server is configured with (what it registers as is a
+//! [`Profile`](crate::registration::Profile)). [`Builder::start`] runs the start sequence
+//! (bind → serve → SERVING → register → keep alive) and hands over a [`Running`] server.
+//! Uses the running server, the keep-alive task, `registration` and `advertise`.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use discovery_core::{CheckSpec, Registration, Registry, ServiceInstance, Weights};
+use discovery_core::{Registry, Weights};
 use health::{Health, HealthServer, HealthService};
 use tokio::sync::oneshot;
 use tonic::body::Body;
@@ -20,8 +19,9 @@ use tower_service::Service;
 
 use crate::advertise;
 use crate::error::Error;
-use crate::http_health::{self, HttpHealth};
-use crate::keepalive::{Entry, KeepAlive, SharedRegistry, register_first};
+use crate::http_health::HttpHealth;
+use crate::keepalive::{KeepAlive, SharedRegistry, register_first};
+use crate::registration::{CheckKind, Profile};
 use crate::server::Running;
 use crate::signal::shutdown_signal;
 
@@ -80,73 +80,17 @@ impl Registered {
     }
 }
 
-/// How the registry checks the instance.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum CheckKind {
-    /// The registry calls `grpc.health.v1.Health/Check` on the server for `service`
-    /// (`""`, the default, asks about the whole server).
-    Grpc {
-        /// The health service name to ask about.
-        service: String,
-    },
-    /// [`CheckKind::Grpc`] over TLS (Consul's `GRPCUseTLS`), for a server you serve with
-    /// TLS (`Server::builder().tls_config(..)`, tonic's `tls-ring` or `tls-aws-lc`
-    /// feature). The registry verifies the certificate for the advertised host, so the
-    /// certificate must name it (an IP address as an IP SAN) and the registry must trust
-    /// its CA: a Consul agent needs `enable_agent_tls_for_checks` with a CA file for a
-    /// private CA (consul-dev: `Config::check_tls_ca`), or a certificate from a public one.
-    GrpcTls {
-        /// The health service name to ask about.
-        service: String,
-    },
-    /// The server reports its own health from its `Health` state every third of `ttl`.
-    Ttl(Duration),
-    /// The registry sends `GET http://<host>:<port><path>` to the gRPC port, where you
-    /// serve it yourself (tonic serves HTTP/2 only unless told `accept_http1`, and routes
-    /// only gRPC paths). Every service of the server is checked at the same URL. Prefer
-    /// [`CheckKind::HttpHealth`], which serves the route for you.
-    Http {
-        /// The path, starting with `/`.
-        path: String,
-    },
-    /// The server serves its health state over HTTP/1.1 on `listen` (port 0 picks a free
-    /// one), and the registry checks it there: `GET http://<host>:<port>/health` for the
-    /// main service, `/health/<gRPC service>` for one added with
-    /// [`Builder::also_register`]. 200 while SERVING, 429 while an indicator reports
-    /// degraded, 503 otherwise, as Consul's HTTP checks read them. `<host>` is the
-    /// advertised host of the gRPC listener, so bind where the registry can reach it.
-    HttpHealth {
-        /// Where to serve the health route.
-        listen: SocketAddr,
-    },
-    /// The registry opens a TCP connection to the server.
-    Tcp,
-    /// No check: the instance always looks healthy. For tests only.
-    None,
-}
-
 /// Configures a registered server; from [`Registered::builder`].
 #[derive(Debug)]
 #[must_use]
 pub struct Builder {
     registry: SharedRegistry,
-    service: String,
-    id: Option<String>,
-    tags: Vec<String>,
-    meta: BTreeMap<String, String>,
-    weights: Weights,
-    locality: Option<String>,
-    check: CheckKind,
-    interval: Duration,
-    timeout: Duration,
-    deregister_after: Option<Duration>,
+    /// What the server registers as.
+    profile: Profile,
     advertise: Option<String>,
     registry_addr: Option<SocketAddr>,
     drain: Duration,
     grace: Duration,
-    /// Further services on the same server: (registered name, gRPC health service name).
-    extra: Vec<(String, String)>,
     health: Health,
     health_server: HealthServer<HealthService>,
 }
@@ -173,23 +117,11 @@ impl Builder {
         let (health, health_server) = Health::new();
         Builder {
             registry,
-            service,
-            id: None,
-            tags: Vec::new(),
-            meta: BTreeMap::new(),
-            weights: Weights::default(),
-            locality: None,
-            check: CheckKind::Grpc {
-                service: health::SERVER.to_owned(),
-            },
-            interval: CheckSpec::DEFAULT_INTERVAL,
-            timeout: CheckSpec::DEFAULT_TIMEOUT,
-            deregister_after: Some(Self::DEFAULT_DEREGISTER_AFTER),
+            profile: Profile::new(service, Self::DEFAULT_DEREGISTER_AFTER),
             advertise: None,
             registry_addr: None,
             drain: Duration::from_secs(2),
             grace: Duration::from_secs(10),
-            extra: Vec::new(),
             health,
             health_server,
         }
@@ -197,49 +129,49 @@ impl Builder {
 
     /// The instance ID; default `<service>-<host>-<port>`, unique per listener.
     pub fn id(mut self, id: impl Into<String>) -> Self {
-        self.id = Some(id.into());
+        self.profile.id = Some(id.into());
         self
     }
 
     /// Adds a tag.
     pub fn tag(mut self, tag: impl Into<String>) -> Self {
-        self.tags.push(tag.into());
+        self.profile.tags.push(tag.into());
         self
     }
 
     /// Adds a metadata pair.
     pub fn meta(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.meta.insert(key.into(), value.into());
+        self.profile.meta.insert(key.into(), value.into());
         self
     }
 
     /// Sets the traffic weights.
     pub fn weights(mut self, weights: Weights) -> Self {
-        self.weights = weights;
+        self.profile.weights = weights;
         self
     }
 
     /// Sets the zone the instance runs in, for callers that prefer their own zone.
     pub fn locality(mut self, zone: impl Into<String>) -> Self {
-        self.locality = Some(zone.into());
+        self.profile.locality = Some(zone.into());
         self
     }
 
     /// Sets how the registry checks the instance (default: gRPC health of the server).
     pub fn check(mut self, check: CheckKind) -> Self {
-        self.check = check;
+        self.profile.check = check;
         self
     }
 
     /// Sets the check interval (default 10s).
     pub fn check_interval(mut self, interval: Duration) -> Self {
-        self.interval = interval;
+        self.profile.interval = interval;
         self
     }
 
     /// Sets the deadline of one check (default 5s).
     pub fn check_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
+        self.profile.timeout = timeout;
         self
     }
 
@@ -249,7 +181,7 @@ impl Builder {
     /// raises anything under a minute to a minute). `None` keeps a critical instance until
     /// it deregisters itself.
     pub fn deregister_after(mut self, after: impl Into<Option<Duration>>) -> Self {
-        self.deregister_after = after.into();
+        self.profile.deregister_after = after.into();
         self
     }
 
@@ -287,7 +219,7 @@ impl Builder {
         service: impl Into<String>,
         health_service: impl Into<String>,
     ) -> Self {
-        self.extra.push((service.into(), health_service.into()));
+        (self.profile.extra).push((service.into(), health_service.into()));
         self
     }
 
@@ -318,7 +250,7 @@ impl Builder {
         })?;
         let host = advertise::choose(self.advertise.as_deref(), local_addr, self.registry_addr)
             .map_err(Error::Advertise)?;
-        let http_health = match &self.check {
+        let http_health = match &self.profile.check {
             CheckKind::HttpHealth { listen } => Some(
                 HttpHealth::start(*listen, self.health.clone()).map_err(|e| Error::Bind {
                     addr: *listen,
@@ -328,7 +260,7 @@ impl Builder {
             _ => None,
         };
         let http_port = http_health.as_ref().map(|h| h.local_addr().port());
-        let entries = self.entries(&host, local_addr.port(), http_port);
+        let entries = (self.profile).entries(&host, local_addr.port(), http_port);
 
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let router = router.add_service(self.health_server);
@@ -343,7 +275,7 @@ impl Builder {
             }
         }
 
-        let ttl = match self.check {
+        let ttl = match self.profile.check {
             CheckKind::Ttl(ttl) => Some(ttl),
             _ => None,
         };
@@ -363,7 +295,7 @@ impl Builder {
             maintained,
             self.health.clone(),
             ttl,
-            self.interval,
+            self.profile.interval,
         );
 
         Ok(Running {
@@ -391,86 +323,11 @@ impl Builder {
             .run_until(shutdown_signal())
             .await
     }
-
-    /// The registrations this server makes for a listener at `host:port` (and the health
-    /// route's port, with [`CheckKind::HttpHealth`]): its main service, then the extra ones.
-    fn entries(&self, host: &str, port: u16, http_port: Option<u16>) -> Vec<Entry> {
-        let main_health = match &self.check {
-            CheckKind::Grpc { service } | CheckKind::GrpcTls { service } => service.clone(),
-            _ => health::SERVER.to_owned(),
-        };
-        let mut entries = vec![self.entry(
-            &self.service,
-            self.id.clone(),
-            &main_health,
-            host,
-            (port, http_port),
-        )];
-        for (service, health_service) in &self.extra {
-            entries.push(self.entry(service, None, health_service, host, (port, http_port)));
-        }
-        entries
-    }
-
-    fn entry(
-        &self,
-        service: &str,
-        id: Option<String>,
-        health_service: &str,
-        host: &str,
-        (port, http_port): (u16, Option<u16>),
-    ) -> Entry {
-        let id = id.unwrap_or_else(|| format!("{service}-{host}-{port}"));
-        let mut instance = ServiceInstance::new(id, service, host, port)
-            .tags(self.tags.iter().cloned())
-            .weights(self.weights);
-        instance.meta = self.meta.clone();
-        instance.locality = self.locality.clone();
-        let authority = instance.authority();
-        let grpc_target = || {
-            if health_service.is_empty() {
-                authority.clone()
-            } else {
-                format!("{authority}/{health_service}")
-            }
-        };
-        let check = match &self.check {
-            CheckKind::Grpc { .. } => Some(CheckSpec::grpc(grpc_target())),
-            CheckKind::GrpcTls { .. } => {
-                let mut spec = CheckSpec::grpc(grpc_target());
-                if let CheckSpec::Grpc { use_tls, .. } = &mut spec {
-                    *use_tls = true;
-                }
-                Some(spec)
-            }
-            CheckKind::Ttl(ttl) => Some(CheckSpec::ttl(*ttl)),
-            CheckKind::Http { path } => Some(CheckSpec::http(format!("http://{authority}{path}"))),
-            CheckKind::HttpHealth { .. } => {
-                // The authority rules of an instance (IPv6 in brackets), on the health port.
-                let side = ServiceInstance::new("", "", host, http_port.unwrap_or(port));
-                Some(CheckSpec::http(format!(
-                    "http://{}{}",
-                    side.authority(),
-                    http_health::path_of(health_service)
-                )))
-            }
-            CheckKind::Tcp => Some(CheckSpec::tcp(authority)),
-            CheckKind::None => None,
-        }
-        .map(|c| c.interval(self.interval).timeout(self.timeout));
-        let mut registration = Registration::new(instance);
-        registration.check = check;
-        registration.deregister_after = self.deregister_after;
-        Entry {
-            registration,
-            health_service: health_service.to_owned(),
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
-    use discovery_core::MemoryRegistry;
+    use discovery_core::{CheckSpec, MemoryRegistry, Registration, ServiceInstance};
 
     use super::*;
 
@@ -480,7 +337,7 @@ mod tests {
 
     /// The registrations `builder` derives for a listener at `host:port`.
     fn derived(builder: &Builder, host: &str, port: u16) -> Vec<Registration> {
-        builder
+        (builder.profile)
             .entries(host, port, None)
             .into_iter()
             .map(|entry| entry.registration)
@@ -511,7 +368,7 @@ mod tests {
             None,
             "deregister_after(None) turns the removal off"
         );
-        let entries = builder().entries("10.0.0.5", 50051, None);
+        let entries = builder().profile.entries("10.0.0.5", 50051, None);
         assert_eq!(
             entries[0].health_service,
             health::SERVER,
@@ -558,7 +415,7 @@ mod tests {
              interval and timeout set, deregister_after"
         );
         assert_eq!(
-            builder.entries("10.0.0.5", 50051, None)[0].health_service,
+            builder.profile.entries("10.0.0.5", 50051, None)[0].health_service,
             "calc.Adder",
             "the instance follows the health of the service its check asks about"
         );
@@ -594,7 +451,7 @@ mod tests {
                 listen: "0.0.0.0:0".parse().unwrap(),
             })
             .also_register("multiplier", "calc.Multiplier");
-        let checks: Vec<_> = http_health
+        let checks: Vec<_> = (http_health.profile)
             .entries("fd00::5", 50051, Some(8081))
             .into_iter()
             .map(|e| e.registration.check)
@@ -655,7 +512,7 @@ mod tests {
             .meta("version", "2.1")
             .deregister_after(Duration::from_secs(60))
             .also_register("multiplier", "calc.Multiplier");
-        let entries = builder.entries("10.0.0.5", 50051, None);
+        let entries = builder.profile.entries("10.0.0.5", 50051, None);
         assert_eq!(entries.len(), 2, "the main service, then the extra one");
 
         let extra = &entries[1];
